@@ -1,0 +1,9 @@
+#include <stdio.h>
+
+#include "commands.h"
+
+int cmd_template(int argc, char **argv) {
+    (void)argc;
+    fprintf(stderr, "vlmc %s: not implemented yet\n", argv[0]);
+    return 2;
+}
