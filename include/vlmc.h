@@ -45,6 +45,16 @@ vlmc_status vlmc_info_text(const char *path, char **text_out, vlmc_error *err);
 
 void vlmc_free(void *p);
 
+/* ---- tokenizers (tokenizer.json) -------------------------------------------- */
+
+/* ---- chat templates (Jinja) -------------------------------------------------- */
+
+/* ---- images and image processors --------------------------------------------- */
+
+/* ---- models: load, forward, dump --------------------------------------------- */
+
+/* ---- generation --------------------------------------------------------------- */
+
 #ifdef __cplusplus
 }
 #endif
