@@ -10,6 +10,8 @@ static const struct {
     [DT_F32] = {"F32", 1, 4},     [DT_F16] = {"F16", 1, 2},   [DT_BF16] = {"BF16", 1, 2},
     [DT_I32] = {"I32", 1, 4},     [DT_I64] = {"I64", 1, 8},   [DT_U8] = {"U8", 1, 1},
     [DT_I8] = {"I8", 1, 1},       [DT_F64] = {"F64", 1, 8},   [DT_BOOL] = {"BOOL", 1, 1},
+    [DT_I16] = {"I16", 1, 2},     [DT_U16] = {"U16", 1, 2},   [DT_U32] = {"U32", 1, 4},
+    [DT_U64] = {"U64", 1, 8},     [DT_F8_E4M3] = {"F8_E4M3", 1, 1}, [DT_F8_E5M2] = {"F8_E5M2", 1, 1},
     /* ggml's layouts: Q8_0 = f16 scale + 32 int8; Q4_0 = f16 scale + 16 bytes of nibbles;
      * Q4_K = 256-element super-block of 144 bytes; Q6_K = 256 elements in 210 bytes. */
     [DT_Q8_0] = {"Q8_0", 32, 34}, [DT_Q4_0] = {"Q4_0", 32, 18}, [DT_Q4_K] = {"Q4_K", 256, 144},

@@ -1,4 +1,4 @@
-/* Tensors: a dtype, up to 4 dimensions (outermost first, row-major / C order)
+/* Tensors: a dtype, up to 6 dimensions (outermost first, row-major / C order)
  * and a pointer to the elements. A tensor does not own its memory: it points
  * into an mmapped weight file (a zero-copy view), an arena, or a buffer its
  * creator frees. Block-quantized dtypes (GGUF's Q8_0, Q4_0, Q4_K, Q6_K) store
@@ -21,6 +21,12 @@ typedef enum dtype {
     DT_I8,
     DT_F64,
     DT_BOOL,
+    DT_I16,
+    DT_U16,
+    DT_U32,
+    DT_U64,
+    DT_F8_E4M3,
+    DT_F8_E5M2,
     /* llama.cpp block-quantized types: elements come in blocks of block_size */
     DT_Q8_0,
     DT_Q4_0,
@@ -29,7 +35,7 @@ typedef enum dtype {
     DT_COUNT
 } dtype;
 
-enum { TENSOR_MAX_DIMS = 4 };
+enum { TENSOR_MAX_DIMS = 6 }; /* 5-D for Conv3d patch embeddings (Qwen2-VL) */
 
 typedef struct tensor {
     dtype type;

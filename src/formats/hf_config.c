@@ -1,0 +1,295 @@
+#include "formats/hf_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+
+static void copy_name(char *dst, const char *src) {
+    snprintf(dst, HF_NAME_MAX, "%s", src ? src : "");
+}
+
+/* An int key that must be positive when present. */
+static vlmc_status get_pos_int(const cJSON *o, const char *key, int def, const char *path, int *out, vlmc_error *err) {
+    const cJSON *v = json_get(o, key);
+    if (!v) {
+        *out = def;
+        return VLMC_OK;
+    }
+    int64_t x = json_int(o, key, -1);
+    if (!cJSON_IsNumber(v) || x <= 0 || x > (1 << 30))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"%s\" must be a positive integer", path, key);
+    *out = (int)x;
+    return VLMC_OK;
+}
+
+static int get_id(const cJSON *o, const char *key, int def) {
+    const cJSON *v = json_get(o, key);
+    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
+    if (!cJSON_IsNumber(v)) return def;
+    return (int)json_int(o, key, def);
+}
+
+static vlmc_status parse_rope_scaling(const cJSON *o, const char *path, hf_rope_scaling *rs, vlmc_error *err) {
+    memset(rs, 0, sizeof *rs);
+    rs->factor = 1.0;
+    rs->attention_factor = -1.0;
+    rs->beta_fast = 32.0;
+    rs->beta_slow = 1.0;
+    const cJSON *r = json_get(o, "rope_scaling");
+    if (!r) return VLMC_OK;
+    if (!cJSON_IsObject(r)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"rope_scaling\" is not an object", path);
+    const char *t = json_string(r, "rope_type", json_string(r, "type", "default"));
+    if (!strcmp(t, "default")) rs->type = ROPE_DEFAULT;
+    else if (!strcmp(t, "linear")) rs->type = ROPE_LINEAR;
+    else if (!strcmp(t, "dynamic")) rs->type = ROPE_DYNAMIC;
+    else if (!strcmp(t, "llama3")) rs->type = ROPE_LLAMA3;
+    else if (!strcmp(t, "yarn")) rs->type = ROPE_YARN;
+    else if (!strcmp(t, "longrope")) rs->type = ROPE_LONGROPE;
+    else if (!strcmp(t, "mrope")) rs->type = ROPE_MROPE;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported", path, t);
+    rs->factor = json_number(r, "factor", 1.0);
+    rs->low_freq_factor = json_number(r, "low_freq_factor", 1.0);
+    rs->high_freq_factor = json_number(r, "high_freq_factor", 4.0);
+    rs->original_max_position_embeddings = (int)json_int(r, "original_max_position_embeddings", 0);
+    rs->attention_factor = json_number(r, "attention_factor", -1.0);
+    rs->beta_fast = json_number(r, "beta_fast", 32.0);
+    rs->beta_slow = json_number(r, "beta_slow", 1.0);
+    const cJSON *ms = json_get(r, "mrope_section");
+    if (ms) {
+        if (rs->type == ROPE_DEFAULT) rs->type = ROPE_MROPE;
+        if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) != 3)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: rope_scaling.mrope_section must be a list of 3 ints", path);
+        for (int i = 0; i < 3; i++) rs->mrope_section[i] = cJSON_GetArrayItem(ms, i)->valueint;
+    }
+    if ((rs->type == ROPE_LINEAR || rs->type == ROPE_DYNAMIC || rs->type == ROPE_LLAMA3 || rs->type == ROPE_YARN) &&
+        !(rs->factor >= 1.0))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: rope_scaling.factor must be >= 1", path);
+    return VLMC_OK;
+}
+
+/* Defaults of each decoder config class in transformers 4.47. */
+static void text_defaults(const char *type, hf_text_config *c) {
+    memset(c, 0, sizeof *c);
+    copy_name(c->model_type, type);
+    copy_name(c->hidden_act, "silu");
+    c->rms_norm_eps = 1e-6;
+    c->rope_theta = 10000.0;
+    c->partial_rotary_factor = 1.0;
+    c->bos_token_id = 1;
+    c->eos_token_ids[0] = 2;
+    c->n_eos = 1;
+    c->pad_token_id = -1;
+    if (!strcmp(type, "qwen2")) {
+        c->vocab_size = 151936; c->hidden_size = 4096; c->intermediate_size = 22016; c->num_hidden_layers = 32;
+        c->num_attention_heads = 32; c->num_key_value_heads = 32; c->max_position_embeddings = 32768;
+        c->bos_token_id = -1; c->n_eos = 0; c->qkv_bias = true;
+    } else if (!strcmp(type, "mistral")) {
+        c->vocab_size = 32000; c->hidden_size = 4096; c->intermediate_size = 14336; c->num_hidden_layers = 32;
+        c->num_attention_heads = 32; c->num_key_value_heads = 8; c->max_position_embeddings = 4096 * 32;
+        c->sliding_window = 4096;
+    } else { /* llama and anything Llama-shaped */
+        c->vocab_size = 32000; c->hidden_size = 4096; c->intermediate_size = 11008; c->num_hidden_layers = 32;
+        c->num_attention_heads = 32; c->num_key_value_heads = 0; c->max_position_embeddings = 2048;
+    }
+}
+
+vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const char *path, hf_text_config *c,
+                                 vlmc_error *err) {
+    const char *type = json_string(o, "model_type", default_type);
+    text_defaults(type, c);
+    vlmc_status s;
+    if ((s = get_pos_int(o, "vocab_size", c->vocab_size, path, &c->vocab_size, err)) ||
+        (s = get_pos_int(o, "hidden_size", c->hidden_size, path, &c->hidden_size, err)) ||
+        (s = get_pos_int(o, "intermediate_size", c->intermediate_size, path, &c->intermediate_size, err)) ||
+        (s = get_pos_int(o, "num_hidden_layers", c->num_hidden_layers, path, &c->num_hidden_layers, err)) ||
+        (s = get_pos_int(o, "num_attention_heads", c->num_attention_heads, path, &c->num_attention_heads, err)) ||
+        (s = get_pos_int(o, "max_position_embeddings", c->max_position_embeddings, path, &c->max_position_embeddings, err)))
+        return s;
+    int kv_default = c->num_key_value_heads ? c->num_key_value_heads : c->num_attention_heads;
+    if ((s = get_pos_int(o, "num_key_value_heads", kv_default, path, &c->num_key_value_heads, err))) return s;
+    if ((s = get_pos_int(o, "head_dim", c->hidden_size / c->num_attention_heads, path, &c->head_dim, err))) return s;
+    if (c->num_attention_heads % c->num_key_value_heads != 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                         path, c->num_attention_heads, c->num_key_value_heads);
+    c->rms_norm_eps = json_number(o, "rms_norm_eps", c->rms_norm_eps);
+    c->rope_theta = json_number(o, "rope_theta", c->rope_theta);
+    c->partial_rotary_factor = json_number(o, "partial_rotary_factor", 1.0);
+    copy_name(c->hidden_act, json_string(o, "hidden_act", c->hidden_act));
+    if (strcmp(c->model_type, "qwen2")) {
+        c->qkv_bias = c->o_bias = json_bool(o, "attention_bias", false);
+    }
+    c->mlp_bias = json_bool(o, "mlp_bias", false);
+    c->tie_word_embeddings = json_bool(o, "tie_word_embeddings", false);
+    if (!strcmp(c->model_type, "qwen2")) {
+        /* Qwen2 uses the window only when use_sliding_window is set. */
+        c->sliding_window = json_bool(o, "use_sliding_window", false) ? (int)json_int(o, "sliding_window", 4096) : 0;
+    } else if (!strcmp(c->model_type, "mistral")) {
+        /* Absent means the class default (4096); an explicit null means no window. */
+        bool present = cJSON_GetObjectItemCaseSensitive(o, "sliding_window") != NULL;
+        c->sliding_window = (int)json_int(o, "sliding_window", present ? 0 : 4096);
+    }
+    if (c->sliding_window < 0) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: negative sliding_window", path);
+    c->bos_token_id = get_id(o, "bos_token_id", c->bos_token_id);
+    c->pad_token_id = get_id(o, "pad_token_id", c->pad_token_id);
+    const cJSON *eos = json_get(o, "eos_token_id");
+    if (cJSON_IsNumber(eos)) {
+        c->eos_token_ids[0] = eos->valueint;
+        c->n_eos = 1;
+    } else if (cJSON_IsArray(eos)) {
+        c->n_eos = 0;
+        for (const cJSON *e = eos->child; e && c->n_eos < HF_MAX_EOS; e = e->next)
+            if (cJSON_IsNumber(e)) c->eos_token_ids[c->n_eos++] = e->valueint;
+    }
+    return parse_rope_scaling(o, path, &c->rope_scaling, err);
+}
+
+static void vision_defaults(const char *type, hf_vision_config *v) {
+    memset(v, 0, sizeof *v);
+    copy_name(v->model_type, type);
+    v->num_channels = 3;
+    v->num_hidden_layers = 12;
+    v->num_attention_heads = 12;
+    v->hidden_size = 768;
+    v->intermediate_size = 3072;
+    if (!strcmp(type, "siglip_vision_model")) {
+        v->image_size = 224; v->patch_size = 16; v->layer_norm_eps = 1e-6;
+        copy_name(v->hidden_act, "gelu_pytorch_tanh");
+    } else if (!strcmp(type, "idefics3_vision")) {
+        v->hidden_size = 1152; v->num_attention_heads = 16; v->image_size = 224; v->patch_size = 32;
+        v->layer_norm_eps = 1e-6;
+        copy_name(v->hidden_act, "gelu_pytorch_tanh");
+    } else { /* clip_vision_model */
+        v->image_size = 224; v->patch_size = 32; v->layer_norm_eps = 1e-5; v->projection_dim = 512;
+        copy_name(v->hidden_act, "quick_gelu");
+    }
+}
+
+vlmc_status hf_vision_config_parse(const cJSON *o, const char *default_type, const char *path, hf_vision_config *v,
+                                   vlmc_error *err) {
+    const char *type = json_string(o, "model_type", default_type);
+    vision_defaults(type, v);
+    vlmc_status s;
+    if ((s = get_pos_int(o, "hidden_size", v->hidden_size, path, &v->hidden_size, err)) ||
+        (s = get_pos_int(o, "intermediate_size", v->intermediate_size, path, &v->intermediate_size, err)) ||
+        (s = get_pos_int(o, "num_hidden_layers", v->num_hidden_layers, path, &v->num_hidden_layers, err)) ||
+        (s = get_pos_int(o, "num_attention_heads", v->num_attention_heads, path, &v->num_attention_heads, err)) ||
+        (s = get_pos_int(o, "num_channels", v->num_channels, path, &v->num_channels, err)) ||
+        (s = get_pos_int(o, "image_size", v->image_size, path, &v->image_size, err)) ||
+        (s = get_pos_int(o, "patch_size", v->patch_size, path, &v->patch_size, err)) ||
+        (s = get_pos_int(o, "projection_dim", v->projection_dim ? v->projection_dim : 512, path, &v->projection_dim, err)))
+        return s;
+    v->layer_norm_eps = json_number(o, "layer_norm_eps", v->layer_norm_eps);
+    copy_name(v->hidden_act, json_string(o, "hidden_act", v->hidden_act));
+    if (v->hidden_size % v->num_attention_heads)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision hidden_size %d is not a multiple of num_attention_heads %d",
+                         path, v->hidden_size, v->num_attention_heads);
+    return VLMC_OK;
+}
+
+/* transformers' LLaVA defaults: a CLIP ViT-L/14-336 tower. */
+static void llava_vision_defaults(hf_vision_config *v) {
+    vision_defaults("clip_vision_model", v);
+    v->intermediate_size = 4096; v->hidden_size = 1024; v->patch_size = 14; v->image_size = 336;
+    v->num_hidden_layers = 24; v->num_attention_heads = 16; v->projection_dim = 768;
+}
+
+static vlmc_status parse_vlm(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    const char *mt = c->model_type;
+    bool is_llava = !strcmp(mt, "llava") || !strcmp(mt, "llava_next");
+    const cJSON *vc = json_get(root, "vision_config"), *tc = json_get(root, "text_config");
+    vlmc_status s;
+    c->has_vision = c->has_text = true;
+    if (is_llava) {
+        if (vc) {
+            if ((s = hf_vision_config_parse(vc, "clip_vision_model", path, &c->vision, err))) return s;
+        } else llava_vision_defaults(&c->vision);
+    } else if ((s = hf_vision_config_parse(vc, "idefics3_vision", path, &c->vision, err))) return s;
+    if ((s = hf_text_config_parse(tc, "llama", path, &c->text, err))) return s;
+    /* The outer config's tie_word_embeddings wins for these wrappers. */
+    c->text.tie_word_embeddings = json_bool(root, "tie_word_embeddings", false);
+    copy_name(c->projector_hidden_act, json_string(root, "projector_hidden_act", "gelu"));
+    c->multimodal_projector_bias = json_bool(root, "multimodal_projector_bias", true);
+    if (is_llava) {
+        c->image_token_index = (int)json_int(root, "image_token_index", 32000);
+        c->image_seq_length = (int)json_int(root, "image_seq_length", 576);
+        copy_name(c->vision_feature_select_strategy, json_string(root, "vision_feature_select_strategy", "default"));
+        if (strcmp(c->vision_feature_select_strategy, "default") && strcmp(c->vision_feature_select_strategy, "full"))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_feature_select_strategy \"%s\" is neither default nor full",
+                             path, c->vision_feature_select_strategy);
+        const cJSON *fl = json_get(root, "vision_feature_layer");
+        c->n_vision_feature_layers = 1;
+        c->vision_feature_layers[0] = -2;
+        if (cJSON_IsNumber(fl)) c->vision_feature_layers[0] = fl->valueint;
+        else if (cJSON_IsArray(fl)) {
+            c->n_vision_feature_layers = 0;
+            for (const cJSON *e = fl->child; e; e = e->next) {
+                if (!cJSON_IsNumber(e) || c->n_vision_feature_layers == HF_MAX_FEATURE_LAYERS)
+                    return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: bad vision_feature_layer list", path);
+                c->vision_feature_layers[c->n_vision_feature_layers++] = e->valueint;
+            }
+        }
+        for (int i = 0; i < c->n_vision_feature_layers; i++) {
+            int l = c->vision_feature_layers[i], n = c->vision.num_hidden_layers;
+            if (l < -(n + 1) || l > n)
+                return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_feature_layer %d is outside the %d-layer tower", path, l, n);
+        }
+    } else {
+        c->image_token_index = (int)json_int(root, "image_token_id", 128257);
+        c->scale_factor = (int)json_int(root, "scale_factor", 2);
+        if (c->scale_factor <= 0) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: scale_factor must be positive", path);
+    }
+    if (!strcmp(mt, "llava_next")) {
+        static const int def[5][2] = {{336, 672}, {672, 336}, {672, 672}, {1008, 336}, {336, 1008}};
+        const cJSON *gp = json_get(root, "image_grid_pinpoints");
+        if (!gp) {
+            c->n_image_grid_pinpoints = 5;
+            memcpy(c->image_grid_pinpoints, def, sizeof def);
+        } else {
+            if (!cJSON_IsArray(gp)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_grid_pinpoints is not a list", path);
+            for (const cJSON *e = gp->child; e; e = e->next) {
+                if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsNumber(e->child) ||
+                    !cJSON_IsNumber(e->child->next) || e->child->valueint <= 0 || e->child->next->valueint <= 0 ||
+                    c->n_image_grid_pinpoints == HF_MAX_PINPOINTS)
+                    return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_grid_pinpoints entries must be [height, width]", path);
+                c->image_grid_pinpoints[c->n_image_grid_pinpoints][0] = e->child->valueint;
+                c->image_grid_pinpoints[c->n_image_grid_pinpoints][1] = e->child->next->valueint;
+                c->n_image_grid_pinpoints++;
+            }
+        }
+    }
+    return VLMC_OK;
+}
+
+vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    memset(c, 0, sizeof *c);
+    if (!cJSON_IsObject(root)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a JSON object", path);
+    const char *mt = json_string(root, "model_type", NULL);
+    if (!mt) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"model_type\"", path);
+    copy_name(c->model_type, mt);
+    const cJSON *arch = json_get(root, "architectures");
+    if (cJSON_IsArray(arch) && cJSON_IsString(arch->child)) copy_name(c->architecture, arch->child->valuestring);
+    if (!strcmp(mt, "llama") || !strcmp(mt, "mistral") || !strcmp(mt, "qwen2")) {
+        c->has_text = true;
+        return hf_text_config_parse(root, mt, path, &c->text, err);
+    }
+    if (!strcmp(mt, "clip_vision_model") || !strcmp(mt, "siglip_vision_model") || !strcmp(mt, "idefics3_vision")) {
+        c->has_vision = true;
+        return hf_vision_config_parse(root, mt, path, &c->vision, err);
+    }
+    if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
+    /* Other families are recognised by their own model files; the generic facts still parse. */
+    return VLMC_OK;
+}
+
+vlmc_status hf_config_load(const char *dir_or_file, hf_config *out, vlmc_error *err) {
+    char *path = file_is_dir(dir_or_file) ? path_join(dir_or_file, "config.json") : strdup(dir_or_file);
+    if (!path) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    cJSON *root = NULL;
+    vlmc_status s = json_parse_file(path, 16u << 20, &root, err);
+    if (!s) s = hf_config_parse(root, path, out, err);
+    cJSON_Delete(root);
+    free(path);
+    return s;
+}

@@ -1,0 +1,54 @@
+/* safetensors: memory-mapped, zero-copy, validated before use.
+ *
+ * Layout of a file: 8-byte little-endian header length N, N bytes of UTF-8 JSON
+ * {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {..}},
+ * then the data section; offsets are relative to the data section.
+ *
+ * A `safetensors` set is one file, or the shards of a sharded checkpoint listed by
+ * model.safetensors.index.json. Tensors are views into the mapped files. */
+#ifndef VLMC_FORMATS_SAFETENSORS_H
+#define VLMC_FORMATS_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+typedef struct st_entry {
+    const char *name;
+    tensor t;          /* t.data points into the mapped file */
+    size_t begin, end; /* byte range inside the data section */
+    int file;          /* index of the shard that holds it */
+} st_entry;
+
+typedef struct safetensors safetensors;
+
+/* Opens path: a .safetensors file, a model.safetensors.index.json, or a folder
+ * (model.safetensors, else the index, else every *.safetensors in it). */
+vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *err);
+/* Opens one file from memory that the caller keeps alive (fuzzing, tests). */
+vlmc_status safetensors_open_memory(const void *data, size_t size, const char *name, safetensors **out,
+                                    vlmc_error *err);
+void safetensors_close(safetensors *st);
+
+size_t safetensors_count(const safetensors *st);
+/* Entries sorted by name. */
+const st_entry *safetensors_at(const safetensors *st, size_t i);
+const st_entry *safetensors_find(const safetensors *st, const char *name);
+/* The file that holds an entry (for error messages). */
+const char *safetensors_file_path(const safetensors *st, int file);
+/* The __metadata__ value for key in the first file, or NULL. */
+const char *safetensors_metadata(const safetensors *st, const char *key);
+
+/* Looks a tensor up and checks its shape: expect_ndim dims equal to expect_shape
+ * (an entry < 0 matches any size). A missing tensor or a wrong shape is an error
+ * naming the file and the tensor. */
+vlmc_status safetensors_get(const safetensors *st, const char *name, int expect_ndim, const int64_t *expect_shape,
+                            tensor *out, vlmc_error *err);
+
+/* Writes tensors to a new file; metadata_json is a JSON object of string values or NULL.
+ * Tensors are written in the order given, 8-byte aligned as the reference library does. */
+vlmc_status safetensors_write(const char *path, size_t n, const char *const *names, const tensor *tensors,
+                              const char *metadata_json, vlmc_error *err);
+
+#endif
