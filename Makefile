@@ -13,7 +13,7 @@ OUT := build/asan
 endif
 
 DEPS_PKGS := libcjson-dev libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev \
-             libopenblas-openmp-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev
+             libopenblas-openmp-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev python3
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(WARN) -g -fopenmp -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
@@ -48,24 +48,29 @@ build/.deps-ok: Makefile
 
 $(OUT)/obj/%.o: %.c | build/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(OUT)/libvlmc.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "AR $@"
+	@ar rcs $@ $^
 
 lib: $(OUT)/libvlmc.a
 
 $(OUT)/vlmc: $(CLI_OBJ) $(OUT)/libvlmc.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(OUT)/libvlmc.a $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(OUT)/libvlmc.a $(LIBS)
 
 $(OUT)/tests/testlib.o: tests/testlib.c tests/testlib.h | build/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -Itests -c $< -o $@
 
 $(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(OUT)/libvlmc.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/libvlmc.a $(LIBS)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/libvlmc.a $(LIBS)
 
 tests: $(TEST_BIN) $(OUT)/vlmc
 
@@ -76,14 +81,28 @@ test: tests
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=asan test
 
-# libFuzzer targets, built with clang against the library sources.
+# libFuzzer targets (clang): the library is compiled once with fuzzer instrumentation,
+# then each fuzz/fuzz_<name>.c is linked against it.
 FUZZ_OUT := build/fuzz
-FUZZ_FLAGS := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -O1 -fopenmp=libgomp -Iinclude -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-fuzz-build: build/.deps-ok
-	@mkdir -p $(FUZZ_OUT)
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  echo "clang $$n"; \
-	  clang $(FUZZ_FLAGS) -o $(FUZZ_OUT)/$$n $$f $(LIB_SRC) $(LIBS) -lgomp || exit 1; done
+FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -O1 -fopenmp=libgomp -Iinclude -Isrc \
+  -I/usr/include/x86_64-linux-gnu/openblas-openmp -fno-sanitize-recover=all
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_OUT)/obj/%.o)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_OUT)/%)
+
+$(FUZZ_OUT)/obj/%.o: %.c | build/.deps-ok
+	@mkdir -p $(dir $@)
+	@echo "CC (fuzz) $<"
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+
+$(FUZZ_OUT)/libvlmc-fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(FUZZ_OUT)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OUT)/libvlmc-fuzz.a
+	@echo "LD (fuzz) $@"
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OUT)/libvlmc-fuzz.a $(LIBS) -lgomp
+
+fuzz-build: $(FUZZ_BIN)
 
 FUZZ_SECONDS ?= 20
 fuzz: fuzz-build

@@ -7,6 +7,7 @@
 #include "core/file.h"
 
 static void copy_name(char *dst, const char *src) {
+    if (src == dst) return; /* a default that is the current value */
     snprintf(dst, HF_NAME_MAX, "%s", src ? src : "");
 }
 
@@ -97,7 +98,10 @@ static void text_defaults(const char *type, hf_text_config *c) {
 
 vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const char *path, hf_text_config *c,
                                  vlmc_error *err) {
+    /* A wrapper's own model_type (e.g. Yi-VL's flat "llava") says nothing about the decoder's
+     * defaults: only the decoder families themselves pick them. */
     const char *type = json_string(o, "model_type", default_type);
+    if (strcmp(type, "llama") && strcmp(type, "qwen2") && strcmp(type, "mistral")) type = default_type;
     text_defaults(type, c);
     vlmc_status s;
     if ((s = get_pos_int(o, "vocab_size", c->vocab_size, path, &c->vocab_size, err)) ||
@@ -277,6 +281,13 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
     if (!strcmp(mt, "clip_vision_model") || !strcmp(mt, "siglip_vision_model") || !strcmp(mt, "idefics3_vision")) {
         c->has_vision = true;
         return hf_vision_config_parse(root, mt, path, &c->vision, err);
+    }
+    /* The original LLaVA repo's layout (LlavaLlamaForCausalLM, used by Yi-VL): a flat Llama config with mm_* keys
+     * and the vision tower in a folder of its own. */
+    if (!strcmp(mt, "llava") && !json_has(root, "text_config") && json_has(root, "hidden_size")) {
+        c->has_text = true;
+        c->original_llava_layout = true;
+        return hf_text_config_parse(root, "llama", path, &c->text, err);
     }
     if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
     /* Other families are recognised by their own model files; the generic facts still parse. */

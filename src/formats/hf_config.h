@@ -80,6 +80,7 @@ typedef struct hf_config {
     char model_type[HF_NAME_MAX];
     char architecture[HF_NAME_MAX]; /* architectures[0], or "" */
     bool has_text, has_vision;
+    bool original_llava_layout; /* LlavaLlamaForCausalLM: flat Llama config + mm_* keys (Yi-VL) */
     hf_text_config text;
     hf_vision_config vision;
     /* VLM keys (llava, llava_next, idefics3) */
