@@ -54,4 +54,7 @@ mkdir -p "$TMP/broken" && printf '{"model_type": "llama", "hidden_size": -1}' > 
 "$VLMC" info "$TMP/broken" > "$TMP/out" 2>&1; rc=$?
 if [ $rc -ne 0 ] && grep -q "config.json" "$TMP/out" && grep -q "hidden_size" "$TMP/out"; then ok "bad config is a clear error"; else fail "bad config is a clear error" "$(cat "$TMP/out")"; fi
 
+out=$("$VLMC" info fuzz/corpus/gguf/small_valid.gguf 2>&1)
+if echo "$out" | grep -q "GGUF v3" && echo "$out" | grep -q "parameters     96"; then ok "info on a GGUF file"; else fail "info on a GGUF file" "$out"; fi
+
 finish

@@ -10,6 +10,7 @@
 #include "core/strbuf.h"
 #include "formats/hf_config.h"
 #include "formats/json.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 
 typedef enum component { COMP_VISION = 0, COMP_PROJECTOR, COMP_DECODER, COMP_COUNT } component;
@@ -136,8 +137,63 @@ static void json_tensors(strbuf *b, const safetensors *st, bool all_vision, bool
     }
 }
 
+static bool is_gguf_path(const char *path) {
+    size_t n = strlen(path);
+    return n > 5 && !strcmp(path + n - 5, ".gguf") && !file_is_dir(path);
+}
+
+/* A GGUF file (llama.cpp): its architecture, key-values and tensors. */
+static vlmc_status info_gguf(const char *path, bool as_json, char **out, vlmc_error *err) {
+    gguf *g = NULL;
+    vlmc_status s = gguf_open(path, &g, err);
+    if (s) return s;
+    long long params = 0, bytes = 0, comp[COMP_COUNT] = {0};
+    for (size_t i = 0; i < gguf_tensor_count(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        long long n = tensor_numel(&t->t);
+        params += n;
+        bytes += (long long)t->nbytes;
+        /* mmproj files hold the vision tower ("v.") and projector ("mm."); model files the decoder. */
+        component c = !strncmp(t->name, "mm.", 3) || strstr(t->name, "mm_") ? COMP_PROJECTOR
+                      : !strncmp(t->name, "v.", 2)                        ? COMP_VISION
+                                                                          : COMP_DECODER;
+        comp[c] += n;
+    }
+    char *arch = gguf_get_string(g, "general.architecture");
+    strbuf b = {0};
+    if (as_json) {
+        strbuf_puts(&b, "{\n  \"path\": ");
+        strbuf_json_string(&b, path);
+        strbuf_puts(&b, ",\n  \"format\": \"gguf\",\n  \"architecture\": ");
+        strbuf_json_string(&b, arch ? arch : "");
+        strbuf_printf(&b, ",\n  \"gguf_version\": %u,\n  \"parameters\": %lld,\n  \"components\": {", gguf_version(g), params);
+        for (int c = 0; c < COMP_COUNT; c++) strbuf_printf(&b, "%s\"%s\": %lld", c ? ", " : "", component_names[c], comp[c]);
+        strbuf_printf(&b, "},\n  \"bytes\": %lld,\n  \"metadata_keys\": %zu,\n  \"tensors\": [", bytes, gguf_kv_count(g));
+        for (size_t i = 0; i < gguf_tensor_count(g); i++) {
+            const gguf_tensor *t = gguf_tensor_at(g, i);
+            strbuf_puts(&b, i ? ",\n    {\"name\": " : "\n    {\"name\": ");
+            strbuf_json_string(&b, t->name);
+            strbuf_printf(&b, ", \"dtype\": \"%s\", \"shape\": [", gguf_ggml_type_name(t->ggml_type));
+            for (int d = 0; d < t->t.ndim; d++) strbuf_printf(&b, "%s%lld", d ? ", " : "", (long long)t->t.shape[d]);
+            strbuf_printf(&b, "], \"parameters\": %lld}", (long long)tensor_numel(&t->t));
+        }
+        strbuf_puts(&b, "\n  ]\n}\n");
+    } else {
+        strbuf_printf(&b, "path           %s\nformat         GGUF v%u\narchitecture   %s\nparameters     %lld\n", path,
+                      gguf_version(g), arch ? arch : "?", params);
+        for (int c = 0; c < COMP_COUNT; c++) strbuf_printf(&b, "  %-13s%lld\n", component_names[c], comp[c]);
+        strbuf_printf(&b, "weights        %.2f MB in %zu tensors\nmetadata       %zu keys\n", bytes / 1e6,
+                      gguf_tensor_count(g), gguf_kv_count(g));
+    }
+    free(arch);
+    gguf_close(g);
+    *out = strbuf_take(&b);
+    return *out ? VLMC_OK : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+}
+
 vlmc_status vlmc_info_json(const char *path, char **json_out, vlmc_error *err) {
     *json_out = NULL;
+    if (is_gguf_path(path)) return info_gguf(path, true, json_out, err);
     info in;
     vlmc_status s = info_gather(path, &in, err);
     if (s) {
@@ -205,6 +261,7 @@ static void human_count(char *buf, size_t n, long long v) {
 
 vlmc_status vlmc_info_text(const char *path, char **text_out, vlmc_error *err) {
     *text_out = NULL;
+    if (is_gguf_path(path)) return info_gguf(path, false, text_out, err);
     info in;
     vlmc_status s = info_gather(path, &in, err);
     if (s) {
