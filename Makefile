@@ -63,9 +63,13 @@ $(OUT)/tests/testlib.o: tests/testlib.c tests/testlib.h | build/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 
-$(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(OUT)/libvlmc.a
+$(OUT)/tests/fixture.o: tests/fixture.c tests/fixture.h tests/testlib.h | build/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/libvlmc.a $(LIBS)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(OUT)/tests/fixture.o $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/tests/fixture.o $(OUT)/libvlmc.a $(LIBS)
 
 tests: $(TEST_BIN) $(OUT)/vlmc
 

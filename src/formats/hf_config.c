@@ -7,6 +7,7 @@
 #include "core/file.h"
 
 static void copy_name(char *dst, const char *src) {
+    if (src == dst) return; /* a default that is the field itself (snprintf must not overlap) */
     snprintf(dst, HF_NAME_MAX, "%s", src ? src : "");
 }
 
