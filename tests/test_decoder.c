@@ -282,6 +282,75 @@ static void test_left_padded_batch(void) {
     unload(&L);
 }
 
+/* The decoder inside the VLM fixtures, fed with the merged embeddings the fixture
+ * records (text_hidden_states[0]) as a VLM will call it: full pass, then greedy
+ * generation with an embeddings prompt and token-by-token decoding. */
+static void run_vlm(const char *name, const char *prefix, const char *lm_head) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "fixtures/%s", name);
+    const char *p = shared_path(rel);
+    if (!p) return;
+    char dir[1024], ref[1100];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    fixture fx;
+    if (!CHECK(fx_open(&fx, ref) == 0, "cannot read %s/manifest.json", ref)) return;
+    vlmc_error err = {0};
+    hf_config cfg;
+    safetensors *st = NULL;
+    llama_model m;
+    if (!CHECK(hf_config_load(dir, &cfg, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(safetensors_open(dir, &st, &err) == VLMC_OK, "%s", err.message)) { fx_close(&fx); return; }
+    if (!CHECK(llama_model_load(&m, &cfg.text, st, prefix, lm_head, &err) == VLMC_OK, "%s", err.message)) {
+        safetensors_close(st); fx_close(&fx); return;
+    }
+    fx_array *mask = fx_read(&fx, "attention_mask"), *pos = fx_read(&fx, "position_ids");
+    fx_array *hidden = fx_read(&fx, "text_hidden_states"), *logits = fx_read(&fx, "logits");
+    fx_array *gen = fx_read(&fx, "generated_ids"), *gen_logits = fx_read(&fx, "generation_step_logits");
+    if (CHECK(mask && hidden && logits && gen && gen_logits, "%s: arrays missing", name)) {
+        const int B = (int)mask->shape[0], T = (int)mask->shape[1], V = m.vocab, D = m.dim, NL = m.n_layers;
+        const int NG = (int)gen->shape[1];
+        const float *emb = hidden->data; /* [0] = merged input embeddings [B, T, D] */
+        llama_ctx c;
+        if (CHECK(llama_ctx_init(&c, &m, B, T + NG, 0, &err) == VLMC_OK, "%s", err.message)) {
+            float *lg = malloc((size_t)B * T * V * sizeof(float));
+            float *hs = malloc((size_t)(NL + 1) * B * T * D * sizeof(float));
+            CHECK(llama_forward(&c, &(llama_input){.n_tokens = T, .embeds = emb, .attention_mask = mask->data,
+                                                   .position_ids = pos ? pos->data : NULL},
+                                &(llama_output){.logits = lg, .hidden_states = hs}, &err) == VLMC_OK, "%s", err.message);
+            float d = rel_diff(lg, logits->data, (size_t)B * T, V, mask->data), dh = 0;
+            for (int l = 0; l <= NL; l++) {
+                float x = rel_diff(hs + (size_t)l * B * T * D, emb + (size_t)l * B * T * D, (size_t)B * T, D,
+                                   mask->data);
+                if (x > dh) dh = x;
+            }
+            int32_t *ids = malloc((size_t)B * NG * sizeof(int32_t));
+            float *sl = malloc((size_t)B * NG * V * sizeof(float));
+            llama_ctx_reset(&c);
+            /* transformers 4.47 LLaVA decodes through its legacy path (see llama.h) */
+            c.legacy_unmask_padding_on_decode = !strncmp(name, "llava", 5);
+            CHECK(llama_generate_greedy(&c, &(llama_input){.n_tokens = T, .embeds = emb, .attention_mask = mask->data},
+                                        NG, ids, sl, &err) == VLMC_OK, "%s", err.message);
+            int exact = !memcmp(ids, gen->data, (size_t)B * NG * sizeof(int32_t));
+            float dg = rel_diff(sl, gen_logits->data, (size_t)B * NG, V, NULL);
+            printf("    %s (decoder from merged embeddings): logits %.3g, hidden %.3g, generation %s (step logits %.3g)\n",
+                   name, d, dh, exact ? "exact" : "DIFFERS", dg);
+            CHECK(d <= TOL && dh <= TOL && dg <= TOL, "%s: rel diffs %g %g %g", name, d, dh, dg);
+            CHECK(exact, "%s: generated ids differ", name);
+            free(ids); free(sl); free(lg); free(hs);
+            llama_ctx_free(&c);
+        }
+    }
+    fx_free(mask); fx_free(pos); fx_free(hidden); fx_free(logits); fx_free(gen); fx_free(gen_logits);
+    llama_model_free(&m);
+    safetensors_close(st);
+    fx_close(&fx);
+}
+
+static void test_llava_text(void) { run_vlm("llava", "language_model.model.", "language_model.lm_head.weight"); }
+static void test_llava_batch_text(void) { run_vlm("llava_batch", "language_model.model.", "language_model.lm_head.weight"); }
+static void test_idefics3_text(void) { run_vlm("idefics3", "model.text_model.", "lm_head.weight"); }
+
 /* ---- synthetic models (no fixtures needed) -------------------------------------------- */
 
 static uint32_t rng_state = 12345;
@@ -508,5 +577,8 @@ int main(void) {
     TEST_RUN(test_llama_bf16);
     TEST_RUN(test_train_batch_logits);
     TEST_RUN(test_left_padded_batch);
+    TEST_RUN(test_llava_text);
+    TEST_RUN(test_llava_batch_text);
+    TEST_RUN(test_idefics3_text);
     return tests_end();
 }

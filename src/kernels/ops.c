@@ -91,7 +91,11 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
             any = 1;
         }
         memset(o, 0, sizeof(float) * (size_t)hd);
-        if (!any) continue;
+        if (!any) {
+            const int n_all = a->n_past + T;
+            for (int j = 0; j < n_all; j++) axpy_f32(o, 1.0f / (float)n_all, vb + (size_t)j * hd, hd);
+            continue;
+        }
         float sum = 0.0f;
         for (int j = j0; j <= i; j++) {
             if (!mb[j]) continue;

@@ -31,7 +31,9 @@ int64_t argmax_f32(const float *x, int64_t n);
  *   mask:[B, n_ctx] 1 = a real token in that slot, 0 = padding
  *   out: [B, T, n_heads, head_dim]
  * Query t sits in slot i = n_past + t and sees slot j iff j <= i, mask[j] = 1 and, when
- * window > 0, j > i - window. A query with no visible slot gets zeros.
+ * window > 0, j > i - window. A query with no visible slot (left padding) gets, as in
+ * transformers' eager attention (every score + finfo.min rounds to finfo.min, so the
+ * softmax is flat), the plain average of the values of all slots 0..n_past+T-1.
  * scores: n_threads * n_ctx floats of scratch; the loop runs on at most n_threads threads. */
 typedef struct attn_args {
     int B, T, n_past, n_ctx, n_heads, n_kv_heads, head_dim, window;

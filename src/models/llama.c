@@ -191,6 +191,14 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     return VLMC_OK;
 }
 
+void llama_ctx_unmask_padding(llama_ctx *c) {
+    kv_cache *kv = &c->kv;
+    for (int b = 0; b < kv->n_batch; b++) {
+        memset(kv->mask + (size_t)b * kv->n_ctx, 1, (size_t)kv->n_past);
+        kv->n_valid[b] = kv->n_past;
+    }
+}
+
 /* transformers' dynamic rope (_dynamic_frequency_update): grow the frequencies when a
  * longer sequence than ever before shows up; go back to the originals for short ones. */
 static void rope_dynamic_update(llama_ctx *c, int seq_len) {
@@ -298,6 +306,7 @@ vlmc_status llama_generate_greedy(llama_ctx *c, const llama_input *prompt, int n
         return vlmc_fail(err, VLMC_ERR_LIMIT, "KV cache full: %d cached + %d prompt + %d new tokens exceed n_ctx = %d",
                          c->kv.n_past, prompt->n_tokens, n_new - 1, c->n_ctx);
     vlmc_status s = llama_forward(c, prompt, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
+    if (!s && c->legacy_unmask_padding_on_decode) llama_ctx_unmask_padding(c);
     for (int i = 0; !s && i < n_new; i++) {
         for (int b = 0; b < B; b++) {
             const float *lg = c->step_logits + (size_t)b * V;

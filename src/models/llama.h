@@ -63,6 +63,11 @@ typedef struct llama_ctx {
     const llama_model *m;
     kv_cache kv;
     int n_batch, n_ctx, max_tokens, n_threads;
+    /* LLaVA / LLaVA-NeXT in transformers 4.47 take their "legacy" path at every decode
+     * step (no image token among the new ids): the padding mask of the cached slots is
+     * dropped and the position id becomes the slot index. When set, llama_generate_greedy
+     * does the same after the prefill (llama_ctx_unmask_padding). Default false. */
+    bool legacy_unmask_padding_on_decode;
     int rope_seq_cached;   /* dynamic rope: the longest sequence seen (transformers' max_seq_len_cached) */
     float attn_factor;
     float *inv_freq;       /* [rot_dim/2] */
@@ -84,6 +89,10 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
 void llama_ctx_free(llama_ctx *c);
 /* Empties the KV cache (a new conversation). */
 void llama_ctx_reset(llama_ctx *c);
+
+/* Treats every cached slot as a real token from now on, and makes the next position id
+ * of every sequence the slot count (transformers 4.47 LLaVA legacy decoding, see above). */
+void llama_ctx_unmask_padding(llama_ctx *c);
 
 typedef struct llama_input {
     int n_tokens;                  /* T: new tokens per sequence */
