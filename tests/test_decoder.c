@@ -563,6 +563,46 @@ static void test_rope_types(void) {
     CHECK(rope_inv_freq(&cfg, 0, b, &af, &err) == VLMC_OK && b[2] == a[2] / 4.0f, "linear");
 }
 
+/* Public API: vlmc_model_load / vlmc_dump on the llama fixture, read back with the fixture reader. */
+static void test_public_dump(void) {
+    const char *p = shared_path("fixtures/llama");
+    if (!p) return;
+    char dir[1024], ref[1100], out[600];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    snprintf(out, sizeof out, "%s/dump_llama", test_tmpdir());
+    vlmc_error err = {0};
+    vlmc_model *m = NULL;
+    CHECK(vlmc_model_load(dir, NULL, &m, &err) == VLMC_OK, "%s", err.message);
+    vlmc_model_free(m);
+    const char *llava = shared_path("fixtures/llava");
+    if (llava) {
+        char ld[1024];
+        snprintf(ld, sizeof ld, "%s", llava);
+        CHECK(vlmc_model_load(ld, NULL, &m, &err) == VLMC_ERR_UNSUPPORTED && !m, "a VLM folder is not decoder-only");
+    }
+    CHECK(vlmc_model_load("/nonexistent/model", NULL, &m, &err) != VLMC_OK && strstr(err.message, "/nonexistent/model"),
+          "missing folder: %s", err.message);
+    if (!CHECK(vlmc_dump(dir, ref, out, 16, &err) == VLMC_OK, "%s", err.message)) return;
+    fixture a, b;
+    if (!CHECK(fx_open(&a, out) == 0 && fx_open(&b, ref) == 0, "manifests")) return;
+    const char *names[4] = {"logits", "hidden_states", "generation_step_logits", "generated_ids"};
+    for (int i = 0; i < 4; i++) {
+        fx_array *x = fx_read(&a, names[i]), *y = fx_read(&b, names[i]);
+        if (CHECK(x && y && x->n == y->n && x->ndim == y->ndim && !strcmp(x->dtype, y->dtype), "%s: array", names[i])) {
+            if (i == 3) CHECK(!memcmp(x->data, y->data, x->n * 4), "generated_ids differ");
+            else {
+                float d = rel_diff(x->data, y->data, 1, x->n, NULL);
+                CHECK(d <= TOL, "%s rel diff %g", names[i], d);
+            }
+        }
+        fx_free(x);
+        fx_free(y);
+    }
+    fx_close(&a);
+    fx_close(&b);
+}
+
 int main(void) {
     tests_begin("decoder");
     TEST_RUN(test_matmul_dtypes);
@@ -580,5 +620,6 @@ int main(void) {
     TEST_RUN(test_llava_text);
     TEST_RUN(test_llava_batch_text);
     TEST_RUN(test_idefics3_text);
+    TEST_RUN(test_public_dump);
     return tests_end();
 }
