@@ -37,7 +37,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests
+.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench-decoder
 all: $(OUT)/vlmc
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -79,6 +79,13 @@ test: tests
 
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=asan test
+
+# Decoder speed (random TinyLlama-shaped weights; not a test). BENCH_ARGS="threads prompt n_decode layers"
+BENCH_ARGS ?= 2 128 32 22
+$(OUT)/bench_decoder: bench/bench_decoder.c $(OUT)/libvlmc.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
+bench-decoder: $(OUT)/bench_decoder
+	$(OUT)/bench_decoder $(BENCH_ARGS)
 
 # libFuzzer targets, built with clang against the library sources.
 FUZZ_OUT := build/fuzz
