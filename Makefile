@@ -31,7 +31,9 @@ LDFLAGS += -fopenmp $(LDFLAGS_SAN)
 
 LIB_SRC := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
 CLI_SRC := $(shell find src/cli -name '*.c' | sort)
-TEST_SRC := $(filter-out tests/testlib.c,$(wildcard tests/test_*.c))
+TEST_SRC := $(wildcard tests/test_*.c)
+# Every other C file in tests/ (testlib.c, fixture readers) is linked into every test program.
+TEST_SUPPORT_OBJ := $(patsubst tests/%.c,$(OUT)/tests/support/%.o,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
@@ -62,15 +64,15 @@ $(OUT)/vlmc: $(CLI_OBJ) $(OUT)/libvlmc.a
 	@echo "LD $@"
 	@$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(OUT)/libvlmc.a $(LIBS)
 
-$(OUT)/tests/testlib.o: tests/testlib.c tests/testlib.h | build/.deps-ok
+$(OUT)/tests/support/%.o: tests/%.c | build/.deps-ok
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
-	@$(CC) $(CFLAGS) -Itests -c $< -o $@
+	@$(CC) $(CFLAGS) -Itests -MMD -MP -c $< -o $@
 
-$(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(OUT)/libvlmc.a
+$(OUT)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(OUT)/libvlmc.a
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
-	@$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/libvlmc.a $(LIBS)
+	@$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(OUT)/libvlmc.a $(LIBS)
 
 tests: $(TEST_BIN) $(OUT)/vlmc
 
@@ -80,6 +82,15 @@ test: tests
 
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=asan test
+
+# Benchmarks (not tests): each bench/bench_<name>.c is a program; `make bench-<name> BENCH_ARGS=...` runs it.
+BENCH_ARGS ?=
+$(OUT)/bench/%: bench/%.c $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
+bench-%: $(OUT)/bench/bench_%
+	$< $(BENCH_ARGS)
 
 # libFuzzer targets (clang): the library is compiled once with fuzzer instrumentation,
 # then each fuzz/fuzz_<name>.c is linked against it.

@@ -53,6 +53,28 @@ void vlmc_free(void *p);
 
 /* ---- models: load, forward, dump --------------------------------------------- */
 
+/* A loaded decoder-only model folder (config.json + *.safetensors; model_type llama,
+ * mistral or qwen2: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM). Weights
+ * stay memory-mapped; the handle also owns a KV cache planned for n_batch x n_ctx. */
+typedef struct vlmc_model vlmc_model;
+
+typedef struct vlmc_model_params {
+    int n_ctx;   /* KV cache slots per sequence; 0 = min(max_position_embeddings, 4096) */
+    int n_batch; /* sequences run together; 0 = 1 */
+} vlmc_model_params;
+
+/* Loads dir; p may be NULL (defaults). Errors name the file and, for weights, the tensor. */
+vlmc_status vlmc_model_load(const char *dir, const vlmc_model_params *p, vlmc_model **out, vlmc_error *err);
+void vlmc_model_free(vlmc_model *m);
+
+/* Runs a decoder-only model on the inputs of IN_DIR/manifest.json (arrays input_ids [B, T]
+ * int32, optional attention_mask [B, T] int32, 0 = left padding) and writes OUT_DIR/manifest.json
+ * with logits [B, T, vocab], hidden_states [n_layers+1, B, T, hidden] (float32) and, when
+ * generate_n > 0, greedy generated_ids [B, n] (int32) and generation_step_logits [B, n, vocab],
+ * in the fixtures' format (raw little-endian .bin files). */
+vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n,
+                      vlmc_error *err);
+
 /* ---- generation --------------------------------------------------------------- */
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "testlib.h"
+#include "kernels/ops.h"
 #include "runtime/sampler.h"
 
 static int count_distinct(sampler_params p, const float *base, int V, int draws, int *hits) {

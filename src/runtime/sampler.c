@@ -1,5 +1,7 @@
 #include "runtime/sampler.h"
 
+#include "kernels/ops.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +62,6 @@ void sampler_free(sampler *s) {
     memset(s, 0, sizeof *s);
 }
 
-int32_t argmax_f32(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* Sorts candidate ids by logit, descending (ties by id, ascending, for determinism). */
 static int cmp_desc(const void *a, const void *b, void *keys) {
     const float *k = keys;
@@ -90,14 +85,14 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t
         for (size_t i = 0; i < n_history; i++)
             if (history[i] >= 0 && history[i] < V) s->seen[history[i]] = 0;
     }
-    if (s->p.temperature == 0.0f) return argmax_f32(logits, V);
+    if (s->p.temperature == 0.0f) return (int32_t)argmax_f32(logits, V);
 
     for (int i = 0; i < V; i++) logits[i] /= s->p.temperature;
     /* Candidates sorted by logit: the filters below keep a prefix of this order. */
     int n = 0;
     for (int i = 0; i < V; i++)
         if (logits[i] > -INFINITY) s->order[n++] = i;
-    if (n == 0) return argmax_f32(logits, V);
+    if (n == 0) return (int32_t)argmax_f32(logits, V);
     qsort_r(s->order, (size_t)n, sizeof *s->order, cmp_desc, logits);
     /* top-k keeps every token whose logit reaches the k-th largest (ties included, as HF). */
     if (s->p.top_k > 0 && s->p.top_k < n) {

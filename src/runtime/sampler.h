@@ -34,8 +34,6 @@ void sampler_free(sampler *s);
 /* Picks a token. logits[vocab] is modified in place (penalties, temperature, masks);
  * history holds the tokens so far (prompt and generated) for the repetition penalty. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
-/* The index of the largest logit (the first one on ties, as torch.argmax). */
-int32_t argmax_f32(const float *x, int n);
 /* A uniform double in [0, 1) from the sampler's generator. */
 double sampler_uniform(sampler *s);
 

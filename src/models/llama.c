@@ -1,0 +1,323 @@
+/* Llama-family decoder forward (see llama.h for the transformers classes it matches).
+ * Reads top to bottom like llama2.c's run.c: load weights → plan buffers → forward.
+ * Shapes: B sequences, T new tokens each, R = B*T rows, D hidden, H heads of hd,
+ * KVH key/value heads (GQA: H/KVH query heads share one), I MLP width, V vocab. */
+#include "models/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "models/rope.h"
+
+/* ---- weights ---------------------------------------------------------------------- */
+
+static vlmc_status get_w(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0,
+                         int64_t d1, bool optional, tensor *out, vlmc_error *err) {
+    char full[512];
+    int n = snprintf(full, sizeof full, "%s%s", prefix, name);
+    if (n < 0 || (size_t)n >= sizeof full) return vlmc_fail(err, VLMC_ERR_ARG, "tensor name too long: %s%s", prefix, name);
+    memset(out, 0, sizeof *out);
+    if (optional && !safetensors_find(st, full)) return VLMC_OK;
+    int64_t shape[2] = {d0, d1};
+    vlmc_status s = safetensors_get(st, full, ndim, shape, out, err);
+    if (s) return s;
+    if (!matmul_dtype_ok(out->type)) {
+        const st_entry *e = safetensors_find(st, full);
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the decoder reads F32, F16 or BF16",
+                         safetensors_file_path(st, e ? e->file : 0), full, dtype_name(out->type));
+    }
+    return VLMC_OK;
+}
+
+vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                             const char *lm_head_name, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (strcmp(cfg->hidden_act, "silu"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported (Llama family: silu)",
+                         cfg->hidden_act);
+    if (cfg->num_key_value_heads <= 0 || cfg->num_attention_heads % cfg->num_key_value_heads)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                         cfg->num_attention_heads, cfg->num_key_value_heads);
+    m->n_layers = cfg->num_hidden_layers;
+    m->dim = cfg->hidden_size;
+    m->n_heads = cfg->num_attention_heads;
+    m->n_kv_heads = cfg->num_key_value_heads;
+    m->head_dim = cfg->head_dim;
+    m->rot_dim = rope_dim(cfg);
+    m->ffn_dim = cfg->intermediate_size;
+    m->vocab = cfg->vocab_size;
+    m->eps = (float)cfg->rms_norm_eps;
+    if (m->rot_dim <= 0 || m->rot_dim % 2 || m->rot_dim > m->head_dim)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "rotary dimension %d does not fit head_dim %d", m->rot_dim, m->head_dim);
+    const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
+                  I = m->ffn_dim, V = m->vocab;
+    vlmc_status s;
+    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)))
+        return s;
+    if (cfg->tie_word_embeddings || !lm_head_name) {
+        m->lm_head = m->tok_emb;
+    } else {
+        if ((s = get_w(st, "", lm_head_name, 2, V, D, false, &m->lm_head, err))) return s;
+    }
+    m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
+    if (!m->layers) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
+    for (int l = 0; l < m->n_layers; l++) {
+        llama_layer *L = &m->layers[l];
+        char p[400];
+        snprintf(p, sizeof p, "%slayers.%d.", prefix, l);
+        bool qkvb = cfg->qkv_bias, ob = cfg->o_bias, mb = cfg->mlp_bias;
+        if ((s = get_w(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
+            (s = get_w(st, p, "self_attn.q_proj.weight", 2, QD, D, false, &L->wq, err)) ||
+            (s = get_w(st, p, "self_attn.k_proj.weight", 2, KD, D, false, &L->wk, err)) ||
+            (s = get_w(st, p, "self_attn.v_proj.weight", 2, KD, D, false, &L->wv, err)) ||
+            (s = get_w(st, p, "self_attn.o_proj.weight", 2, D, QD, false, &L->wo, err)) ||
+            (qkvb && (s = get_w(st, p, "self_attn.q_proj.bias", 1, QD, 0, false, &L->bq, err))) ||
+            (qkvb && (s = get_w(st, p, "self_attn.k_proj.bias", 1, KD, 0, false, &L->bk, err))) ||
+            (qkvb && (s = get_w(st, p, "self_attn.v_proj.bias", 1, KD, 0, false, &L->bv, err))) ||
+            (ob && (s = get_w(st, p, "self_attn.o_proj.bias", 1, D, 0, false, &L->bo, err))) ||
+            (s = get_w(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
+            (s = get_w(st, p, "mlp.gate_proj.weight", 2, I, D, false, &L->w_gate, err)) ||
+            (s = get_w(st, p, "mlp.up_proj.weight", 2, I, D, false, &L->w_up, err)) ||
+            (s = get_w(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
+            (mb && (s = get_w(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
+            (mb && (s = get_w(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
+            (mb && (s = get_w(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err)))) {
+            llama_model_free(m);
+            return s;
+        }
+    }
+    return VLMC_OK;
+}
+
+void llama_model_free(llama_model *m) {
+    free(m->layers);
+    m->layers = NULL;
+}
+
+vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t n, float *out, vlmc_error *err) {
+    const int64_t D = m->dim, rows = m->tok_emb.shape[0];
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= rows)
+            return vlmc_fail(err, VLMC_ERR_ARG, "token id %d at position %lld is outside the vocabulary (%lld)", ids[i],
+                             (long long)i, (long long)rows);
+        vlmc_status s = tensor_row_to_f32(out + i * D, &m->tok_emb, ids[i], err);
+        if (s) return s;
+    }
+    return VLMC_OK;
+}
+
+/* ---- run state ---------------------------------------------------------------------- */
+
+void llama_ctx_free(llama_ctx *c) {
+    kv_cache_free(&c->kv);
+    free(c->inv_freq); free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->tmp);
+    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->last);
+    free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch);
+    memset(c, 0, sizeof *c);
+}
+
+static void rope_reset(llama_ctx *c) {
+    /* At init transformers computes inv_freq for seq_len = max_position_embeddings. */
+    vlmc_error e;
+    rope_inv_freq(&c->m->cfg, 0, c->inv_freq, &c->attn_factor, &e); /* validated in init */
+    c->rope_seq_cached = c->m->cfg.max_position_embeddings;
+}
+
+void llama_ctx_reset(llama_ctx *c) {
+    kv_cache_reset(&c->kv);
+    rope_reset(c);
+}
+
+vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int n_ctx, int max_tokens,
+                           vlmc_error *err) {
+    memset(c, 0, sizeof *c);
+    if (n_batch <= 0 || n_ctx <= 0 || max_tokens < 0)
+        return vlmc_fail(err, VLMC_ERR_ARG, "decoder context: invalid n_batch %d / n_ctx %d / max_tokens %d", n_batch,
+                         n_ctx, max_tokens);
+    c->m = m;
+    c->n_batch = n_batch;
+    c->n_ctx = n_ctx;
+    c->max_tokens = max_tokens ? (max_tokens < n_ctx ? max_tokens : n_ctx) : n_ctx;
+    c->n_threads = omp_get_max_threads();
+    if (c->n_threads < 1) c->n_threads = 1;
+    vlmc_status s = kv_cache_init(&c->kv, m->n_layers, n_batch, m->n_kv_heads, m->head_dim, n_ctx, err);
+    if (s) return s;
+    const size_t R = (size_t)n_batch * c->max_tokens, D = m->dim, QD = (size_t)m->n_heads * m->head_dim,
+                 KD = (size_t)m->n_kv_heads * m->head_dim, I = m->ffn_dim, half = m->rot_dim / 2;
+    size_t sn = matmul_scratch_floats(m->dim);
+    if (matmul_scratch_floats((int64_t)QD) > sn) sn = matmul_scratch_floats((int64_t)QD);
+    if (matmul_scratch_floats((int64_t)I) > sn) sn = matmul_scratch_floats((int64_t)I);
+    bool all_f32 = m->tok_emb.type == DT_F32 && m->lm_head.type == DT_F32;
+    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers[l].wq.type == DT_F32;
+    c->scratch_n = all_f32 ? 0 : sn;
+    c->inv_freq = malloc(half * sizeof(float));
+    c->x = malloc(R * D * sizeof(float));
+    c->xn = malloc(R * D * sizeof(float));
+    c->tmp = malloc(R * D * sizeof(float));
+    c->q = malloc(R * QD * sizeof(float));
+    c->att = malloc(R * QD * sizeof(float));
+    c->k = malloc(R * KD * sizeof(float));
+    c->v = malloc(R * KD * sizeof(float));
+    c->gate = malloc(R * I * sizeof(float));
+    c->up = malloc(R * I * sizeof(float));
+    c->cos_t = malloc(R * half * sizeof(float));
+    c->sin_t = malloc(R * half * sizeof(float));
+    c->pos = malloc(R * sizeof(int32_t));
+    c->scores = malloc((size_t)c->n_threads * n_ctx * sizeof(float));
+    c->last = malloc((size_t)n_batch * D * sizeof(float));
+    c->step_logits = malloc((size_t)n_batch * m->vocab * sizeof(float));
+    c->step_ids = malloc((size_t)n_batch * sizeof(int32_t));
+    c->step_mask = malloc((size_t)n_batch * sizeof(int32_t));
+    c->scratch = c->scratch_n ? malloc(c->scratch_n * sizeof(float)) : NULL;
+    if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
+        !c->cos_t || !c->sin_t || !c->pos || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
+        !c->step_mask || (c->scratch_n && !c->scratch)) {
+        llama_ctx_free(c);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "decoder context: out of memory (batch %d, n_ctx %d)", n_batch, n_ctx);
+    }
+    if ((s = rope_inv_freq(&m->cfg, 0, c->inv_freq, &c->attn_factor, err))) {
+        llama_ctx_free(c);
+        return s;
+    }
+    c->rope_seq_cached = m->cfg.max_position_embeddings;
+    return VLMC_OK;
+}
+
+void llama_ctx_unmask_padding(llama_ctx *c) {
+    kv_cache *kv = &c->kv;
+    for (int b = 0; b < kv->n_batch; b++) {
+        memset(kv->mask + (size_t)b * kv->n_ctx, 1, (size_t)kv->n_past);
+        kv->n_valid[b] = kv->n_past;
+    }
+}
+
+/* transformers' dynamic rope (_dynamic_frequency_update): grow the frequencies when a
+ * longer sequence than ever before shows up; go back to the originals for short ones. */
+static void rope_dynamic_update(llama_ctx *c, int seq_len) {
+    const int orig = c->m->cfg.max_position_embeddings;
+    vlmc_error e;
+    if (seq_len > c->rope_seq_cached) {
+        rope_inv_freq(&c->m->cfg, seq_len, c->inv_freq, &c->attn_factor, &e);
+        c->rope_seq_cached = seq_len;
+    } else if (seq_len < orig && c->rope_seq_cached > orig) {
+        rope_inv_freq(&c->m->cfg, 0, c->inv_freq, &c->attn_factor, &e);
+        c->rope_seq_cached = orig;
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
+    const llama_model *m = c->m;
+    const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
+    const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
+                  QD = H * hd, KD = KVH * hd, I = m->ffn_dim, V = m->vocab, half = m->rot_dim / 2;
+    kv_cache *kv = &c->kv;
+    vlmc_status s;
+    if (T <= 0 || T > c->max_tokens)
+        return vlmc_fail(err, VLMC_ERR_ARG, "decoder: %d tokens per sequence in one call (1..%d planned)", T,
+                         c->max_tokens);
+    if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
+    if ((s = kv_cache_reserve(kv, T, err))) return s;
+
+    /* x[R, D]: token embeddings, or the caller's (VLM: text + image features) */
+    if (in->tokens) {
+        if ((s = llama_embed_tokens(m, in->tokens, R, c->x, err))) return s;
+    } else {
+        memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
+    }
+
+    /* slots n_past..n_past+T-1: padding mask and position ids (generate(): cumsum(mask) - 1, padding -> 1) */
+    int max_pos = 0;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            int mk = in->attention_mask ? in->attention_mask[(size_t)b * T + t] != 0 : 1;
+            kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
+            if (mk) kv->n_valid[b]++;
+            int p = in->position_ids ? in->position_ids[(size_t)b * T + t] : (mk ? kv->n_valid[b] - 1 : 1);
+            c->pos[(size_t)b * T + t] = p;
+            if (p > max_pos) max_pos = p;
+        }
+    }
+    if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
+    rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
+
+    float *hs = out->hidden_states;
+    if (hs) memcpy(hs, c->x, (size_t)R * D * sizeof(float));
+
+    const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = (int)H,
+                          .n_kv_heads = (int)KVH, .head_dim = (int)hd, .window = m->cfg.sliding_window,
+                          .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads};
+    for (int l = 0; l < L; l++) {
+        const llama_layer *w = &m->layers[l];
+        /* attention block: xn = rmsnorm(x); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
+        rmsnorm_f32(c->xn, c->x, R, D, &w->attn_norm, m->eps);
+        matmul_f32(c->q, c->xn, R, &w->wq, &w->bq, c->scratch, c->scratch_n); /* [R, H*hd] */
+        matmul_f32(c->k, c->xn, R, &w->wk, &w->bk, c->scratch, c->scratch_n); /* [R, KVH*hd] */
+        matmul_f32(c->v, c->xn, R, &w->wv, &w->bv, c->scratch, c->scratch_n); /* [R, KVH*hd] */
+        rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
+        rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
+        kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
+        kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
+        /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
+        attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
+        add_f32(c->x, c->tmp, R * D);
+        /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
+        rmsnorm_f32(c->xn, c->x, R, D, &w->ffn_norm, m->eps);
+        matmul_f32(c->gate, c->xn, R, &w->w_gate, &w->b_gate, c->scratch, c->scratch_n); /* [R, I] */
+        matmul_f32(c->up, c->xn, R, &w->w_up, &w->b_up, c->scratch, c->scratch_n);       /* [R, I] */
+        silu_mul_f32(c->gate, c->up, R * I);
+        matmul_f32(c->tmp, c->gate, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
+        add_f32(c->x, c->tmp, R * D);
+        if (hs && l + 1 < L) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
+    }
+    /* final norm; logits = xn lm_head^T */
+    rmsnorm_f32(c->xn, c->x, R, D, &m->final_norm, m->eps);
+    if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
+    if (out->logits) {
+        if (out->logits_last_only) {
+            for (int b = 0; b < B; b++)
+                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
+            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        } else {
+            matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        }
+    }
+    (void)V; (void)KD; (void)QD;
+    kv->n_past += T;
+    return VLMC_OK;
+}
+
+vlmc_status llama_generate_greedy(llama_ctx *c, const llama_input *prompt, int n_new, int32_t *ids,
+                                  float *step_logits, vlmc_error *err) {
+    const int B = c->n_batch;
+    const int64_t V = c->m->vocab;
+    if (n_new <= 0) return VLMC_OK;
+    if (c->kv.n_past + prompt->n_tokens + n_new - 1 > c->n_ctx)
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "KV cache full: %d cached + %d prompt + %d new tokens exceed n_ctx = %d",
+                         c->kv.n_past, prompt->n_tokens, n_new - 1, c->n_ctx);
+    vlmc_status s = llama_forward(c, prompt, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
+    if (!s && c->legacy_unmask_padding_on_decode) llama_ctx_unmask_padding(c);
+    for (int i = 0; !s && i < n_new; i++) {
+        for (int b = 0; b < B; b++) {
+            const float *lg = c->step_logits + (size_t)b * V;
+            c->step_ids[b] = (int32_t)argmax_f32(lg, V);
+            c->step_mask[b] = 1;
+            ids[(size_t)b * n_new + i] = c->step_ids[b];
+            if (step_logits) memcpy(step_logits + ((size_t)b * n_new + i) * V, lg, (size_t)V * sizeof(float));
+        }
+        if (i + 1 < n_new)
+            s = llama_forward(c, &(llama_input){.n_tokens = 1, .tokens = c->step_ids, .attention_mask = c->step_mask},
+                              &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
+    }
+    return s;
+}
