@@ -89,6 +89,7 @@ $(OUT)/bench/%: bench/%.c $(OUT)/libvlmc.a
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
+.PRECIOUS: $(OUT)/bench/bench_%
 bench-%: $(OUT)/bench/bench_%
 	$< $(BENCH_ARGS)
 
