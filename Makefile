@@ -37,7 +37,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests
+.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench
 all: $(OUT)/vlmc
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -63,9 +63,15 @@ $(OUT)/tests/testlib.o: tests/testlib.c tests/testlib.h | build/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -c $< -o $@
 
-$(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(OUT)/libvlmc.a
+# Helpers linked into every test program besides testlib.
+TEST_HELPERS := $(OUT)/tests/vision_fixture.o
+$(OUT)/tests/vision_fixture.o: tests/vision_fixture.c tests/vision_fixture.h tests/testlib.h | build/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(OUT)/libvlmc.a $(LIBS)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(OUT)/tests/%: tests/%.c $(OUT)/tests/testlib.o $(TEST_HELPERS) $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OUT)/tests/testlib.o $(TEST_HELPERS) $(OUT)/libvlmc.a $(LIBS)
 
 tests: $(TEST_BIN) $(OUT)/vlmc
 
@@ -75,6 +81,14 @@ test: tests
 
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=asan test
+
+# Benchmarks (not tests): build/bench/<name>; `make bench` builds them all.
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(OUT)/bench/%)
+$(OUT)/bench/%: bench/%.c $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
+bench: $(BENCH_BIN)
 
 # libFuzzer targets, built with clang against the library sources.
 FUZZ_OUT := build/fuzz

@@ -7,6 +7,7 @@
 #include "core/file.h"
 
 static void copy_name(char *dst, const char *src) {
+    if (dst == src) return; /* a key absent from the file keeps its default (snprintf onto itself is undefined) */
     snprintf(dst, HF_NAME_MAX, "%s", src ? src : "");
 }
 

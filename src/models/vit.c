@@ -50,7 +50,7 @@ static vlmc_status check_float_dtype(loader *ld, const char *name, const tensor 
                      ld->m->file, name, dtype_name(t->type));
 }
 
-static bool is_direct_f32(const tensor *t) { return t->type == DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0; }
+bool vision_weight_is_direct(const tensor *t) { return t->type == DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0; }
 
 /* A weight matrix [rows, cols] (or a tensor of ndim dims seen as one, for the patch conv) as a view. */
 static vlmc_status get_mat(loader *ld, const char *name, int ndim, const int64_t *shape, tensor *out) {
@@ -66,7 +66,7 @@ static vlmc_status get_mat(loader *ld, const char *name, int ndim, const int64_t
         *out = tensor_view(out->type, out->data, 2, sh);
     }
     size_t numel = (size_t)tensor_numel(out);
-    if (!is_direct_f32(out) && numel > ld->m->scratch_floats) ld->m->scratch_floats = numel;
+    if (!vision_weight_is_direct(out) && numel > ld->m->scratch_floats) ld->m->scratch_floats = numel;
     return VLMC_OK;
 }
 
@@ -96,7 +96,7 @@ static vlmc_status get_f32(loader *ld, const char *name, int ndim, const int64_t
     if ((s = full_name(ld, name, full, sizeof full))) return s;
     if ((s = safetensors_get(ld->st, full, ndim, shape, &t, ld->err))) return s;
     if ((s = check_float_dtype(ld, full, &t))) return s;
-    if (is_direct_f32(&t)) {
+    if (vision_weight_is_direct(&t)) {
         *out = t.data;
         return VLMC_OK;
     }
@@ -250,7 +250,7 @@ static void to_f32(float *dst, const tensor *w, size_t n) {
 
 /* The f32 data of a weight matrix: the view itself, or its conversion into scratch. */
 static const float *weight_f32(const tensor *w, float *scratch) {
-    if (is_direct_f32(w)) return w->data;
+    if (vision_weight_is_direct(w)) return w->data;
     to_f32(scratch, w, (size_t)tensor_numel(w));
     return scratch;
 }
@@ -262,8 +262,7 @@ static void add_bias(float *y, const float *b, size_t M, size_t N) {
         for (size_t j = 0; j < N; j++) y[i * N + j] += b[j];
 }
 
-/* y[M, N] = x[M, K] W^T + b (W: [N, K]); with accumulate, y += x W^T + b (the residual add). */
-static void linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
+void vision_linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
                    bool accumulate) {
     const int N = (int)w->shape[0], K = (int)w->shape[1];
     const float *W = weight_f32(w, scratch);
@@ -434,17 +433,17 @@ static vlmc_status siglip_head(const vit_model *m, const float *hs, int bc, int 
     vlmc_status s = VLMC_OK;
     if (!q1 || !a || !r || !f || !hl) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
     /* q = probe Wq^T + bq (the same for every tile); k, v over all tokens */
-    linear(q1, hd->probe, 1, &hd->q_w, hd->in_b, w->wscratch, false);
-    linear(w->k, hs, R, &hd->k_w, hd->in_b + D, w->wscratch, false);
-    linear(w->v, hs, R, &hd->v_w, hd->in_b + 2 * D, w->wscratch, false);
+    vision_linear(q1, hd->probe, 1, &hd->q_w, hd->in_b, w->wscratch, false);
+    vision_linear(w->k, hs, R, &hd->k_w, hd->in_b + D, w->wscratch, false);
+    vision_linear(w->v, hs, R, &hd->v_w, hd->in_b + 2 * D, w->wscratch, false);
     for (int b = 1; b < bc; b++) memcpy(q1 + (size_t)b * D, q1, D * sizeof(float)); /* one query per tile */
     attention(a, (int)D, q1, (int)D, w->k, w->v, (int)D, NULL, bc, 1, T, m->H, m->head_dim,
               (float)(1.0 / sqrt((double)m->head_dim)), w->scores);
-    linear(r, a, (size_t)bc, &hd->o_w, hd->o_b, w->wscratch, false);   /* residual = attention output */
+    vision_linear(r, a, (size_t)bc, &hd->o_w, hd->o_b, w->wscratch, false);   /* residual = attention output */
     layernorm_forward(hl, r, hd->ln_w, hd->ln_b, (size_t)bc, D, m->eps);
-    linear(f, hl, (size_t)bc, &hd->fc1_w, hd->fc1_b, w->wscratch, false);
+    vision_linear(f, hl, (size_t)bc, &hd->fc1_w, hd->fc1_b, w->wscratch, false);
     act_forward(m->act, f, f, (size_t)bc * F);
-    linear(r, f, (size_t)bc, &hd->fc2_w, hd->fc2_b, w->wscratch, true); /* residual + mlp */
+    vision_linear(r, f, (size_t)bc, &hd->fc2_w, hd->fc2_b, w->wscratch, true); /* residual + mlp */
     memcpy(pooled, r, (size_t)bc * D * sizeof(float));
 done:
     free(q1); free(a); free(r); free(f); free(hl);
@@ -528,7 +527,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
                            (size_t)P * sizeof(float));
         }
         /* h[b·Np + p, D] = patches W^T (+ bias for SigLIP / Idefics3) */
-        linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
+        vision_linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
         bool masked = false;
         for (int b = 0; b < bc; b++) {
             const uint8_t *pm = patch_mask ? patch_mask + (size_t)(b0 + b) * Np : NULL;
@@ -559,16 +558,16 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
         for (int l = 0; l < need; l++) {
             const vit_layer *ly = &m->layers[l];
             layernorm_forward(w.h, w.x, ly->ln1_w, ly->ln1_b, rows, (size_t)D, m->eps);
-            linear(w.q, w.h, rows, &ly->q_w, ly->q_b, w.wscratch, false);
-            linear(w.k, w.h, rows, &ly->k_w, ly->k_b, w.wscratch, false);
-            linear(w.v, w.h, rows, &ly->v_w, ly->v_b, w.wscratch, false);
+            vision_linear(w.q, w.h, rows, &ly->q_w, ly->q_b, w.wscratch, false);
+            vision_linear(w.k, w.h, rows, &ly->k_w, ly->k_b, w.wscratch, false);
+            vision_linear(w.v, w.h, rows, &ly->v_w, ly->v_b, w.wscratch, false);
             attention(w.a, D, w.q, D, w.k, w.v, D, masked ? w.keymask : NULL, bc, T, T, m->H, m->head_dim, scale,
                       w.scores);
-            linear(w.x, w.a, rows, &ly->o_w, ly->o_b, w.wscratch, true); /* x += out_proj(attn) */
+            vision_linear(w.x, w.a, rows, &ly->o_w, ly->o_b, w.wscratch, true); /* x += out_proj(attn) */
             layernorm_forward(w.h, w.x, ly->ln2_w, ly->ln2_b, rows, (size_t)D, m->eps);
-            linear(w.f, w.h, rows, &ly->fc1_w, ly->fc1_b, w.wscratch, false);
+            vision_linear(w.f, w.h, rows, &ly->fc1_w, ly->fc1_b, w.wscratch, false);
             act_forward(m->act, w.f, w.f, rows * (size_t)F);
-            linear(w.x, w.f, rows, &ly->fc2_w, ly->fc2_b, w.wscratch, true); /* x += fc2(act(fc1(h))) */
+            vision_linear(w.x, w.f, rows, &ly->fc2_w, ly->fc2_b, w.wscratch, true); /* x += fc2(act(fc1(h))) */
             emit(m, o, w.x, l + 1, n, b0, bc, T);
         }
 

@@ -115,4 +115,11 @@ void vit_selected_shape(const vit_model *m, const vit_outputs *sel, int height, 
 void vit_patch_mask_from_pixels(const uint8_t *pixel_mask, int n, int height, int width, int patch,
                                 uint8_t *patch_mask);
 
+/* Shared by the vision models: y[M, N] = x[M, K] W^T + b (W: a [N, K] F32 / F16 / BF16 view, b may be NULL);
+ * with accumulate, y += x W^T + b (a residual add). Through cblas_sgemm; W is converted into scratch (at least
+ * N·K floats) unless vision_weight_is_direct (4-byte-aligned F32). */
+void vision_linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
+                   bool accumulate);
+bool vision_weight_is_direct(const tensor *t);
+
 #endif
