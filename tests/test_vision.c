@@ -463,6 +463,135 @@ static void test_weight_errors(void) {
     fx_close(&f);
 }
 
+/* vision_feature_layer lists: the selected layers concatenated on the feature axis, first token kept with "full". */
+static void test_feature_layer_list(void) {
+    fx f;
+    if (!fx_open("clip_vision", &f)) return;
+    vlmc_error err = {0};
+    vit_model m;
+    vfx_array px, hs;
+    if (CHECK(vit_load(f.st, "vision_model.", &f.cfg.vision, &m, &err) == VLMC_OK, "%s", err.message)) {
+        if (vfx_load(f.dir, "pixel_values", &px) && vfx_load(f.dir, "hidden_states", &hs)) {
+            int S = (int)px.shape[2], T = vit_tokens(&m, S, S), D = m.D;
+            hf_config cfg = {0};
+            cfg.n_vision_feature_layers = 3;
+            cfg.vision_feature_layers[0] = -1;
+            cfg.vision_feature_layers[1] = 0;
+            cfg.vision_feature_layers[2] = 1;
+            snprintf(cfg.vision_feature_select_strategy, sizeof cfg.vision_feature_select_strategy, "full");
+            vit_outputs o = {0};
+            int tokens = 0, feat = 0;
+            float *sel = falloc((size_t)T * 3 * D);
+            CHECK(vit_select_from_config(&cfg, sel, &o, &err) == VLMC_OK, "%s", err.message);
+            vit_selected_shape(&m, &o, S, S, &tokens, &feat);
+            CHECK(tokens == T && feat == 3 * D, "shape %d×%d", tokens, feat);
+            if (CHECK(vit_encode(&m, px.data, 1, S, S, NULL, &o, &err) == VLMC_OK, "%s", err.message)) {
+                const float *ref = hs.data;
+                float worst = 0;
+                int layer_of[3] = {m.L, 0, 1};
+                for (int t = 0; t < T; t++)
+                    for (int j = 0; j < 3; j++) {
+                        float d = max_abs_diff(sel + ((size_t)t * 3 + j) * D, ref + ((size_t)layer_of[j] * T + t) * D, (size_t)D);
+                        if (d > worst) worst = d;
+                    }
+                CHECK(worst < 1e-4f, "concatenated layers differ by %g", (double)worst);
+            }
+            /* out-of-range layers are refused */
+            o.select_layers[0] = m.L + 1;
+            CHECK(vit_encode(&m, px.data, 1, S, S, NULL, &o, &err) == VLMC_ERR_ARG, "layer L+1 accepted");
+            free(sel);
+        }
+        vfx_free(&px);
+        vfx_free(&hs);
+        vit_free(&m);
+    }
+    fx_close(&f);
+}
+
+/* A SigLIP tower saved without its head has no pooler output; asking for one is an error. */
+static void test_siglip_without_head(void) {
+    fx f;
+    if (!fx_open("siglip_vision", &f)) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/siglip_nohead.safetensors", test_tmpdir());
+    size_t n = safetensors_count(f.st), k = 0;
+    const char **names = calloc(n, sizeof *names);
+    tensor *ts = calloc(n, sizeof *ts);
+    for (size_t i = 0; i < n; i++) {
+        const st_entry *e = safetensors_at(f.st, i);
+        if (strstr(e->name, ".head.")) continue;
+        names[k] = e->name;
+        ts[k++] = e->t;
+    }
+    vlmc_error err = {0};
+    safetensors *st = NULL;
+    vit_model m;
+    if (CHECK(safetensors_write(path, k, names, ts, NULL, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(vit_load(st, "vision_model.", &f.cfg.vision, &m, &err) == VLMC_OK, "%s", err.message)) {
+        CHECK(!m.has_head, "no head");
+        float px[3 * 64 * 64] = {0}, pooled[32], last[16 * 32];
+        vit_outputs o = {.pooler_output = pooled};
+        CHECK(m.image_size == 64 && vit_encode(&m, px, 1, 64, 64, NULL, &o, &err) == VLMC_ERR_ARG &&
+              strstr(err.message, "head"), "message: %s", err.message);
+        vit_outputs o2 = {.last_hidden_state = last};
+        CHECK(vit_encode(&m, px, 1, 64, 64, NULL, &o2, &err) == VLMC_OK, "%s", err.message);
+        vit_free(&m);
+    }
+    if (st) safetensors_close(st);
+    free(names);
+    free(ts);
+    fx_close(&f);
+}
+
+/* transformers >= 4.52 saves LLaVA as model.vision_tower.*, model.multi_modal_projector.*: found the same. */
+static void test_llava_new_layout(void) {
+    fx f;
+    if (!fx_open("llava", &f)) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/llava_new_layout.safetensors", test_tmpdir());
+    size_t n = safetensors_count(f.st), k = 0;
+    char **names = calloc(n, sizeof *names);
+    tensor *ts = calloc(n, sizeof *ts);
+    for (size_t i = 0; i < n; i++) {
+        const st_entry *e = safetensors_at(f.st, i);
+        if (strncmp(e->name, "vision_tower.", 13) && strncmp(e->name, "multi_modal_projector.", 22)) continue;
+        names[k] = malloc(strlen(e->name) + 8);
+        sprintf(names[k], "model.%s", e->name);
+        ts[k++] = e->t;
+    }
+    vlmc_error err = {0};
+    safetensors *st = NULL;
+    vit_model m;
+    projector pj;
+    vfx_array px, proj;
+    if (CHECK(safetensors_write(path, k, (const char *const *)names, ts, NULL, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(vlm_vision_load(st, &f.cfg, &m, &pj, &err) == VLMC_OK, "%s", err.message)) {
+        if (vfx_load(f.dir, "pixel_values", &px) && vfx_load(f.dir, "projector_output", &proj)) {
+            int S = (int)px.shape[2], tokens, feat;
+            vit_outputs o = {0};
+            float *sel = falloc((size_t)vit_tokens(&m, S, S) * m.D), *out = falloc(proj.numel);
+            CHECK(vit_select_from_config(&f.cfg, sel, &o, &err) == VLMC_OK, "%s", err.message);
+            vit_selected_shape(&m, &o, S, S, &tokens, &feat);
+            if (CHECK(vit_encode(&m, px.data, 1, S, S, NULL, &o, &err) == VLMC_OK, "%s", err.message) &&
+                CHECK(projector_forward(&pj, sel, 1, tokens, feat, out, &err) == VLMC_OK, "%s", err.message))
+                vfx_compare("llava (model.* layout)", out, &proj, REL);
+            free(sel);
+            free(out);
+            vfx_free(&proj);
+        }
+        vfx_free(&px);
+        projector_free(&pj);
+        vit_free(&m);
+    }
+    if (st) safetensors_close(st);
+    for (size_t i = 0; i < k; i++) free(names[i]);
+    free(names);
+    free(ts);
+    fx_close(&f);
+}
+
 /* ---- kernels ------------------------------------------------------------------------------------------------ */
 
 static void test_kernels(void) {
@@ -500,5 +629,8 @@ int main(void) {
     TEST_RUN(test_bf16_weights);
     TEST_RUN(test_f16_weights);
     TEST_RUN(test_weight_errors);
+    TEST_RUN(test_feature_layer_list);
+    TEST_RUN(test_siglip_without_head);
+    TEST_RUN(test_llava_new_layout);
     return tests_end();
 }
