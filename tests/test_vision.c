@@ -118,6 +118,7 @@ static void llava_case(const char *name) {
         if (has_hs && !(vfx_load(f.dir, "vision_hidden_states", &hs) && vfx_load(f.dir, "vision_selected_features", &sel)))
             has_hs = false;
         vit_outputs o = {0};
+        if (n > 1) m.batch_tokens = T; /* one tile per batch: exercises the batching */
         float *h = has_hs ? falloc(hs.numel) : NULL;
         o.hidden_states = h;
         int st_tokens, st_feat;

@@ -153,6 +153,7 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
     m->side = cfg->image_size / cfg->patch_size;
     m->n_pos = m->side * m->side + (m->kind == VIT_CLIP ? 1 : 0);
     m->eps = (float)cfg->layer_norm_eps;
+    m->batch_tokens = 4096;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;
@@ -483,8 +484,9 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
         }
     }
 
-    /* Batches of about 4096 tokens: big enough GEMMs, bounded activation memory. */
-    int bmax = 4096 / T;
+    /* Batches of about batch_tokens (4096) tokens: big enough GEMMs, bounded activation memory
+     * (R·(6·D + F) + tiles·patches·C·P² floats, e.g. 4096·(6·768 + 3072) floats = 126 MiB for SigLIP-B). */
+    int bmax = m->batch_tokens / T;
     if (bmax < 1) bmax = 1;
     if (bmax > n) bmax = n;
     const size_t R = (size_t)bmax * T;

@@ -68,6 +68,7 @@ typedef struct vit_model {
     bool has_head;
     vit_head head;
     size_t scratch_floats;   /* largest weight matrix that needs an f32 conversion (0 = none) */
+    int batch_tokens;        /* tiles are encoded in batches of about this many tokens (vit_load sets 4096) */
     float **owned;           /* f32 copies this model owns */
     int n_owned, cap_owned;
 } vit_model;
@@ -100,7 +101,7 @@ typedef struct vit_outputs {
 /* Encodes n tiles pixels [n, C, height, width] (f32, normalized as the image processor does). CLIP and SigLIP
  * need height = width = image_size. patch_mask [n, height/P, width/P] (1 = real patch; Idefics3 only, NULL = all
  * real) masks padded patches out of attention as Idefics3VisionTransformer does. Only as many layers run as the
- * requested outputs need; tiles are processed in batches of about 4096 tokens. */
+ * requested outputs need; tiles are processed in batches of about m->batch_tokens tokens. */
 vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int height, int width,
                        const uint8_t *patch_mask, const vit_outputs *out, vlmc_error *err);
 
