@@ -1,5 +1,6 @@
 /* Vision encoders and projectors against transformers 4.47 fixtures (../shared/fixtures), plus the error paths
  * and the f16 / bf16 weight paths. Tolerance: max|Δ| <= 1e-4 · max|reference|. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "vision_fixture.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "kernels/fastexp.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "models/projector.h"
@@ -609,6 +611,16 @@ static void test_kernels(void) {
     CHECK(fabsf(o[0] + 0.15880801f) < 1e-6f && fabsf(o[2] - 1.9545977f) < 1e-6f, "gelu tanh %.8f", (double)o[0]);
     quick_gelu_forward(o, g, 3);
     CHECK(fabsf(o[0] + 0.15420423f) < 1e-6f && fabsf(o[2] - 1.9356586f) < 1e-6f, "quick gelu %.8f", (double)o[0]);
+    /* fast_expf: relative error against exp in double over the normal range, 0 far below, finite far above */
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float xv = -87.0f + 175.0f * (float)i / 2000000.0f;
+        double ref = exp((double)xv), e = fabs((double)fast_expf(xv) - ref) / ref;
+        if (e > worst) worst = e;
+    }
+    CHECK(worst < 3e-7, "fast_expf relative error %g", worst);
+    CHECK(fast_expf(-1e30f) == 0.0f && fast_expf(-FLT_MAX) == 0.0f && fast_expf(-90.0f) == 0.0f, "underflow");
+    CHECK(isfinite(fast_expf(1e30f)) && fast_expf(1e30f) > 1e38f && fast_expf(0.0f) == 1.0f, "overflow / exp(0)");
     act_kind a;
     vlmc_error err = {0};
     CHECK(act_from_name("gelu_pytorch_tanh", "cfg", &a, &err) == VLMC_OK && a == ACT_GELU_TANH, "act name");

@@ -1,5 +1,7 @@
 #include "kernels/gelu.h"
 
+#include "kernels/fastexp.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -32,7 +34,7 @@ const char *act_name(act_kind a) {
 #define PAR_THRESHOLD 65536
 
 void gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
@@ -41,26 +43,29 @@ void gelu_forward(float *out, const float *inp, size_t N) {
 
 void gelu_tanh_forward(float *out, const float *inp, size_t N) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+        /* 1 + tanh(u) = 2 - 2 / (1 + e^{2u}) */
+        float u = k * (x + 0.044715f * x * x * x);
+        out[i] = x * (1.0f - 1.0f / (1.0f + fast_expf(2.0f * u)));
     }
 }
 
 static void gelu_fast_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
+        float u = x * 0.7978845608f * (1.0f + 0.044715f * x * x);
+        out[i] = x * (1.0f - 1.0f / (1.0f + fast_expf(2.0f * u)));
     }
 }
 
 void quick_gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
-        out[i] = x / (1.0f + expf(-1.702f * x));
+        out[i] = x / (1.0f + fast_expf(-1.702f * x));
     }
 }
 
@@ -75,8 +80,8 @@ void act_forward(act_kind a, float *out, const float *inp, size_t N) {
         for (size_t i = 0; i < N; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
         return;
     case ACT_SILU:
-        #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
-        for (size_t i = 0; i < N; i++) out[i] = inp[i] / (1.0f + expf(-inp[i]));
+        #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
+        for (size_t i = 0; i < N; i++) out[i] = inp[i] / (1.0f + fast_expf(-inp[i]));
         return;
     }
 }

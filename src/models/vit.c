@@ -26,6 +26,7 @@
 
 #include <cblas.h>
 
+#include "kernels/fastexp.h"
 #include "kernels/layernorm.h"
 
 /* ---- loading ---------------------------------------------------------------------------------------- */
@@ -275,12 +276,13 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
 static void softmax_row(float *row, int n) {
     float mx = row[0];
     for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    #pragma omp simd
+    for (int j = 0; j < n; j++) row[j] = fast_expf(row[j] - mx);
     float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        row[j] = expf(row[j] - mx);
-        sum += row[j];
-    }
+    #pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) sum += row[j];
     float inv = 1.0f / sum;
+    #pragma omp simd
     for (int j = 0; j < n; j++) row[j] *= inv;
 }
 
