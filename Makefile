@@ -39,7 +39,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests
+.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench
 all: $(OUT)/vlmc
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -83,8 +83,11 @@ test: tests
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=asan test
 
-# Benchmarks (not tests): each bench/bench_<name>.c is a program; `make bench-<name> BENCH_ARGS=...` runs it.
+# Benchmarks (not tests): each bench/bench_<name>.c is a program; `make bench` builds them all,
+# `make bench-<name> BENCH_ARGS=...` runs one.
 BENCH_ARGS ?=
+BENCH_BIN := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/bench_*.c))
+bench: $(BENCH_BIN)
 $(OUT)/bench/%: bench/%.c $(OUT)/libvlmc.a
 	@mkdir -p $(dir $@)
 	@echo "CC $<"

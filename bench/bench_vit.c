@@ -1,0 +1,171 @@
+/* Benchmark (not a test): seconds to encode one tile with random-weight towers, f32 weights and compute.
+ *   SigLIP-B/16 at 512×512: hidden 768, 12 layers, 12 heads, mlp 3072, patch 16 → 1024 patches
+ *   CLIP ViT-L/14-336:      hidden 1024, 24 layers, 16 heads, mlp 4096, patch 14 → 577 tokens
+ * The weights are an in-memory safetensors image opened with safetensors_open_memory, so the load path is the real
+ * one. Usage: build/bench/bench_vit [threads (default 2)] [reps (default 3)] [tiles per batch (default 1)] */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "models/vit.h"
+
+typedef struct spec {
+    char name[160];
+    int ndim;
+    int64_t shape[4];
+    int fill; /* 0 random, 1 ones, 2 zeros */
+} spec;
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static void add(spec *s, int *n, const char *name, int ndim, int64_t a, int64_t b, int64_t c, int64_t d, int fill) {
+    spec *e = &s[(*n)++];
+    snprintf(e->name, sizeof e->name, "vision_model.%s", name);
+    e->ndim = ndim;
+    e->shape[0] = a; e->shape[1] = b; e->shape[2] = c; e->shape[3] = d;
+    e->fill = fill;
+}
+
+/* A safetensors image of a random tower; *size gets its length. */
+static char *build(const hf_vision_config *c, size_t *size) {
+    int D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, side = c->image_size / P;
+    bool clip = !strcmp(c->model_type, "clip_vision_model");
+    int cap = 16 + 16 * c->num_hidden_layers, n = 0;
+    spec *s = calloc((size_t)cap, sizeof *s);
+    add(s, &n, "embeddings.patch_embedding.weight", 4, D, c->num_channels, P, P, 0);
+    add(s, &n, "embeddings.position_embedding.weight", 2, side * side + (clip ? 1 : 0), D, 0, 0, 0);
+    if (clip) {
+        add(s, &n, "embeddings.class_embedding", 1, D, 0, 0, 0, 0);
+        add(s, &n, "pre_layrnorm.weight", 1, D, 0, 0, 0, 1);
+        add(s, &n, "pre_layrnorm.bias", 1, D, 0, 0, 0, 2);
+    } else {
+        add(s, &n, "embeddings.patch_embedding.bias", 1, D, 0, 0, 0, 2);
+    }
+    add(s, &n, "post_layernorm.weight", 1, D, 0, 0, 0, 1);
+    add(s, &n, "post_layernorm.bias", 1, D, 0, 0, 0, 2);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        char b[128];
+#define L(sub, nd, a0, a1, f) (snprintf(b, sizeof b, "encoder.layers.%d.%s", l, sub), add(s, &n, b, nd, a0, a1, 0, 0, f))
+        L("layer_norm1.weight", 1, D, 0, 1); L("layer_norm1.bias", 1, D, 0, 2);
+        L("layer_norm2.weight", 1, D, 0, 1); L("layer_norm2.bias", 1, D, 0, 2);
+        L("self_attn.q_proj.weight", 2, D, D, 0); L("self_attn.q_proj.bias", 1, D, 0, 2);
+        L("self_attn.k_proj.weight", 2, D, D, 0); L("self_attn.k_proj.bias", 1, D, 0, 2);
+        L("self_attn.v_proj.weight", 2, D, D, 0); L("self_attn.v_proj.bias", 1, D, 0, 2);
+        L("self_attn.out_proj.weight", 2, D, D, 0); L("self_attn.out_proj.bias", 1, D, 0, 2);
+        L("mlp.fc1.weight", 2, F, D, 0); L("mlp.fc1.bias", 1, F, 0, 2);
+        L("mlp.fc2.weight", 2, D, F, 0); L("mlp.fc2.bias", 1, D, 0, 2);
+#undef L
+    }
+    cJSON *hdr = cJSON_CreateObject();
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject(), *sh = cJSON_CreateArray(), *o = cJSON_CreateArray();
+        size_t numel = 1;
+        for (int k = 0; k < s[i].ndim; k++) {
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)s[i].shape[k]));
+            numel *= (size_t)s[i].shape[k];
+        }
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddItemToObject(e, "shape", sh);
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + numel * 4)));
+        cJSON_AddItemToObject(e, "data_offsets", o);
+        cJSON_AddItemToObject(hdr, s[i].name, e);
+        off += numel * 4;
+    }
+    char *json = cJSON_PrintUnformatted(hdr);
+    size_t hl = strlen(json), hpad = (hl + 7) / 8 * 8;
+    *size = 8 + hpad + off;
+    char *buf = malloc(*size);
+    uint64_t h64 = hpad;
+    memcpy(buf, &h64, 8);
+    memcpy(buf + 8, json, hl);
+    memset(buf + 8 + hl, ' ', hpad - hl);
+    float *data = (float *)(buf + 8 + hpad);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < s[i].ndim; d++) numel *= (size_t)s[i].shape[d];
+        float scale = 0.02f * sqrtf(3.0f); /* uniform with std 0.02, as HF's initializer_range */
+        for (size_t j = 0; j < numel; j++, k++)
+            data[k] = s[i].fill == 1 ? 1.0f : s[i].fill == 2 ? 0.0f : scale * frand();
+    }
+    free(json);
+    cJSON_Delete(hdr);
+    free(s);
+    return buf;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int run(const char *label, const hf_vision_config *c, int reps, int tiles) {
+    size_t size;
+    char *buf = build(c, &size);
+    safetensors *st = NULL;
+    vlmc_error err = {0};
+    vit_model m;
+    if (safetensors_open_memory(buf, size, label, &st, &err) || vit_load(st, "vision_model.", c, &m, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    int S = c->image_size, T = vit_tokens(&m, S, S);
+    size_t npx = (size_t)tiles * c->num_channels * S * S;
+    float *px = malloc(npx * sizeof(float)), *out = malloc((size_t)tiles * T * m.D * sizeof(float));
+    for (size_t i = 0; i < npx; i++) px[i] = frand();
+    vit_outputs o = {.last_hidden_state = out};
+    double best = 1e30, total = 0;
+    for (int r = 0; r <= reps; r++) { /* rep 0 warms up */
+        double t0 = now();
+        if (vit_encode(&m, px, tiles, S, S, NULL, &o, &err)) {
+            fprintf(stderr, "%s\n", err.message);
+            return 1;
+        }
+        double dt = now() - t0;
+        if (r == 0) continue;
+        total += dt;
+        if (dt < best) best = dt;
+    }
+    printf("%-24s %4d tokens  %d tile(s)/batch  %.3f s/tile (best), %.3f s/tile (mean of %d)  weights %.0f MiB\n",
+           label, T, tiles, best / tiles, total / reps / tiles, reps, (double)size / (1 << 20));
+    vit_free(&m);
+    safetensors_close(st);
+    free(buf);
+    free(px);
+    free(out);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 3, tiles = argc > 3 ? atoi(argv[3]) : 1;
+    if (threads < 1 || reps < 1 || tiles < 1) {
+        fprintf(stderr, "usage: bench_vit [threads] [reps] [tiles]\n");
+        return 2;
+    }
+    omp_set_num_threads(threads);
+    printf("threads %d, f32 weights, f32 compute\n", threads);
+    hf_vision_config siglip = {.model_type = "siglip_vision_model", .hidden_size = 768, .intermediate_size = 3072,
+                               .num_hidden_layers = 12, .num_attention_heads = 12, .num_channels = 3,
+                               .image_size = 512, .patch_size = 16, .layer_norm_eps = 1e-6,
+                               .hidden_act = "gelu_pytorch_tanh"};
+    hf_vision_config clip = {.model_type = "clip_vision_model", .hidden_size = 1024, .intermediate_size = 4096,
+                             .num_hidden_layers = 24, .num_attention_heads = 16, .num_channels = 3, .image_size = 336,
+                             .patch_size = 14, .layer_norm_eps = 1e-5, .hidden_act = "quick_gelu"};
+    return run("SigLIP-B/16 512x512", &siglip, reps, tiles) || run("CLIP ViT-L/14-336", &clip, reps, tiles);
+}

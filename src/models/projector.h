@@ -1,0 +1,80 @@
+/* Vision → text projectors of the VLMs, f32 compute, exact against transformers 4.47:
+ *
+ *   llava, llava_next  LlavaMultiModalProjector: linear_1 → projector_hidden_act → linear_2 (biases per
+ *                      multimodal_projector_bias), on features [tiles, tokens, D_vision · n_feature_layers]
+ *   llava_next         + pack_image_features: base tile, then the tile grid unpadded to the image's aspect ratio
+ *                      with image_newline after each row (get_anyres_image_grid_shape, unpad_image)
+ *   idefics3           Idefics3Connector: pixel_shuffle(scale_factor) then modality_projection.proj (no bias)
+ *
+ * Weights are views into the mmapped safetensors (F32, F16, BF16); matrices that are not aligned F32 are
+ * converted into one scratch of the largest matrix's size per call (e.g. 4096×4096 floats = 64 MiB for a
+ * LLaVA-1.5-7B projector), vectors are kept as small f32 copies. */
+#ifndef VLMC_MODELS_PROJECTOR_H
+#define VLMC_MODELS_PROJECTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "kernels/gelu.h"
+#include "models/vit.h"
+
+typedef enum projector_kind { PROJ_LLAVA = 0, PROJ_IDEFICS3 } projector_kind;
+
+typedef struct projector {
+    projector_kind kind;
+    char file[512];
+    int in_dim, out_dim;        /* per-token features in (after the pixel shuffle for Idefics3) and out */
+    act_kind act;               /* llava */
+    tensor w1, w2;              /* llava linear_1 [out, in], linear_2 [out, out]; idefics3: w1 = proj [out, in] */
+    const float *b1, *b2;       /* NULL without multimodal_projector_bias */
+    int scale_factor;           /* idefics3 */
+    /* llava_next anyres packing */
+    const float *image_newline; /* [out_dim], NULL for llava / idefics3 */
+    int tile_size;              /* vision image_size */
+    int tile_patches;           /* vision image_size / patch_size: patches per tile side */
+    int n_pinpoints;
+    int pinpoints[HF_MAX_PINPOINTS][2]; /* [height, width] */
+    size_t scratch_floats;
+    float *owned[4];
+    int n_owned;
+} projector;
+
+/* Loads the projector of a llava / llava_next / idefics3 config. prefix is the root of the VLM's tensor names:
+ * "" for transformers 4.47's layout (multi_modal_projector.*, image_newline, model.connector.*), "model." for the
+ * llava layout of transformers >= 4.52 (model.multi_modal_projector.*, model.image_newline). */
+vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_config *cfg, projector *out,
+                           vlmc_error *err);
+void projector_free(projector *p);
+
+/* Loads the vision tower and the projector of a VLM config, finding the tensor-name layout in st
+ * (transformers 4.47's, or the llava layout of transformers >= 4.52). */
+vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_model *vit, projector *proj,
+                            vlmc_error *err);
+
+/* Tokens out for `tokens` tokens in per tile (idefics3: tokens / scale_factor^2); -1 if the input cannot be
+ * projected (idefics3: tokens not a square whose side the scale factor divides). */
+int projector_out_tokens(const projector *p, int tokens);
+
+/* in [n, tokens, in_dim (llava) or D_vision (idefics3)] → out [n, projector_out_tokens(tokens), out_dim]. */
+vlmc_status projector_forward(const projector *p, const float *in, int n, int tokens, int in_features, float *out,
+                              vlmc_error *err);
+
+/* LLaVA-NeXT: the best resolution select_best_resolution picks among image_grid_pinpoints for an image of
+ * height × width, and the tile grid it makes (rows × cols tiles of tile_size). */
+vlmc_status llava_next_grid(const projector *p, int image_height, int image_width, int *rows, int *cols,
+                            vlmc_error *err);
+/* Tiles LlavaNextImageProcessor makes for the image (1 + rows · cols: the base image first). */
+vlmc_status llava_next_num_tiles(const projector *p, int image_height, int image_width, int *n_tiles,
+                                 vlmc_error *err);
+/* Length of the packed features of one image whose tiles have `tokens` projected tokens each. */
+vlmc_status llava_next_packed_len(const projector *p, int n_tiles, int tokens, int image_height, int image_width,
+                                  size_t *len, vlmc_error *err);
+/* pack_image_features for one image: features [n_tiles, tokens, out_dim] (projector output; tile 0 = base image)
+ * → out [len, out_dim] (len from llava_next_packed_len). tokens must be tile_patches² (strategy "default" on a
+ * CLS tower). */
+vlmc_status llava_next_pack(const projector *p, const float *features, int n_tiles, int tokens, int image_height,
+                            int image_width, float *out, size_t *len, vlmc_error *err);
+
+#endif
