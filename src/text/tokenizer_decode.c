@@ -524,7 +524,7 @@ vlmc_status vlmc_decode_stream_push(vlmc_decode_stream *s, int32_t id, const cha
     s->ctx = s->n;
     st = tk_decode_raw(s->tok, s->ids, s->n, s->skip, &s->prefix);
     if (st || s->out.oom) return vlmc_fail(err, VLMC_ERR_NOMEM, "decode stream: out of memory");
-    *text = s->out.p ? s->out.p : "";
+    *text = s->out.n ? s->out.p : "";
     if (len) *len = s->out.n;
     return VLMC_OK;
 }
@@ -552,7 +552,7 @@ vlmc_status vlmc_decode_stream_flush(vlmc_decode_stream *s, const char **text, s
     s->ctx = 0;
     s->prefix.n = 0;
     if (s->out.oom) return vlmc_fail(err, VLMC_ERR_NOMEM, "decode stream: out of memory");
-    *text = s->out.p ? s->out.p : "";
+    *text = s->out.n ? s->out.p : "";
     if (len) *len = s->out.n;
     return VLMC_OK;
 }

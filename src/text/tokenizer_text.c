@@ -100,7 +100,7 @@ vlmc_status tk_regex_compile(tk_regex *re, const char *pattern, size_t n, bool l
                              vlmc_error *err) {
     int code;
     PCRE2_SIZE at;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     re->code = pcre2_compile((PCRE2_SPTR)pattern, n, opts, &code, &at, NULL);
     if (!re->code) {
         PCRE2_UCHAR msg[256];
