@@ -229,6 +229,8 @@ static void test_roundtrip_random(void) {
             for (int j = 0; j < parts; j++) {
                 seed = seed * 1103515245u + 12345u;
                 const char *a = atoms[(seed >> 16) % (sizeof atoms / sizeof atoms[0])];
+                /* Mistral's <s> decodes with a space after it (as in HF): not lossless */
+                if (k == 2 && !strcmp(a, "<s>")) a = "s";
                 size_t l = strlen(a);
                 if (n + l < sizeof buf) { memcpy(buf + n, a, l); n += l; }
             }
@@ -240,11 +242,9 @@ static void test_roundtrip_random(void) {
             if (vlmc_tokenizer_encode(t, buf, n, 0, &ids, &ni, &err) || vlmc_tokenizer_decode(t, ids, ni, 0, &out, &ol, &err)) {
                 bad++;
             } else {
-                /* SentencePiece-style (Prepend ▁ + Strip) loses nothing either, apart
-                 * from a leading space which Strip removes */
+                /* SentencePiece-style (Prepend ▁, then Strip of that one space) too */
                 const char *want = buf;
                 size_t wl = n;
-                if (k == 2 && wl && want[0] == ' ') { want++; wl--; }
                 if (ol != wl || memcmp(out, want, wl)) {
                     if (bad < 3) printf("    round trip %s: \"%.*s\" -> \"%s\"\n", names[k], (int)n, buf, out);
                     bad++;
@@ -347,7 +347,8 @@ static vlmc_tokenizer *tiny(const char *name, const char *norm, const char *pre,
     snprintf(json, sizeof json,
              "{\"normalizer\": %s, \"pre_tokenizer\": %s, \"model\": {\"type\": \"BPE\", \"unk_token\": \"?\", "
              "\"vocab\": {\"?\": 0, \"a\": 1, \"b\": 2, \"c\": 3, \" \": 4, \"1\": 5, \"2\": 6, \"!\": 7, \"\xe2\x96\x81\": 8, "
-             "\"ab\": 9, \"x\": 10%s}, \"merges\": [\"a b\"]}, \"decoder\": null}",
+             "\"ab\": 9, \"x\": 10, \"b \": 11, \" c\": 12, \"c \": 13, \"  \": 14%s}, "
+             "\"merges\": [[\"a\", \"b\"], [\"b\", \" \"], [\" \", \"c\"], [\"c\", \" \"], [\" \", \" \"]]}, \"decoder\": null}",
              norm, pre, extra_vocab);
     vlmc_tokenizer *t = NULL;
     vlmc_error err = {0};
@@ -359,16 +360,16 @@ static void test_components(void) {
     vlmc_tokenizer *t;
     /* Split behaviours on " " */
     const char *behav[][2] = {
-        {"Removed", "ab|c|a"}, {"Isolated", "ab| |c| | |a"}, {"MergedWithPrevious", "ab|?|c|?| |a"},
-        {"MergedWithNext", "ab|?|c| |?|a"}, {"Contiguous", "ab| |c|?|a"},
+        {"Removed", "ab|c|a"}, {"Isolated", "ab| |c| | |a"}, {"MergedWithPrevious", "ab| |c | |a"},
+        {"MergedWithNext", "ab| c| | |a"}, {"Contiguous", "ab| |c|  |a"},
     };
     for (size_t i = 0; i < 5; i++) {
         char pre[256];
         snprintf(pre, sizeof pre, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"%s\", \"invert\": false}",
                  behav[i][0]);
-        t = tiny("split.json", "null", pre, ", \"c \": 11, \" c\": 12, \"  \": 13");
+        t = tiny("split.json", "null", pre, "");
         if (!t) continue;
-        /* unknowns are '?': "c " and " c" are in the vocab but no merge builds them */
+        /* the merges b+" ", " "+c, c+" ", " "+" " reveal where the pieces end */
         expect_tokens(t, "ab c  a", behav[i][1]);
         vlmc_tokenizer_free(t);
     }

@@ -414,6 +414,7 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
         cJSON_Delete(pj);
         cJSON_Delete(dj);
         if (s) return s;
+        t->legacy_added_spacing = true;
         /* added_tokens.json: {"content": id}; all of them act as special */
         char *ap = path_join(dir, "added_tokens.json");
         if (ap && file_exists(ap)) {

@@ -238,6 +238,10 @@ struct vlmc_tokenizer {
     int32_t bos_id, eos_id, pad_id, unk_id;
     uint32_t max_groups; /* the most capture groups of any regex, for match data */
     bool has_bytefallback_decoder;
+    /* Slow (vocab.json + merges.txt) tokenizers decode like transformers'
+     * Python tokenizers: added tokens outside the model vocabulary are decoded
+     * on their own and the parts joined with spaces. */
+    bool legacy_added_spacing;
 };
 
 /* tokenizer_text.c */

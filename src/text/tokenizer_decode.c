@@ -386,38 +386,72 @@ static vlmc_status dec_apply(const tk_decoder *d, pcre2_match_data *md, tk_piece
     return tk_pieces_oom(out) ? VLMC_ERR_NOMEM : VLMC_OK;
 }
 
+/* Runs the decoder chain over toks and appends the result to out. */
+static vlmc_status decode_tokens(const vlmc_tokenizer *t, tk_pieces *toks, tk_buf *out) {
+    if (!t->decoder) {
+        for (size_t i = 0; i < toks->n; i++) {
+            if (i) tk_buf_putc(out, ' ');
+            tk_buf_put(out, tk_piece_str(toks, i), toks->v[i].len);
+        }
+        return out->oom ? VLMC_ERR_NOMEM : VLMC_OK;
+    }
+    tk_pieces res = {0};
+    pcre2_match_data *md = pcre2_match_data_create(t->max_groups + 1, NULL);
+    if (!md) return VLMC_ERR_NOMEM;
+    vlmc_status st = dec_apply(t->decoder, md, toks, &res);
+    pcre2_match_data_free(md);
+    if (!st)
+        for (size_t i = 0; i < res.n; i++) tk_buf_put(out, tk_piece_str(&res, i), res.v[i].len);
+    tk_pieces_free(&res);
+    if (!st && out->oom) st = VLMC_ERR_NOMEM;
+    return st;
+}
+
+static bool legacy_added(const vlmc_tokenizer *t, int32_t id) {
+    return t->added_of_id[id] >= 0 && ((size_t)id >= t->bpe.n_ids || t->bpe.tok_len[id] < 0);
+}
+
 vlmc_status tk_decode_raw(const vlmc_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, tk_buf *out) {
-    tk_pieces toks = {0}, res = {0};
+    tk_pieces toks = {0};
     vlmc_status st = VLMC_OK;
     out->n = 0;
     out->oom = false;
-    for (size_t i = 0; i < n; i++) {
+    bool any = false;
+    for (size_t i = 0; i < n && !st; i++) {
         int32_t id = ids[i];
         size_t len;
         const char *s = tk_id_to_token(t, id, &len);
         if (!s) continue; /* unknown ids are skipped, as in HF */
         if (skip_special && t->special_of_id[id]) continue;
+        if (t->legacy_added_spacing && legacy_added(t, id)) {
+            size_t before = out->n;
+            if (toks.n) {
+                if (any) tk_buf_putc(out, ' ');
+                size_t mark = out->n;
+                st = decode_tokens(t, &toks, out);
+                if (out->n == mark) out->n = before; /* empty parts are dropped */
+                else any = true;
+                tk_pieces_clear(&toks);
+            }
+            if (any) tk_buf_putc(out, ' ');
+            tk_buf_put(out, s, len);
+            any = true;
+            continue;
+        }
         tk_pieces_add(&toks, s, len, id, false);
     }
-    if (tk_pieces_oom(&toks)) { st = VLMC_ERR_NOMEM; goto done; }
-    if (!t->decoder) {
-        for (size_t i = 0; i < toks.n; i++) {
-            if (i) tk_buf_putc(out, ' ');
-            tk_buf_put(out, tk_piece_str(&toks, i), toks.v[i].len);
-        }
-    } else {
-        pcre2_match_data *md = pcre2_match_data_create(t->max_groups + 1, NULL);
-        if (!md) { st = VLMC_ERR_NOMEM; goto done; }
-        st = dec_apply(t->decoder, md, &toks, &res);
-        pcre2_match_data_free(md);
-        if (!st)
-            for (size_t i = 0; i < res.n; i++) tk_buf_put(out, tk_piece_str(&res, i), res.v[i].len);
+    if (!st && tk_pieces_oom(&toks)) st = VLMC_ERR_NOMEM;
+    if (!st && (toks.n || !t->legacy_added_spacing)) {
+        size_t before = out->n;
+        if (any && toks.n) tk_buf_putc(out, ' ');
+        size_t mark = out->n;
+        st = decode_tokens(t, &toks, out);
+        if (any && out->n == mark) out->n = before;
     }
     if (!out->p) tk_buf_put(out, "", 0);
+    if (out->p) out->p[out->n] = 0;
     if (!st && out->oom) st = VLMC_ERR_NOMEM;
-done:
     tk_pieces_free(&toks);
-    tk_pieces_free(&res);
     return st;
 }
 
