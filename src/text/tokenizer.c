@@ -216,13 +216,13 @@ static vlmc_status post_parse(const cJSON *j, int32_t **tmpl, size_t *n, int dep
                                      file, name ? name : "?");
                 }
                 cJSON_ArrayForEach(x, ids) {
-                    double d = x->valuedouble;
-                    if (!cJSON_IsNumber(x) || d < 0 || d >= (double)t->n_ids || d != (double)(int64_t)d) {
+                    int32_t d;
+                    if (!tk_json_id(x, (int64_t)t->n_ids, &d)) {
                         free(v);
                         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: TemplateProcessing special token \"%s\" has an id outside the vocabulary",
                                          file, name);
                     }
-                    PUSH((int32_t)d);
+                    PUSH(d);
                 }
             } else {
                 free(v);
@@ -233,12 +233,13 @@ static vlmc_status post_parse(const cJSON *j, int32_t **tmpl, size_t *n, int dep
         const cJSON *cls = json_get(j, "cls"), *sep = json_get(j, "sep");
         if (!cJSON_IsArray(cls) || !cJSON_IsArray(sep) || cJSON_GetArraySize(cls) != 2 || cJSON_GetArraySize(sep) != 2)
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs \"cls\" and \"sep\" as [token, id]", file, type);
-        double c = cJSON_GetArrayItem(cls, 1)->valuedouble, s = cJSON_GetArrayItem(sep, 1)->valuedouble;
-        if (c < 0 || s < 0 || c >= (double)t->n_ids || s >= (double)t->n_ids)
+        int32_t c, s;
+        if (!tk_json_id(cJSON_GetArrayItem(cls, 1), (int64_t)t->n_ids, &c) ||
+            !tk_json_id(cJSON_GetArrayItem(sep, 1), (int64_t)t->n_ids, &s))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s ids are outside the vocabulary", file, type);
-        PUSH((int32_t)c);
+        PUSH(c);
         PUSH(-1);
-        PUSH((int32_t)s);
+        PUSH(s);
     } else if (!strcmp(type, "Sequence")) {
         const cJSON *arr = json_get(j, "processors"), *it;
         if (!cJSON_IsArray(arr)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: Sequence post_processor needs \"processors\"", file);
@@ -382,17 +383,26 @@ static vlmc_status parse_tokenizer_json(vlmc_tokenizer *t, const cJSON *root, co
         const cJSON *id = json_get(it, "id");
         char what[64];
         snprintf(what, sizeof what, "added_tokens[%zu]", k++);
-        if (!cJSON_IsNumber(id) || id->valuedouble != (double)(int64_t)id->valuedouble)
-            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs an integer \"id\"", file, what);
-        if ((s = add_token(t, it, (int64_t)id->valuedouble, file, what, err))) return s;
+        int32_t idv;
+        if (!tk_json_id(id, TK_MAX_VOCAB, &idv))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs an integer \"id\" in [0, %d)", file, what, TK_MAX_VOCAB);
+        if ((s = add_token(t, it, idv, file, what, err))) return s;
     }
     return VLMC_OK;
 }
 
-static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, const char *dir, vlmc_error *err) {
+/* Builds t from tokenizer.json text (mem, when given), a tokenizer.json file,
+ * or the slow files in dir; the config is read from dir when dir is given. */
+static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, const char *mem, size_t mem_len,
+                                   const char *dir, vlmc_error *err) {
     vlmc_status s;
     cJSON *root = NULL, *cfg = NULL;
-    if (json_path) {
+    if (mem) {
+        if (mem_len > TK_MAX_FILE_BYTES)
+            return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %zu bytes is over the limit", json_path, mem_len);
+        if ((s = json_parse(mem, mem_len, json_path, &root, err))) return s;
+        if ((s = parse_tokenizer_json(t, root, json_path, err))) goto out;
+    } else if (json_path) {
         if ((s = json_parse_file(json_path, TK_MAX_FILE_BYTES, &root, err))) return s;
         if ((s = parse_tokenizer_json(t, root, json_path, err))) goto out;
     } else {
@@ -422,7 +432,8 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
             s = json_parse_file(ap, TK_MAX_CONFIG_BYTES, &aj, err);
             const cJSON *it, *list = s ? NULL : aj;
             cJSON_ArrayForEach(it, list) {
-                if (!cJSON_IsNumber(it) || !it->string) {
+                int32_t idv;
+                if (!tk_json_id(it, TK_MAX_VOCAB, &idv) || !it->string) {
                     s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: values must be ids", ap);
                     break;
                 }
@@ -432,7 +443,7 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
                     s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
                     break;
                 }
-                s = add_token(t, tokj, (int64_t)it->valuedouble, ap, "added token", err);
+                s = add_token(t, tokj, idv, ap, "added token", err);
                 cJSON_Delete(tokj);
                 if (s) break;
             }
@@ -441,7 +452,7 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
         free(ap);
         if (s) return s;
     }
-    if ((s = load_config(t, dir, &cfg, err))) goto out;
+    if (dir && (s = load_config(t, dir, &cfg, err))) goto out;
     const char *file = json_path ? json_path : t->path;
     if ((s = finish_added(t, file, err))) goto out;
     t->has_bytefallback_decoder = tk_decoder_has(t->decoder, TD_BYTEFALLBACK);
@@ -513,7 +524,7 @@ vlmc_status vlmc_tokenizer_load(const char *path, vlmc_tokenizer **out, vlmc_err
     }
     t->path = strdup(json_path ? json_path : dir);
     if (!t->path) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", path); goto fail; }
-    if ((s = tokenizer_build(t, json_path, dir, err))) goto fail;
+    if ((s = tokenizer_build(t, json_path, NULL, 0, dir, err))) goto fail;
     free(json_path);
     free(dir);
     *out = t;
@@ -523,6 +534,23 @@ fail:
     free(dir);
     vlmc_tokenizer_free(t);
     return s;
+}
+
+vlmc_status tk_load_memory(const char *json, size_t len, const char *name, vlmc_tokenizer **out, vlmc_error *err) {
+    *out = NULL;
+    vlmc_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", name);
+    t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1;
+    t->bpe.unk_id = -1;
+    t->path = strdup(name);
+    vlmc_status s = t->path ? tokenizer_build(t, t->path, json, len, NULL, err)
+                            : vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", name);
+    if (s) {
+        vlmc_tokenizer_free(t);
+        return s;
+    }
+    *out = t;
+    return VLMC_OK;
 }
 
 void vlmc_tokenizer_free(vlmc_tokenizer *t) {

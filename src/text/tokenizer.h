@@ -71,7 +71,7 @@ void tk_pieces_begin(tk_pieces *p, int32_t id, bool at_start);
 void tk_pieces_end(tk_pieces *p);
 void tk_pieces_clear(tk_pieces *p);
 void tk_pieces_free(tk_pieces *p);
-static inline const char *tk_piece_str(const tk_pieces *p, size_t i) { return p->text.p + p->v[i].off; }
+static inline const char *tk_piece_str(const tk_pieces *p, size_t i) { return p->text.p ? p->text.p + p->v[i].off : ""; }
 bool tk_pieces_oom(const tk_pieces *p);
 
 /* ---- regular expressions (PCRE2, Unicode mode) ---------------------------- */
@@ -244,6 +244,10 @@ struct vlmc_tokenizer {
     bool legacy_added_spacing;
 };
 
+/* An integer id in [0, limit) from a JSON number (a cJSON*); false otherwise
+ * (also for fractions, huge values and non-numbers). */
+bool tk_json_id(const void *json, int64_t limit, int32_t *out);
+
 /* tokenizer_text.c */
 vlmc_status tk_normalizer_parse(const void *json, tk_normalizer *out, int depth, const char *file, vlmc_error *err);
 void tk_normalizer_free(tk_normalizer *n);
@@ -281,6 +285,9 @@ void tk_cleanup(tk_buf *b);
 void tk_utf8_lossy(const char *s, size_t n, tk_buf *out);
 
 /* tokenizer.c */
+/* Loads from tokenizer.json text in memory (no tokenizer_config.json); `name`
+ * stands for the file in messages. For fuzzing and tests. */
+vlmc_status tk_load_memory(const char *json, size_t len, const char *name, vlmc_tokenizer **out, vlmc_error *err);
 const char *tk_id_to_token(const vlmc_tokenizer *t, int32_t id, size_t *len);
 
 #endif

@@ -17,6 +17,15 @@
 #include "formats/json.h"
 #include "text/tokenizer.h"
 
+bool tk_json_id(const void *json, int64_t limit, int32_t *out) {
+    const cJSON *j = json;
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= 0 && d < (double)limit) || d != (double)(int64_t)d) return false;
+    *out = (int32_t)d;
+    return true;
+}
+
 /* ---- hashing ------------------------------------------------------------------ */
 
 uint64_t tk_hash(const char *s, size_t n) {
@@ -72,20 +81,16 @@ int32_t tk_bpe_lookup(const tk_bpe *b, const char *s, size_t n) {
 
 struct tk_cache {
     pthread_mutex_t mu;
-    uint32_t *slot_off; /* offset+1 into pool, 0 = empty */
+    uint32_t *slot_off; /* offset+1 into pool, 0 = empty; allocated on first use */
     size_t used;
-    char *pool;
-    size_t pool_len;
+    char *pool; /* grows by doubling up to CACHE_POOL */
+    size_t pool_len, pool_cap;
 };
 
 static tk_cache *cache_new(void) {
     tk_cache *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->slot_off = calloc(CACHE_SLOTS, sizeof *c->slot_off);
-    c->pool = malloc(CACHE_POOL);
-    if (!c->slot_off || !c->pool || pthread_mutex_init(&c->mu, NULL)) {
-        free(c->slot_off);
-        free(c->pool);
+    if (pthread_mutex_init(&c->mu, NULL)) {
         free(c);
         return NULL;
     }
@@ -106,7 +111,7 @@ static size_t entry_size(size_t wn, size_t k) { return 8 + ((wn + 3) & ~(size_t)
 static bool cache_get(tk_cache *c, uint64_t h, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
     bool found = false;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = h & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+    for (size_t i = h & (CACHE_SLOTS - 1); c->slot_off; i = (i + 1) & (CACHE_SLOTS - 1)) {
         uint32_t o = c->slot_off[i];
         if (!o) break;
         const char *e = c->pool + (o - 1);
@@ -135,11 +140,21 @@ static bool cache_get(tk_cache *c, uint64_t h, const char *w, size_t n, int32_t 
 static void cache_put(tk_cache *c, uint64_t h, const char *w, size_t n, const int32_t *ids, size_t k) {
     size_t sz = entry_size(n, k);
     pthread_mutex_lock(&c->mu);
-    if (c->pool_len + sz > CACHE_POOL || c->used * 4 >= CACHE_SLOTS * 3) {
+    if (!c->slot_off && !(c->slot_off = calloc(CACHE_SLOTS, sizeof *c->slot_off))) goto done;
+    if (c->pool_len + sz > c->pool_cap && c->pool_cap < CACHE_POOL) {
+        size_t cap = c->pool_cap ? c->pool_cap * 2 : (size_t)64 << 10;
+        char *p = realloc(c->pool, cap);
+        if (p) {
+            c->pool = p;
+            c->pool_cap = cap;
+        }
+    }
+    if (c->pool_len + sz > c->pool_cap || c->used * 4 >= CACHE_SLOTS * 3) {
         /* full: start over (simple, and the hot words come back at once) */
         memset(c->slot_off, 0, CACHE_SLOTS * sizeof *c->slot_off);
         c->used = 0;
         c->pool_len = 0;
+        if (sz > c->pool_cap) goto done;
     }
     size_t i = h & (CACHE_SLOTS - 1);
     while (c->slot_off[i]) {
@@ -359,15 +374,15 @@ vlmc_status tk_bpe_parse(const void *model_json, tk_bpe *b, const char *file, vl
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
-        double d = it->valuedouble;
-        if (!cJSON_IsNumber(it) || d != (double)(int64_t)d || d < 0 || d >= TK_MAX_VOCAB) {
+        int32_t idv;
+        if (!tk_json_id(it, TK_MAX_VOCAB, &idv)) {
             s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: model.vocab[\"%.60s\"] must be an id in [0, %d)", file,
                           it->string ? it->string : "", TK_MAX_VOCAB);
             goto out;
         }
         v.s[v.n] = it->string ? it->string : "";
         v.len[v.n] = strlen(v.s[v.n]);
-        v.id[v.n] = (int32_t)d;
+        v.id[v.n] = idv;
         v.n++;
     }
     if ((s = build_vocab(b, &v, file, err))) goto out;
@@ -652,6 +667,6 @@ vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids,
     }
     size_t before = *n_ids;
     vlmc_status s = bpe_merge_word(b, w, n, ids, n_ids, cap);
-    if (!s && cacheable) cache_put(b->cache, h, w, n, *ids + before, *n_ids - before);
+    if (!s && cacheable && *n_ids > before) cache_put(b->cache, h, w, n, *ids + before, *n_ids - before);
     return s;
 }
