@@ -37,7 +37,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests
+.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench-tokenizer
 all: $(OUT)/vlmc
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -88,6 +88,14 @@ fuzz-build: build/.deps-ok
 FUZZ_SECONDS ?= 20
 fuzz: fuzz-build
 	@./scripts/run-fuzz.sh $(FUZZ_OUT) $(FUZZ_SECONDS)
+
+# Benchmarks (not tests): build/bench/bench_<name>, run by `make bench-<name>`.
+$(OUT)/bench/%: bench/%.c $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
+
+bench-tokenizer: $(OUT)/bench/bench_tokenizer
+	@$(OUT)/bench/bench_tokenizer
 
 clean:
 	rm -rf build

@@ -739,9 +739,17 @@ static void pretok_one(const tk_pretok *pt, pcre2_match_data *md, const char *s,
         for (size_t i = 0; i < sp->n; i++) {
             if (sp->v[i].b <= sp->v[i].a) continue;
             tk_pieces_begin(out, -1, at_start && sp->v[i].a == 0);
-            for (size_t k = sp->v[i].a; k < sp->v[i].b; k++) {
-                unsigned char c = (unsigned char)t[k];
-                tk_buf_put(&out->text, pt->bl_s[c], pt->bl_n[c]);
+            /* at most two output bytes per input byte: reserve once, write directly */
+            if (tk_buf_reserve(&out->text, 2 * (sp->v[i].b - sp->v[i].a))) {
+                char *w = out->text.p + out->text.n;
+                for (size_t k = sp->v[i].a; k < sp->v[i].b; k++) {
+                    unsigned char c = (unsigned char)t[k];
+                    w[0] = pt->bl_s[c][0];
+                    w[1] = pt->bl_s[c][1];
+                    w += pt->bl_n[c];
+                }
+                out->text.n = (size_t)(w - out->text.p);
+                out->text.p[out->text.n] = 0;
             }
             tk_pieces_end(out);
         }
