@@ -47,6 +47,64 @@ void vlmc_free(void *p);
 
 /* ---- tokenizers (tokenizer.json) -------------------------------------------- */
 
+/* A Hugging Face tokenizer: tokenizer.json (BPE model with its normalizer,
+ * pre-tokenizer, added tokens, post-processor and decoder), plus the flags of
+ * tokenizer_config.json next to it (clean_up_tokenization_spaces,
+ * added_tokens_decoder, bos/eos/pad tokens). A loaded tokenizer is immutable
+ * apart from an internal, locked word cache: one may be shared by threads. */
+typedef struct vlmc_tokenizer vlmc_tokenizer;
+
+/* path: a folder holding tokenizer.json (or GPT-2 style vocab.json + merges.txt),
+ * or a tokenizer.json file. */
+vlmc_status vlmc_tokenizer_load(const char *path, vlmc_tokenizer **out, vlmc_error *err);
+void vlmc_tokenizer_free(vlmc_tokenizer *tok);
+
+/* Encodes text[0..len) (UTF-8; VLMC_ERR_ARG otherwise) into *ids (malloc'ed,
+ * free with vlmc_free; *n_ids may be 0). add_special applies the
+ * post-processor (e.g. a leading <s>), as HF's add_special_tokens=True. */
+vlmc_status vlmc_tokenizer_encode(const vlmc_tokenizer *tok, const char *text, size_t len, int add_special,
+                                  int32_t **ids, size_t *n_ids, vlmc_error *err);
+/* Decodes ids into *text (malloc'ed, NUL-terminated, valid UTF-8; *len, if
+ * non-NULL, is its length, as the text may hold NUL bytes). skip_special drops
+ * special added tokens. Ids outside the vocabulary are skipped, as HF does.
+ * transformers' clean_up_tokenization is applied when tokenizer_config.json sets
+ * clean_up_tokenization_spaces. */
+vlmc_status vlmc_tokenizer_decode(const vlmc_tokenizer *tok, const int32_t *ids, size_t n_ids, int skip_special,
+                                  char **text, size_t *len, vlmc_error *err);
+
+/* Number of ids: the largest id of the model or an added token, plus one. */
+size_t vlmc_tokenizer_vocab_size(const vlmc_tokenizer *tok);
+/* The vocabulary string of an id (byte-level 'Ġ' forms, '<0x0A>' pieces), or
+ * NULL when the id is unknown. Owned by the tokenizer. */
+const char *vlmc_tokenizer_id_to_token(const vlmc_tokenizer *tok, int32_t id);
+/* The id of a vocabulary string or added token, or -1. */
+int32_t vlmc_tokenizer_token_to_id(const vlmc_tokenizer *tok, const char *token);
+/* Special token ids from tokenizer_config.json, -1 when not defined. */
+int32_t vlmc_tokenizer_bos_id(const vlmc_tokenizer *tok);
+int32_t vlmc_tokenizer_eos_id(const vlmc_tokenizer *tok);
+int32_t vlmc_tokenizer_pad_id(const vlmc_tokenizer *tok);
+/* 1 when id is a special added token (dropped by skip_special), else 0. */
+int vlmc_tokenizer_is_special(const vlmc_tokenizer *tok, int32_t id);
+
+/* Streaming decode: feed ids one at a time; each call yields the text that is
+ * now final (complete UTF-8, never revised later). Together with the flush,
+ * the pieces are exactly vlmc_tokenizer_decode of all the ids. *text points
+ * into the stream and stays valid until the next call; *len may be NULL. */
+typedef struct vlmc_decode_stream vlmc_decode_stream;
+vlmc_status vlmc_decode_stream_new(const vlmc_tokenizer *tok, int skip_special, vlmc_decode_stream **out,
+                                   vlmc_error *err);
+vlmc_status vlmc_decode_stream_push(vlmc_decode_stream *s, int32_t id, const char **text, size_t *len,
+                                    vlmc_error *err);
+/* Emits what is held back and resets the stream for a new sequence. */
+vlmc_status vlmc_decode_stream_flush(vlmc_decode_stream *s, const char **text, size_t *len, vlmc_error *err);
+void vlmc_decode_stream_free(vlmc_decode_stream *s);
+
+/* The `vlmc tokenize --jsonl` seam: line is one JSON string; *json_out (malloc'ed,
+ * no newline) is {"ids": [...], "tokens": [...], "decoded": "...",
+ * "decoded_skip_special": "..."} for it (decodes of the ids printed). */
+vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *tok, const char *line, size_t len, int add_special,
+                                 char **json_out, vlmc_error *err);
+
 /* ---- chat templates (Jinja) -------------------------------------------------- */
 
 /* ---- images and image processors --------------------------------------------- */
