@@ -103,6 +103,8 @@ static void run_case(void) {
             n_bad++;
         } else {
             n_ok++;
+            if (getenv("JINJA_VERBOSE"))
+                printf("    expected error %s\n    vlmc: %s\n", json_string(json_get(c, "error"), "message", "?"), err.message);
         }
     }
     free(out);

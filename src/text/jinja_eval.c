@@ -2075,18 +2075,39 @@ static int call_value(R *r, int line, const val *callee, const args *a, val *out
 /* Evaluates the arguments of a call / filter / test node. */
 static int eval_args(R *r, const node *n, frame *f, args *a, size_t extra_front) {
     memset(a, 0, sizeof *a);
-    a->pos = ralloc(r, n->line, (n->nargs + extra_front + 1) * sizeof(val));
-    a->kwv = ralloc(r, n->line, (n->nkw + 2) * sizeof(val));
-    a->kwn = ralloc(r, n->line, (n->nkw + 2) * sizeof(char *));
+    val dyn_args, dyn_kwargs;
+    jlist *dl = NULL;
+    const jdict *dd = NULL;
+    if (n->c) { /* f(*seq) */
+        if (eval(r, n->c, f, &dyn_args) || to_list(r, n->line, &dyn_args, &dl)) return CTL_ERR;
+    }
+    if (n->d) { /* f(**mapping) */
+        if (eval(r, n->d, f, &dyn_kwargs)) return CTL_ERR;
+        if (dyn_kwargs.t != V_DICT) return TYPE_ERR(r, n->line, "argument after ** must be a mapping, not %s", type_name(&dyn_kwargs));
+        dd = dyn_kwargs.u.d;
+    }
+    size_t npos = n->nargs + extra_front + (dl ? dl->n : 0), nkw = n->nkw + (dd ? dd->n : 0);
+    a->pos = ralloc(r, n->line, (npos + 1) * sizeof(val));
+    a->kwv = ralloc(r, n->line, (nkw + 2) * sizeof(val));
+    a->kwn = ralloc(r, n->line, (nkw + 2) * sizeof(char *));
     if (!a->pos || !a->kwv || !a->kwn) return CTL_ERR;
     a->npos = extra_front;
     for (size_t i = 0; i < n->nargs; i++)
         if (eval(r, n->args[i], f, &a->pos[a->npos++])) return CTL_ERR;
+    for (size_t i = 0; dl && i < dl->n; i++) a->pos[a->npos++] = dl->v[i];
     for (size_t i = 0; i < n->nkw; i++) {
         a->kwn[i] = n->kwnames[i];
         if (eval(r, n->kwvals[i], f, &a->kwv[i])) return CTL_ERR;
     }
     a->nkw = n->nkw;
+    for (size_t i = 0; dd && i < dd->n; i++) {
+        const val *k = &dd->k[i];
+        if (k->t != V_STR) return TYPE_ERR(r, n->line, "keywords must be strings");
+        char *nm = jpool_strndup(&r->pool, k->u.s.p, k->u.s.n);
+        if (!nm) return rfail(r, n->line, VLMC_ERR_LIMIT, "out of memory");
+        a->kwn[a->nkw] = nm;
+        a->kwv[a->nkw++] = dd->v[i];
+    }
     return CTL_OK;
 }
 

@@ -648,9 +648,17 @@ static bool parse_call_args(parser *P, node *n) {
             if (!expect_op(P, ",")) return false;
             if (tok_is_op(cur(P), ")")) break;
         }
-        if (tok_is_op(cur(P), "*") || tok_is_op(cur(P), "**"))
-            return pfail(P, line, "*args / **kwargs in calls are not supported");
-        if (cur(P)->t == T_NAME && tok_is_op(peek(P, 1), "=")) {
+        if (tok_is_op(cur(P), "*")) {
+            /* `*expr`: positional arguments from a sequence (kept in n->c) */
+            if (n->c || n->d) return pfail(P, line, "invalid syntax for function call expression");
+            advance(P);
+            if (!(n->c = parse_expression(P, true))) return false;
+        } else if (tok_is_op(cur(P), "**")) {
+            /* `**expr`: keyword arguments from a mapping (kept in n->d) */
+            if (n->d) return pfail(P, line, "invalid syntax for function call expression");
+            advance(P);
+            if (!(n->d = parse_expression(P, true))) return false;
+        } else if (cur(P)->t == T_NAME && tok_is_op(peek(P, 1), "=")) {
             token *k = cur(P);
             advance(P);
             advance(P);
@@ -667,7 +675,7 @@ static bool parse_call_args(parser *P, node *n) {
             kwn[kwv.n] = jpool_strndup(P->pool, k->s, k->n);
             if (!kwn[kwv.n] || !nvec_push(P, &kwv, v)) return pfail(P, line, "out of memory");
         } else {
-            if (kwv.n) return pfail(P, line, "invalid syntax for function call expression");
+            if (kwv.n || n->c || n->d) return pfail(P, line, "invalid syntax for function call expression");
             node *v = parse_expression(P, true);
             if (!v || !nvec_push(P, &args, v)) return false;
         }
