@@ -235,15 +235,20 @@ static const char *hintf(R *r, const char *fmt, ...) {
     return jpool_strndup(&r->pool, tmp, strlen(tmp));
 }
 
+/* Lists always own an item array (never NULL), so copies need no special case for empty lists. */
 static jlist *new_list(R *r, int line, size_t cap) {
     jlist *l = ralloc(r, line, sizeof *l);
     if (!l) return NULL;
-    if (cap) {
-        l->v = ralloc(r, line, cap * sizeof(val));
-        if (!l->v) return NULL;
-        l->cap = cap;
-    }
+    if (cap == 0) cap = 2;
+    l->v = ralloc(r, line, cap * sizeof(val));
+    if (!l->v) return NULL;
+    l->cap = cap;
     return l;
+}
+
+/* memcpy that accepts (NULL, 0). */
+static void copy_bytes(void *dst, const void *src, size_t n) {
+    if (n) memcpy(dst, src, n);
 }
 
 static bool list_push(R *r, int line, jlist *l, val x) {
@@ -251,7 +256,7 @@ static bool list_push(R *r, int line, jlist *l, val x) {
         size_t cap = l->cap ? l->cap * 2 : 4;
         val *nv = ralloc(r, line, cap * sizeof(val));
         if (!nv) return false;
-        if (l->n) memcpy(nv, l->v, l->n * sizeof(val));
+        if (l->n) copy_bytes(nv, l->v, l->n * sizeof(val));
         l->v = nv;
         l->cap = cap;
     }
@@ -279,6 +284,7 @@ static val *dict_find_str(const jdict *d, const char *s, size_t n) {
 }
 
 static bool dict_set(R *r, int line, jdict *d, val k, val v) {
+    if (!step(r, line, d->n / 8 + 1)) return false; /* the linear key search is work too */
     val *e = dict_find(d, &k);
     if (e) {
         *e = v;
@@ -289,8 +295,8 @@ static bool dict_set(R *r, int line, jdict *d, val k, val v) {
         val *nk = ralloc(r, line, cap * sizeof(val)), *nv = ralloc(r, line, cap * sizeof(val));
         if (!nk || !nv) return false;
         if (d->n) {
-            memcpy(nk, d->k, d->n * sizeof(val));
-            memcpy(nv, d->v, d->n * sizeof(val));
+            copy_bytes(nk, d->k, d->n * sizeof(val));
+            copy_bytes(nv, d->v, d->n * sizeof(val));
         }
         d->k = nk;
         d->v = nv;
@@ -326,8 +332,8 @@ static bool frame_set(R *r, int line, frame *f, const char *name, val v) {
         val *nv = ralloc(r, line, cap * sizeof *nv);
         if (!nn || !nv) return false;
         if (f->n) {
-            memcpy(nn, f->names, f->n * sizeof *nn);
-            memcpy(nv, f->vals, f->n * sizeof *nv);
+            copy_bytes(nn, f->names, f->n * sizeof *nn);
+            copy_bytes(nv, f->vals, f->n * sizeof *nv);
         }
         f->names = nn;
         f->vals = nv;
@@ -387,7 +393,12 @@ static bool is_num(const val *v) { return v->t == V_BOOL || v->t == V_INT || v->
 static double num_f(const val *v) { return v->t == V_FLOAT ? v->u.f : v->t == V_INT ? (double)v->u.i : (double)v->u.b; }
 static int64_t num_i(const val *v) { return v->t == V_INT ? v->u.i : (int64_t)v->u.b; }
 
-static bool py_eq(const val *a, const val *b) {
+/* Values nested deeper than this compare unequal / unordered instead of
+ * recursing further (a loop can build [[[...]]] deeper than the C stack). */
+#define MAX_CMP_DEPTH 200
+
+static bool py_eq_d(const val *a, const val *b, int depth) {
+    if (depth > MAX_CMP_DEPTH) return false;
     if (is_num(a) && is_num(b)) {
         if (a->t == V_FLOAT || b->t == V_FLOAT) return num_f(a) == num_f(b);
         return num_i(a) == num_i(b);
@@ -400,13 +411,13 @@ static bool py_eq(const val *a, const val *b) {
     case V_LIST:
         if (a->u.l->tuple != b->u.l->tuple || a->u.l->n != b->u.l->n) return false;
         for (size_t i = 0; i < a->u.l->n; i++)
-            if (!py_eq(&a->u.l->v[i], &b->u.l->v[i])) return false;
+            if (!py_eq_d(&a->u.l->v[i], &b->u.l->v[i], depth + 1)) return false;
         return true;
     case V_DICT:
         if (a->u.d->n != b->u.d->n) return false;
         for (size_t i = 0; i < a->u.d->n; i++) {
             val *o = dict_find(b->u.d, &a->u.d->k[i]);
-            if (!o || !py_eq(&a->u.d->v[i], o)) return false;
+            if (!o || !py_eq_d(&a->u.d->v[i], o, depth + 1)) return false;
         }
         return true;
     case V_NS: return a->u.d == b->u.d;
@@ -418,8 +429,11 @@ static bool py_eq(const val *a, const val *b) {
     }
 }
 
+static bool py_eq(const val *a, const val *b) { return py_eq_d(a, b, 0); }
+
 /* Python ordering: sets *res to <0, 0, >0; false when the types are not ordered. */
-static bool py_cmp(const val *a, const val *b, int *res) {
+static bool py_cmp_d(const val *a, const val *b, int *res, int depth) {
+    if (depth > MAX_CMP_DEPTH) return false;
     if (is_num(a) && is_num(b)) {
         if (a->t == V_FLOAT || b->t == V_FLOAT) {
             double x = num_f(a), y = num_f(b);
@@ -439,14 +453,16 @@ static bool py_cmp(const val *a, const val *b, int *res) {
     if (a->t == V_LIST && b->t == V_LIST && a->u.l->tuple == b->u.l->tuple) {
         size_t n = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
         for (size_t i = 0; i < n; i++) {
-            if (py_eq(&a->u.l->v[i], &b->u.l->v[i])) continue;
-            return py_cmp(&a->u.l->v[i], &b->u.l->v[i], res);
+            if (py_eq_d(&a->u.l->v[i], &b->u.l->v[i], depth + 1)) continue;
+            return py_cmp_d(&a->u.l->v[i], &b->u.l->v[i], res, depth + 1);
         }
         *res = a->u.l->n < b->u.l->n ? -1 : a->u.l->n > b->u.l->n ? 1 : 0;
         return true;
     }
     return false;
 }
+
+static bool py_cmp(const val *a, const val *b, int *res) { return py_cmp_d(a, b, res, 0); }
 
 /* Python's repr(float): the shortest text that reads back as the same double. */
 static void float_repr(double x, char *buf, size_t cap) {
@@ -678,23 +694,62 @@ static bool cp_alpha(uint32_t c) {
 }
 static bool cp_digit(uint32_t c) { return utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_ND; }
 
+/* The set of code points of a strip() argument: a bitmap for ASCII and a
+ * sorted array for the rest, so stripping stays linear in the text. */
+typedef struct cpset {
+    uint64_t ascii[2];
+    uint32_t *other, local[32];
+    size_t n;
+} cpset;
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void cpset_init(cpset *c, const char *s, size_t n) {
+    memset(c->ascii, 0, sizeof c->ascii);
+    c->n = 0;
+    c->other = c->local;
+    size_t cap = sizeof c->local / sizeof c->local[0];
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = cp_at(s, n, &i);
+        if (cp < 128) {
+            c->ascii[cp >> 6] |= 1ull << (cp & 63);
+            continue;
+        }
+        if (c->n == cap) {
+            uint32_t *nb = malloc(cap * 2 * sizeof *nb);
+            if (!nb) break; /* out of memory: strip fewer characters rather than fail */
+            copy_bytes(nb, c->other, c->n * sizeof *nb);
+            if (c->other != c->local) free(c->other);
+            c->other = nb;
+            cap *= 2;
+        }
+        c->other[c->n++] = cp;
+    }
+    qsort(c->other, c->n, sizeof *c->other, cmp_u32);
+}
+
+static bool cpset_has(const cpset *c, uint32_t cp) {
+    if (cp < 128) return (c->ascii[cp >> 6] >> (cp & 63)) & 1;
+    return bsearch(&cp, c->other, c->n, sizeof cp, cmp_u32) != NULL;
+}
+
+static void cpset_free(cpset *c) {
+    if (c->other != c->local) free(c->other);
+}
+
 /* Python's str.strip family: which = 1 left, 2 right, 3 both; chars NULL = whitespace. */
 static val str_strip(const val *s, const val *chars, int which) {
     const char *p = s->u.s.p;
     size_t a = 0, e = s->u.s.n;
-    for (;;) {
-        if (!(which & 1) || a >= e) break;
+    cpset set;
+    if (chars) cpset_init(&set, chars->u.s.p, chars->u.s.n);
+    while ((which & 1) && a < e) {
         size_t i = a;
         uint32_t c = cp_at(p, e, &i);
-        bool strip;
-        if (chars) {
-            strip = false;
-            for (size_t j = 0; j < chars->u.s.n;)
-                if (cp_at(chars->u.s.p, chars->u.s.n, &j) == c) strip = true;
-        } else {
-            strip = py_space(c);
-        }
-        if (!strip) break;
+        if (!(chars ? cpset_has(&set, c) : py_space(c))) break;
         a = i;
     }
     while ((which & 2) && e > a) {
@@ -702,26 +757,17 @@ static val str_strip(const val *s, const val *chars, int which) {
         while (st > a && ((unsigned char)p[st] & 0xC0) == 0x80) st--;
         size_t i = st;
         uint32_t c = cp_at(p, e, &i);
-        bool strip;
-        if (chars) {
-            strip = false;
-            for (size_t j = 0; j < chars->u.s.n;)
-                if (cp_at(chars->u.s.p, chars->u.s.n, &j) == c) strip = true;
-        } else {
-            strip = py_space(c);
-        }
-        if (!strip) break;
+        if (!(chars ? cpset_has(&set, c) : py_space(c))) break;
         e = st;
     }
+    if (chars) cpset_free(&set);
     return v_str(p + a, e - a);
 }
 
 static const char *memfind(const char *h, size_t hn, const char *nd, size_t nn) {
     if (nn == 0) return h;
     if (nn > hn) return NULL;
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && !memcmp(h + i, nd, nn)) return h + i;
-    return NULL;
+    return memmem(h, hn, nd, nn);
 }
 
 static bool str_replace(R *r, int line, const val *s, const val *old, const val *new_, int64_t count, val *out) {
@@ -1342,8 +1388,8 @@ static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *o
         size_t n = a->u.s.n + b->u.s.n;
         char *p = ralloc(r, line, n + 1);
         if (!p) return CTL_ERR;
-        memcpy(p, a->u.s.p, a->u.s.n);
-        memcpy(p + a->u.s.n, b->u.s.p, b->u.s.n);
+        copy_bytes(p, a->u.s.p, a->u.s.n);
+        copy_bytes(p + a->u.s.n, b->u.s.p, b->u.s.n);
         *out = v_str(p, n);
         return CTL_OK;
     }
@@ -1351,8 +1397,8 @@ static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *o
         jlist *l = new_list(r, line, a->u.l->n + b->u.l->n);
         if (!l) return CTL_ERR;
         l->tuple = a->u.l->tuple;
-        memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(val));
-        memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(val));
+        copy_bytes(l->v, a->u.l->v, a->u.l->n * sizeof(val));
+        copy_bytes(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(val));
         l->n = a->u.l->n + b->u.l->n;
         *out = v_list(l);
         return CTL_OK;
@@ -1368,7 +1414,7 @@ static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *o
             size_t n = a->u.s.n * (size_t)k;
             char *p = ralloc(r, line, n + 1);
             if (!p) return CTL_ERR;
-            for (int64_t i = 0; i < k; i++) memcpy(p + (size_t)i * a->u.s.n, a->u.s.p, a->u.s.n);
+            for (int64_t i = 0; i < k; i++) copy_bytes(p + (size_t)i * a->u.s.n, a->u.s.p, a->u.s.n);
             *out = v_str(p, n);
         } else {
             if (a->u.l->n && (uint64_t)k > 1000000 / a->u.l->n) return rfail(r, line, VLMC_ERR_LIMIT, "list repetition too large");
@@ -1396,6 +1442,7 @@ static int contains(R *r, int line, const val *hay, const val *needle, bool *res
         return CTL_OK;
     case V_LIST:
         *res = false;
+        if (!step(r, line, hay->u.l->n / 8 + 1)) return CTL_ERR;
         for (size_t i = 0; i < hay->u.l->n; i++)
             if (py_eq(&hay->u.l->v[i], needle)) {
                 *res = true;
@@ -1404,6 +1451,7 @@ static int contains(R *r, int line, const val *hay, const val *needle, bool *res
         return CTL_OK;
     case V_DICT:
         if (!is_hashable(needle)) return TYPE_ERR(r, line, "unhashable type: '%s'", type_name(needle));
+        if (!step(r, line, hay->u.d->n / 8 + 1)) return CTL_ERR;
         *res = dict_find(hay->u.d, needle) != NULL;
         return CTL_OK;
     case V_UNDEF: *res = false; return CTL_OK;
@@ -1987,7 +2035,7 @@ static int call_func(R *r, int line, int fn, const args *a, val *out) {
             localtime_r(&t, &tm);
         }
         char fmt[256], buf[1024];
-        memcpy(fmt, x.u.s.p, x.u.s.n);
+        copy_bytes(fmt, x.u.s.p, x.u.s.n);
         fmt[x.u.s.n] = '\0';
         size_t k = strftime(buf, sizeof buf, fmt, &tm);
         return v_strdup(r, line, buf, k, out) ? CTL_OK : CTL_ERR;
@@ -2215,6 +2263,7 @@ static int sort_key(R *r, int line, const val *v, const val *attr, bool case_sen
 /* Stable merge sort of items by keys (Python ordering); errors on unorderable keys. */
 static int sort_by_keys(R *r, int line, val *items, val *keys, size_t n, bool reverse) {
     if (n < 2) return CTL_OK;
+    if (!step(r, line, n * 2)) return CTL_ERR;
     val *ti = ralloc(r, line, n * sizeof(val)), *tk = ralloc(r, line, n * sizeof(val));
     if (!ti || !tk) return CTL_ERR;
     for (size_t width = 1; width < n; width *= 2) {
@@ -2232,8 +2281,8 @@ static int sort_by_keys(R *r, int line, val *items, val *keys, size_t n, bool re
             while (i < mid) ti[o] = items[i], tk[o++] = keys[i++];
             while (j < hi) ti[o] = items[j], tk[o++] = keys[j++];
         }
-        memcpy(items, ti, n * sizeof(val));
-        memcpy(keys, tk, n * sizeof(val));
+        copy_bytes(items, ti, n * sizeof(val));
+        copy_bytes(keys, tk, n * sizeof(val));
     }
     return CTL_OK;
 }
@@ -2362,7 +2411,7 @@ static int filter_float(R *r, int line, const val *v, const args *a, val *out) {
             *out = def;
             return CTL_OK;
         }
-        memcpy(buf, t.u.s.p, t.u.s.n);
+        copy_bytes(buf, t.u.s.p, t.u.s.n);
         buf[t.u.s.n] = '\0';
         char *end;
         double d = strtod(buf, &end);
@@ -2603,7 +2652,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
     if (!strcmp(name, "list")) {
         jlist *l, *c;
         if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n))) return CTL_ERR;
-        memcpy(c->v, l->v, l->n * sizeof(val));
+        copy_bytes(c->v, l->v, l->n * sizeof(val));
         c->n = l->n;
         *out = v_list(c);
         return CTL_OK;
@@ -2640,7 +2689,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
     if (!strcmp(name, "sort")) {
         jlist *l, *c;
         if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n))) return CTL_ERR;
-        memcpy(c->v, l->v, l->n * sizeof(val));
+        copy_bytes(c->v, l->v, l->n * sizeof(val));
         c->n = l->n;
         bool rev = arg_bool(a, 0, "reverse", false), cs = arg_bool(a, 1, "case_sensitive", false);
         val attr = v_none();
