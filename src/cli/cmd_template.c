@@ -96,7 +96,9 @@ static void print_json_line(const char *key, const char *value) {
     cJSON_Delete(o);
 }
 
-static int run_jsonl(const vlmc_chat_template *t, const char *now) {
+/* Answers every line; when the template could not be loaded (t NULL), each
+ * answer is {"error": load_error}. */
+static int run_jsonl(const vlmc_chat_template *t, const char *load_error, const char *now) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
@@ -106,6 +108,10 @@ static int run_jsonl(const vlmc_chat_template *t, const char *now) {
         for (ssize_t i = 0; i < n; i++)
             if (line[i] != ' ' && line[i] != '\t') blank = false;
         if (blank) continue;
+        if (!t) {
+            print_json_line("error", load_error);
+            continue;
+        }
         cJSON *ctx = cJSON_ParseWithLength(line, (size_t)n);
         if (!cJSON_IsObject(ctx)) {
             print_json_line("error", "input line is not a JSON object");
@@ -121,7 +127,7 @@ static int run_jsonl(const vlmc_chat_template *t, const char *now) {
         cJSON_Delete(ctx);
     }
     free(line);
-    return 0;
+    return t ? 0 : 1;
 }
 
 int cmd_template(int argc, char **argv) {
@@ -165,27 +171,28 @@ int cmd_template(int argc, char **argv) {
     }
     vlmc_error err = {0};
     vlmc_chat_template *t = NULL;
+    vlmc_status st;
     if (model) {
-        if (vlmc_chat_template_load(model, &t, &err)) {
-            fprintf(stderr, "vlmc template: %s\n", err.message);
-            return 1;
-        }
+        st = vlmc_chat_template_load(model, &t, &err);
     } else {
         char *src = read_path(tfile);
-        if (!src) {
-            fprintf(stderr, "vlmc template: cannot read %s\n", tfile);
-            return 1;
+        if (src) {
+            st = vlmc_chat_template_from_string(src, &t, &err);
+            free(src);
+        } else {
+            st = VLMC_ERR_IO;
+            snprintf(err.message, sizeof err.message, "cannot read %s", tfile);
         }
-        vlmc_status st = vlmc_chat_template_from_string(src, &t, &err);
-        free(src);
-        if (st) {
-            fprintf(stderr, "vlmc template: %s\n", err.message);
-            return 1;
-        }
+    }
+    if (st) {
+        fprintf(stderr, "vlmc template: %s\n", err.message);
+        /* in the line protocol a broken template still answers every line */
+        if (jsonl) run_jsonl(NULL, err.message, now);
+        return 1;
     }
     int rc = 0;
     if (jsonl) {
-        rc = run_jsonl(t, now);
+        rc = run_jsonl(t, NULL, now);
     } else {
         char *text = read_path(msgs);
         cJSON *j = text ? cJSON_Parse(text) : NULL;

@@ -494,7 +494,7 @@ static void float_repr(double x, char *buf, size_t cap) {
     size_t left = cap;
 #define PUT(...) do { int k_ = snprintf(o, left, __VA_ARGS__); if (k_ < 0 || (size_t)k_ >= left) return; o += k_; left -= (size_t)k_; } while (0)
     if (neg) PUT("-");
-    if (exp >= -5 && exp < 16) {
+    if (exp >= -4 && exp < 16) { /* Python switches to exponent form outside [1e-4, 1e16) */
         if (exp < 0) {
             PUT("0.");
             for (int i = 0; i < -exp - 1; i++) PUT("0");
@@ -2055,6 +2055,7 @@ static int call_macro(R *r, int line, const macro *m, const args *a, val *out) {
     jlist *varargs = new_list(r, line, 0);
     jdict *kwargs = new_dict(r, line);
     if (!varargs || !kwargs) return CTL_ERR;
+    varargs->tuple = true; /* Python passes *args as a tuple */
     bool *given = ralloc(r, line, (np + 1) * sizeof(bool));
     if (!given) return CTL_ERR;
     for (size_t i = 0; i < a->npos; i++) {
@@ -2572,6 +2573,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         }
         return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
     }
+    if (!strcmp(name, "indent") && in->t == V_UNDEF) return undefined_error(r, line, in);
     /* filters on the text of the value (Jinja applies str() first) */
     if (!strcmp(name, "trim") || !strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") ||
         !strcmp(name, "capitalize") || !strcmp(name, "replace") || !strcmp(name, "indent") || !strcmp(name, "center") ||
@@ -2758,6 +2760,9 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         else return TYPE_ERR(r, line, "bad operand type for abs(): '%s'", type_name(in));
         return CTL_OK;
     }
+    /* int, float and indent are the filters that fail on undefined values in Jinja2 */
+    if ((!strcmp(name, "int") || !strcmp(name, "float") || !strcmp(name, "indent")) && in->t == V_UNDEF)
+        return undefined_error(r, line, in);
     if (!strcmp(name, "int")) return filter_int(r, line, in, a, out);
     if (!strcmp(name, "float")) return filter_float(r, line, in, a, out);
     if (!strcmp(name, "round")) return filter_round(r, line, in, a, out);
