@@ -1526,8 +1526,9 @@ vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_tem
     if (memchr(src, '\0', len)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: template contains a NUL byte", name);
     jinja_template *t = calloc(1, sizeof *t);
     if (!t) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", name);
-    /* the AST is at most a small multiple of the source; the budget only guards against bugs */
-    jpool_init(&t->pool, 64 * len + (1u << 20));
+    /* the AST is at most a fixed multiple of the source (a node per two-byte token at worst);
+     * the budget only guards against bugs */
+    jpool_init(&t->pool, 256 * len + (1u << 20));
     t->name = jpool_strndup(&t->pool, name, strlen(name));
     size_t n;
     char *norm = normalize_newlines(&t->pool, src, len, &n);
