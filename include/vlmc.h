@@ -107,6 +107,35 @@ vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *tok, const char *line, si
 
 /* ---- chat templates (Jinja) -------------------------------------------------- */
 
+/* Chat templates render a conversation into the model's prompt text exactly as
+ * transformers' apply_chat_template does (Jinja2 with trim_blocks, lstrip_blocks,
+ * loop controls, raise_exception, strftime_now, tojson).
+ *
+ * context_json is one JSON object:
+ *   {"messages": [...], "add_generation_prompt": bool, "bos_token": "...", "eos_token": "...",
+ *    "extra_context": {...}, ...any other variables...}
+ * Variables: messages, tools=None and documents=None unless given, add_generation_prompt
+ * (default false), the special tokens (null ones are left undefined), every other top-level key,
+ * then extra_context's keys on top. The reserved key "vlmc_now" ("YYYY-MM-DD HH:MM:SS") freezes
+ * strftime_now (default: the current local time). Outputs are malloc'ed; free them with vlmc_free.
+ * Template errors (syntax, raise_exception, type errors) name the template line. */
+typedef struct vlmc_chat_template vlmc_chat_template;
+
+/* Renders the Jinja source template_src with context_json (see above). */
+vlmc_status vlmc_template_render(const char *template_src, const char *context_json, char **out, vlmc_error *err);
+
+/* Loads a model folder's template: chat_template.jinja, else chat_template.json, else
+ * tokenizer_config.json "chat_template" (a string, or a list of {name, template}: "default" is
+ * used), with the special tokens of tokenizer_config.json (bos/eos/unk/pad/sep/cls/mask) as
+ * defaults for the render. */
+vlmc_status vlmc_chat_template_load(const char *model_dir, vlmc_chat_template **out, vlmc_error *err);
+/* A template from its Jinja source text (no default special tokens). */
+vlmc_status vlmc_chat_template_from_string(const char *template_src, vlmc_chat_template **out, vlmc_error *err);
+/* Renders context_json (see above) with a loaded template. */
+vlmc_status vlmc_chat_template_render(const vlmc_chat_template *t, const char *context_json, char **out,
+                                      vlmc_error *err);
+void vlmc_chat_template_free(vlmc_chat_template *t);
+
 /* ---- images and image processors --------------------------------------------- */
 
 /* ---- models: load, forward, dump --------------------------------------------- */
