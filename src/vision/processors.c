@@ -490,16 +490,21 @@ static vlmc_status run_llava_next(const image_proc *p, const rgb_image *im, proc
         goto done;
     }
     if ((st = img_resize(im, nw, nh, p->resample, &resized, err))) goto done;
-    /* _pad_for_patching: zeros, image centred (divmod halves, extra on the bottom/right) */
-    if ((st = img_crop(&resized, -((bw - nw) / 2), -((bh - nh) / 2), bw, bh, &padded, err))) goto done;
+    /* _pad_for_patching as in 4.47.1: paste = (target - new) // 2 zeros on BOTH sides, so an
+     * odd remainder leaves the padded image one pixel short of the pinpoint; the last
+     * row/column of tiles is then narrower and _preprocess resizes it (shortest edge)
+     * and center-crops it back to crop_size. */
+    int paste_x = (bw - nw) / 2, paste_y = (bh - nh) / 2;
+    int pw = nw + 2 * paste_x, ph = nh + 2 * paste_y;
+    if ((st = img_crop(&resized, -paste_x, -paste_y, pw, ph, &padded, err))) goto done;
     /* resized_original_image = resize(image, (S, S)) with S = shortest_edge or min(height, width) */
     int S = p->size_shortest_edge ? p->size_shortest_edge
                                   : (p->size_height < p->size_width ? p->size_height : p->size_width);
     if ((st = img_resize(im, S, S, p->resample, &raw[nraw], err))) goto done;
     nraw++;
-    for (int i = 0; i < bh; i += P)
-        for (int j = 0; j < bw; j += P) {
-            int th = i + P <= bh ? P : bh - i, tw = j + P <= bw ? P : bw - j;
+    for (int i = 0; i < ph; i += P)
+        for (int j = 0; j < pw; j += P) {
+            int th = i + P <= ph ? P : ph - i, tw = j + P <= pw ? P : pw - j;
             if ((st = img_crop(&padded, j, i, tw, th, &raw[nraw], err))) goto done;
             nraw++;
         }
@@ -541,18 +546,9 @@ static void idefics3_resize_size(int h, int w, int max_len, int *oh, int *ow) {
     }
     if (h < 1) h = 1;
     if (w < 1) w = 1;
-    /* _resize_output_size_scale_below_upper_bound(max_len=1820) */
-    const int upper = 1820;
-    ar = (double)w / h;
-    if (w >= h && w > upper) {
-        w = upper;
-        h = (int)(w / ar);
-    } else if (h > w && h > upper) {
-        h = upper;
-        w = (int)(h * ar);
-    }
-    if (h < 1) h = 1;
-    if (w < 1) w = 1;
+    /* Later transformers versions then clamp the longest side to 1820
+     * (_resize_output_size_scale_below_upper_bound); 4.47.1 does not, as the SmolVLM
+     * fixture (longest_edge 2048) shows bit-exactly. */
     *oh = h;
     *ow = w;
 }
