@@ -118,6 +118,13 @@ typedef struct vlmc_preprocessed {
 vlmc_status vlmc_preprocess(const vlmc_image_processor *p, const vlmc_image *im, vlmc_preprocessed *out,
                             vlmc_error *err);
 void vlmc_preprocessed_free(vlmc_preprocessed *out);
+/* Writes OUT_DIR/manifest.json ({"format", "meta", "arrays": [{"name","file","dtype","shape"}]},
+ * the fixtures' reference/ format) and one raw little-endian .bin per array: image_rgb
+ * (uint8 [H,W,3]), pixel_values (float32), and when the processor makes them image_sizes
+ * [1,2], pixel_attention_mask [1,N,H,W], rows [1], cols [1] (int32), plus num_image_tokens
+ * [1] (int32) when known. meta names the processor and repeats the counts. */
+vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_image *im, const vlmc_preprocessed *pp,
+                                   const char *out_dir, vlmc_error *err);
 
 /* ---- models: load, forward, dump --------------------------------------------- */
 

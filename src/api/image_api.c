@@ -5,6 +5,7 @@
 #include "vlmc.h"
 #include "core/error.h"
 #include "core/file.h"
+#include "formats/arrays.h"
 #include "formats/json.h"
 #include "vision/image.h"
 #include "vision/processors.h"
@@ -171,4 +172,60 @@ void vlmc_preprocessed_free(vlmc_preprocessed *out) {
     free(out->pixel_attention_mask);
     memset(out, 0, sizeof *out);
     out->num_image_tokens = -1;
+}
+
+vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_image *im, const vlmc_preprocessed *pp,
+                                   const char *out_dir, vlmc_error *err) {
+    if (!p || !im || !pp || !out_dir || !pp->pixel_values)
+        return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_preprocessed_save: NULL argument");
+    named_array a[8];
+    int n = 0;
+    memset(a, 0, sizeof a);
+    int32_t rows = pp->rows, cols = pp->cols, ntok = (int32_t)pp->num_image_tokens;
+    a[n] = (named_array){.name = "image_rgb", .dtype = ARRAY_U8, .ndim = 3,
+                         .shape = {im->im.height, im->im.width, 3}, .data = im->im.data,
+                         .note = "load_image output, HxWx3 uint8"};
+    n++;
+    a[n] = (named_array){.name = "pixel_values", .dtype = ARRAY_F32, .ndim = pp->ndim, .data = pp->pixel_values};
+    memcpy(a[n].shape, pp->shape, sizeof pp->shape);
+    n++;
+    if (pp->has_image_sizes) {
+        a[n] = (named_array){.name = "image_sizes", .dtype = ARRAY_I32, .ndim = 2, .shape = {1, 2},
+                             .data = (void *)pp->image_sizes, .note = "[1, 2] (height, width)"};
+        n++;
+    }
+    if (pp->pixel_attention_mask) {
+        a[n] = (named_array){.name = "pixel_attention_mask", .dtype = ARRAY_I32, .ndim = pp->mask_ndim,
+                             .data = pp->pixel_attention_mask};
+        memcpy(a[n].shape, pp->mask_shape, sizeof pp->mask_shape);
+        n++;
+    }
+    if (pp->has_rows_cols) {
+        a[n] = (named_array){.name = "rows", .dtype = ARRAY_I32, .ndim = 1, .shape = {1}, .data = &rows};
+        n++;
+        a[n] = (named_array){.name = "cols", .dtype = ARRAY_I32, .ndim = 1, .shape = {1}, .data = &cols};
+        n++;
+    }
+    if (pp->num_image_tokens >= 0) {
+        a[n] = (named_array){.name = "num_image_tokens", .dtype = ARRAY_I32, .ndim = 1, .shape = {1}, .data = &ntok};
+        n++;
+    }
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    cJSON_AddStringToObject(meta, "processor", p->p.type_name);
+    cJSON_AddNumberToObject(meta, "image_height", im->im.height);
+    cJSON_AddNumberToObject(meta, "image_width", im->im.width);
+    if (pp->ndim == 5) cJSON_AddNumberToObject(meta, "num_tiles", (double)pp->shape[1]);
+    if (pp->has_rows_cols) {
+        cJSON_AddNumberToObject(meta, "rows", rows);
+        cJSON_AddNumberToObject(meta, "cols", cols);
+    }
+    if (pp->num_image_tokens >= 0) cJSON_AddNumberToObject(meta, "num_image_tokens", (double)pp->num_image_tokens);
+    else cJSON_AddNullToObject(meta, "num_image_tokens");
+    vlmc_status st = arrays_write_dir(out_dir,
+                                      "Each array is a raw little-endian C-order file <file> with no header; dtype is one "
+                                      "of float32, int32, uint8; shape lists dimensions outermost first.",
+                                      meta, a, n, err);
+    cJSON_Delete(meta);
+    return st;
 }
