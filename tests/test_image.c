@@ -303,6 +303,409 @@ out:
     array_set_free(&s);
 }
 
+
+/* ---- model fixtures through the public API ------------------------------------------ */
+
+static void test_model_fixtures(void) {
+    static const char *models[] = {"llava", "llava_next", "idefics3", "clip_vision", "siglip_vision",
+                                   "paligemma", "llava_batch", "llava_multi_image"};
+    if (!shared_dir()) return;
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "fixtures/%s", models[m]);
+        const char *dir = shared_path(rel);
+        if (!file_is_dir(dir)) continue;
+        char dirbuf[512];
+        snprintf(dirbuf, sizeof dirbuf, "%s", dir);
+        array_set s;
+        snprintf(rel, sizeof rel, "fixtures/%s/reference", models[m]);
+        if (!load_set(rel, &s)) continue;
+        vlmc_error e = {0};
+        vlmc_image_processor *proc = NULL;
+        if (!CHECK(vlmc_image_processor_load(dirbuf, &proc, &e) == VLMC_OK, "%s: %s", models[m], e.message)) {
+            array_set_free(&s);
+            continue;
+        }
+        named_array *pv = need(&s, "pixel_values");
+        int nimg = array_set_find(&s, "image0_raw") ? 2 : 1;
+        size_t off = 0;
+        float worst = 0;
+        for (int i = 0; i < nimg && pv; i++) {
+            char name[64], path[600];
+            if (nimg == 1) snprintf(path, sizeof path, "%s/reference/image.png", dirbuf);
+            else snprintf(path, sizeof path, "%s/reference/image%d.png", dirbuf, i);
+            vlmc_image *im = NULL;
+            if (!CHECK(vlmc_image_load_file(path, NULL, &im, &e) == VLMC_OK, "%s", e.message)) continue;
+            snprintf(name, sizeof name, nimg == 1 ? "image_raw" : "image%d_raw", i);
+            named_array *raw = array_set_find(&s, name);
+            if (raw) check_u8(name, vlmc_image_rgb(im), raw, (size_t)vlmc_image_width(im) * vlmc_image_height(im) * 3);
+            vlmc_preprocessed pp;
+            if (!CHECK(vlmc_preprocess(proc, im, &pp, &e) == VLMC_OK, "%s: %s", models[m], e.message)) {
+                vlmc_image_free(im);
+                continue;
+            }
+            size_t n = 1;
+            for (int d = 0; d < pp.ndim; d++) n *= (size_t)pp.shape[d];
+            /* shapes: [1,...] per image; the fixture stacks images on dim 0 */
+            for (int d = 1; d < pp.ndim; d++)
+                CHECK(pv->ndim == pp.ndim && pv->shape[d] == pp.shape[d], "%s: pixel_values dim %d", models[m], d);
+            if (off + n <= (size_t)named_array_numel(pv)) {
+                float d = max_abs_diff(pp.pixel_values, (float *)pv->data + off, n);
+                if (d > worst) worst = d;
+                CHECK(d <= 1e-5f, "%s image %d: pixel_values max |diff| %g", models[m], i, d);
+            } else {
+                CHECK(0, "%s: pixel_values size", models[m]);
+            }
+            off += n;
+            /* image-token counts from the model's config.json */
+            const cJSON *meta = s.meta;
+            int64_t want = json_int(meta, "num_image_tokens", json_int(meta, "num_image_tokens_per_image", -1));
+            if (!strcmp(models[m], "idefics3")) {
+                int64_t per = json_int(meta, "image_seq_len_per_tile", -1), r = json_int(meta, "image_rows", -1),
+                        c = json_int(meta, "image_cols", -1);
+                want = per * (r * c + 1);
+                CHECK(pp.has_rows_cols && pp.rows == r && pp.cols == c, "idefics3 rows/cols %d,%d", pp.rows, pp.cols);
+                named_array *pm = need(&s, "pixel_attention_mask");
+                if (pm && pp.pixel_attention_mask)
+                    CHECK(!memcmp(pm->data, pp.pixel_attention_mask, (size_t)named_array_numel(pm) * 4),
+                          "idefics3 pixel_attention_mask");
+            }
+            if (!strcmp(models[m], "llava_next")) {
+                named_array *is = need(&s, "image_sizes");
+                if (is) CHECK(pp.has_image_sizes && !memcmp(is->data, pp.image_sizes, 8), "llava_next image_sizes");
+            }
+            if (want >= 0)
+                CHECK(pp.num_image_tokens == want, "%s: %lld image tokens, fixture %lld", models[m],
+                      (long long)pp.num_image_tokens, (long long)want);
+            vlmc_preprocessed_free(&pp);
+            vlmc_image_free(im);
+        }
+        printf("  model fixture %s: pixel_values max |diff| %g%s\n", models[m], worst, worst == 0 ? " (bit-exact)" : "");
+        vlmc_image_processor_free(proc);
+        array_set_free(&s);
+    }
+}
+
+/* ---- the data/images corpus ------------------------------------------------------------ */
+
+static void test_corpus(void) {
+    const char *root = shared_path("data/images");
+    if (!root) return;
+    char rootbuf[512];
+    snprintf(rootbuf, sizeof rootbuf, "%s", root);
+    static const char *sub[] = {"bad", "documents", "exif", "formats", "photos"};
+    int decoded = 0, failed = 0;
+    for (size_t k = 0; k < sizeof sub / sizeof sub[0]; k++) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "ls '%s/%s' 2>/dev/null", rootbuf, sub[k]);
+        FILE *ls = popen(cmd, "r");
+        if (!ls) continue;
+        char line[512];
+        while (fgets(line, sizeof line, ls)) {
+            line[strcspn(line, "\n")] = 0;
+            char path[1100];
+            snprintf(path, sizeof path, "%s/%s/%s", rootbuf, sub[k], line);
+            rgb_image im;
+            vlmc_error e = {0};
+            vlmc_status st = image_decode_file(path, NULL, &im, &e);
+            int expect_fail = !strcmp(sub[k], "bad") && strcmp(line, "invalid_exif.jpg") != 0;
+            if (st) {
+                failed++;
+                printf("  fails (as %s): %s/%s: [%s] %s\n", expect_fail ? "expected" : "NOT expected", sub[k], line,
+                       vlmc_status_name(st), e.message);
+                CHECK(expect_fail, "%s should decode: %s", line, e.message);
+                CHECK(strstr(e.message, line) != NULL, "error for %s does not name the file: %s", line, e.message);
+            } else {
+                decoded++;
+                CHECK(!expect_fail, "%s should fail", line);
+                CHECK(im.width > 0 && im.height > 0, "%s: empty", line);
+                rgb_image_free(&im);
+            }
+            if (!strcmp(line, "decompression_bomb.gif")) CHECK(st == VLMC_ERR_LIMIT, "bomb: %s", vlmc_status_name(st));
+        }
+        pclose(ls);
+    }
+    printf("  data/images: %d decoded, %d failed cleanly\n", decoded, failed);
+    CHECK(decoded >= 40, "only %d images decoded", decoded);
+}
+
+static double mean_abs(const rgb_image *a, const rgb_image *b) {
+    if (a->width != b->width || a->height != b->height) return 1e9;
+    double s = 0;
+    size_t n = (size_t)a->width * a->height * 3;
+    for (size_t i = 0; i < n; i++) s += abs((int)a->data[i] - (int)b->data[i]);
+    return s / n;
+}
+
+static void test_exif_orientation(void) {
+    rgb_image ref;
+    vlmc_error e = {0};
+    int r = decode_rel("data/images/formats/hopper.jpg", &ref, &e);
+    if (r < 0) return;
+    if (!CHECK(r == 0, "%s", e.message)) return;
+    for (int o = 2; o <= 8; o++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "data/images/exif/hopper_orientation_%d.jpg", o);
+        rgb_image im;
+        if (!CHECK(decode_rel(rel, &im, &e) == 0, "%s", e.message)) continue;
+        double upright = mean_abs(&ref, &im);
+        CHECK(upright < 8.0, "orientation %d: mean |diff| to hopper.jpg %.2f", o, upright);
+        /* and no other transpose of the decoded pixels matches better */
+        for (int t = 2; t <= 8; t++) {
+            rgb_image c = {im.width, im.height, malloc((size_t)im.width * im.height * 3)};
+            memcpy(c.data, im.data, (size_t)im.width * im.height * 3);
+            image_apply_orientation(&c, t, &e);
+            double d = mean_abs(&ref, &c);
+            CHECK(d > upright, "orientation %d: transform %d matches better (%.2f <= %.2f)", o, t, d, upright);
+            rgb_image_free(&c);
+        }
+        printf("  hopper_orientation_%d: mean |diff| to hopper.jpg %.2f\n", o, upright);
+        rgb_image_free(&im);
+    }
+    rgb_image_free(&ref);
+    rgb_image rect;
+    if (decode_rel("data/images/exif/orientation_rectangle.jpg", &rect, &e) == 0) {
+        CHECK(rect.width == 1 && rect.height == 2, "orientation_rectangle: %dx%d, want 1x2", rect.width, rect.height);
+        rgb_image_free(&rect);
+    }
+    /* the parser on hand-made blocks */
+    static const uint8_t be[] = {'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0};
+    static const uint8_t le[] = {'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 3, 0, 0, 0};
+    static const uint8_t bad[] = {'I', 'I', 42, 0, 0xff, 0xff, 0xff, 0x7f};
+    CHECK(exif_orientation(be, sizeof be) == 6, "big-endian EXIF");
+    CHECK(exif_orientation(le, sizeof le) == 3, "little-endian EXIF");
+    CHECK(exif_orientation(bad, sizeof bad) == 1, "bad IFD offset");
+    CHECK(exif_orientation(le, 12) == 1, "truncated EXIF");
+}
+
+static void test_cmyk(void) {
+    rgb_image a, b;
+    vlmc_error e = {0};
+    int r = decode_rel("data/images/formats/pil_sample_cmyk.jpg", &a, &e);
+    if (r < 0) return;
+    if (!CHECK(r == 0, "%s", e.message)) return;
+    if (CHECK(decode_rel("data/images/formats/pil_sample_rgb.jpg", &b, &e) == 0, "%s", e.message)) {
+        double d = mean_abs(&a, &b);
+        printf("  CMYK vs RGB sample: mean |diff| %.2f\n", d);
+        CHECK(d < 8.0, "CMYK sample differs from the RGB one by %.2f on average", d);
+        rgb_image_free(&b);
+    }
+    rgb_image_free(&a);
+}
+
+static char *b64(const uint8_t *d, size_t n) {
+    static const char *T = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(n / 3 * 4 + 8), *p = o;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < n ? d[i + 2] : 0);
+        *p++ = T[v >> 18 & 63];
+        *p++ = T[v >> 12 & 63];
+        *p++ = i + 1 < n ? T[v >> 6 & 63] : '=';
+        *p++ = i + 2 < n ? T[v & 63] : '=';
+    }
+    *p = 0;
+    return o;
+}
+
+static void test_data_url(void) {
+    static const char *files[] = {"data/images/formats/hopper.png", "data/images/formats/hopper.webp",
+                                  "data/images/exif/hopper_orientation_6.jpg", "data/images/formats/hopper.gif"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        const char *path = shared_path(files[k]);
+        if (!path) return;
+        size_t n;
+        char *bytes = test_read_file(path, &n);
+        if (!CHECK(bytes != NULL, "read %s", path)) continue;
+        char *enc = b64((const uint8_t *)bytes, n);
+        size_t L = strlen(enc) + 64;
+        char *url = malloc(L);
+        snprintf(url, L, "data:image/whatever;base64,%s", enc);
+        vlmc_error e = {0};
+        vlmc_image *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+        CHECK(vlmc_image_load_file(path, NULL, &a, &e) == VLMC_OK, "%s", e.message);
+        CHECK(vlmc_image_load_data_url(url, NULL, &b, &e) == VLMC_OK, "%s", e.message);
+        CHECK(vlmc_image_load_data_url(enc, NULL, &c, &e) == VLMC_OK, "bare base64: %s", e.message);
+        CHECK(vlmc_image_load_memory(bytes, n, "mem", NULL, &d, &e) == VLMC_OK, "%s", e.message);
+        if (a && b && c && d) {
+            size_t sz = (size_t)vlmc_image_width(a) * vlmc_image_height(a) * 3;
+            CHECK(vlmc_image_width(a) == vlmc_image_width(b) && vlmc_image_height(a) == vlmc_image_height(b) &&
+                      !memcmp(vlmc_image_rgb(a), vlmc_image_rgb(b), sz) && !memcmp(vlmc_image_rgb(a), vlmc_image_rgb(c), sz) &&
+                      !memcmp(vlmc_image_rgb(a), vlmc_image_rgb(d), sz),
+                  "%s: data URL decode differs from the file", files[k]);
+        }
+        vlmc_image_free(a);
+        vlmc_image_free(b);
+        vlmc_image_free(c);
+        vlmc_image_free(d);
+        free(url);
+        free(enc);
+        free(bytes);
+    }
+    vlmc_error e = {0};
+    vlmc_image *x = NULL;
+    CHECK(vlmc_image_load_data_url("data:image/png;base64,@@@@", NULL, &x, &e) == VLMC_ERR_FORMAT && !x, "bad base64");
+    CHECK(vlmc_image_load_data_url("data:image/png,abc", NULL, &x, &e) == VLMC_ERR_UNSUPPORTED, "non-base64 data URL");
+    CHECK(vlmc_image_load_data_url("data:image/png;base64,", NULL, &x, &e) != VLMC_OK, "empty payload");
+}
+
+static void test_limits(void) {
+    const char *path = shared_path("data/images/photos/chelsea.png");
+    if (!path) return;
+    vlmc_error e = {0};
+    vlmc_image *im = NULL;
+    vlmc_image_limits lim = {1000, 0};
+    CHECK(vlmc_image_load_file(path, &lim, &im, &e) == VLMC_ERR_LIMIT && !im, "pixel limit: %s", e.message);
+    CHECK(strstr(e.message, "chelsea.png") != NULL, "limit error names the file: %s", e.message);
+    lim = (vlmc_image_limits){0, 1000};
+    CHECK(vlmc_image_load_file(path, &lim, &im, &e) == VLMC_ERR_LIMIT, "file size limit: %s", e.message);
+    CHECK(vlmc_image_load_file("/nonexistent/x.png", NULL, &im, &e) == VLMC_ERR_IO, "missing file");
+    CHECK(vlmc_image_load_memory("hello world", 11, "text", NULL, &im, &e) == VLMC_ERR_UNSUPPORTED, "not an image");
+}
+
+/* ---- resize and processors without fixtures -------------------------------------------- */
+
+static void test_resize_basics(void) {
+    enum { W = 37, H = 23 };
+    uint8_t src[H][W][3], dst[64 * 64 * 3];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) src[y][x][0] = src[y][x][1] = src[y][x][2] = 77;
+    vlmc_error e = {0};
+    static const resample_filter fs[] = {RESAMPLE_NEAREST, RESAMPLE_LANCZOS, RESAMPLE_BILINEAR, RESAMPLE_BICUBIC,
+                                         RESAMPLE_BOX, RESAMPLE_HAMMING};
+    for (size_t f = 0; f < 6; f++) {
+        int sizes[3][2] = {{64, 64}, {5, 3}, {37, 40}};
+        for (int k = 0; k < 3; k++) {
+            int ow = sizes[k][0], oh = sizes[k][1];
+            CHECK(resize_u8(&src[0][0][0], W, H, 3, dst, ow, oh, fs[f], &e) == VLMC_OK, "%s", e.message);
+            int bad = 0;
+            for (int i = 0; i < ow * oh * 3; i++) bad += dst[i] != 77;
+            CHECK(bad == 0, "filter %d %dx%d: a flat image did not stay flat", (int)fs[f], ow, oh);
+        }
+    }
+    /* NEAREST 2x downscale picks pixel centres 1, 3, 5 ... (Pillow's affine scale) */
+    uint8_t row[6] = {0, 10, 20, 30, 40, 50}, out[3];
+    CHECK(resize_u8(row, 6, 1, 1, out, 3, 1, RESAMPLE_NEAREST, &e) == VLMC_OK && out[0] == 10 && out[1] == 30 && out[2] == 50,
+          "nearest: %d %d %d", out[0], out[1], out[2]);
+    CHECK(resize_u8(row, 6, 1, 1, out, 0, 1, RESAMPLE_BICUBIC, &e) == VLMC_ERR_ARG, "zero size rejected");
+    /* the float path agrees with the fixed-point one to rounding */
+    enum { N = 31 * 17 };
+    static uint8_t ru[N * 3], ro[9 * 13 * 3];
+    static float rf[N * 3], rfo[9 * 13 * 3];
+    for (int i = 0; i < N * 3; i++) rf[i] = ru[i] = (uint8_t)((i * 2654435761u) >> 13);
+    for (size_t f = 1; f < 6; f++) {
+        int ok = resize_u8(ru, 31, 17, 3, ro, 9, 13, fs[f], &e) == VLMC_OK &&
+                 resize_f32(rf, 31, 17, 3, rfo, 9, 13, fs[f], &e) == VLMC_OK;
+        float worst = 0;
+        for (int i = 0; ok && i < 9 * 13 * 3; i++) {
+            float v = rfo[i] < 0 ? 0 : rfo[i] > 255 ? 255 : rfo[i];
+            float d = fabsf(v - ro[i]);
+            if (d > worst) worst = d;
+        }
+        CHECK(ok && worst <= 1.5f, "filter %d: float and uint8 resize differ by %g", (int)fs[f], worst);
+    }
+}
+
+static void test_processor_configs(void) {
+    static const char *bad[] = {
+        "{}", "[]", "{\"image_processor_type\": \"FooProcessor\"}",
+        "{\"image_processor_type\": \"CLIPImageProcessor\", \"size\": {\"longest_edge\": 5}}",
+        "{\"image_processor_type\": \"CLIPImageProcessor\", \"size\": -3}",
+        "{\"image_processor_type\": \"CLIPImageProcessor\", \"image_std\": [0, 1, 1]}",
+        "{\"image_processor_type\": \"CLIPImageProcessor\", \"resample\": 9}",
+        "{\"image_processor_type\": \"SiglipImageProcessor\", \"size\": {\"shortest_edge\": 5}}",
+        "{\"image_processor_type\": \"LlavaNextImageProcessor\", \"image_grid_pinpoints\": [[1]]}",
+        "{\"image_processor_type\": \"Idefics3ImageProcessor\", \"max_image_size\": 7}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cJSON *j = NULL;
+        vlmc_error e = {0};
+        image_proc p;
+        if (json_parse(bad[i], strlen(bad[i]), "cfg", &j, &e) != VLMC_OK) continue;
+        CHECK(image_proc_from_json(j, "cfg", &p, &e) != VLMC_OK, "config accepted: %s", bad[i]);
+        CHECK(e.message[0] != 0, "no message for %s", bad[i]);
+        cJSON_Delete(j);
+    }
+    /* defaults: an (almost) empty CLIP config is the OpenAI CLIP processor */
+    cJSON *j = NULL;
+    vlmc_error e = {0};
+    image_proc p;
+    const char *txt = "{\"image_processor_type\": \"CLIPImageProcessor\"}";
+    json_parse(txt, strlen(txt), "cfg", &j, &e);
+    CHECK(image_proc_from_json(j, "cfg", &p, &e) == VLMC_OK && p.size_shortest_edge == 224 && p.crop_height == 224 &&
+              p.resample == RESAMPLE_BICUBIC && p.mean[0] == 0.48145466,
+          "CLIP defaults");
+    cJSON_Delete(j);
+    /* a tiny and an extreme image through every processor */
+    static const char *cfgs[] = {
+        "{\"image_processor_type\": \"CLIPImageProcessor\", \"size\": {\"shortest_edge\": 32}, \"crop_size\": 32}",
+        "{\"image_processor_type\": \"SiglipImageProcessor\", \"size\": {\"height\": 16, \"width\": 24}}",
+        "{\"image_processor_type\": \"LlavaNextImageProcessor\", \"size\": {\"shortest_edge\": 16}, \"crop_size\": 16, "
+        "\"image_grid_pinpoints\": [[16, 32], [32, 16], [32, 32]]}",
+        "{\"image_processor_type\": \"Idefics3ImageProcessor\", \"size\": {\"longest_edge\": 48}, \"max_image_size\": "
+        "{\"longest_edge\": 16}}",
+    };
+    uint8_t px[1 * 200 * 3];
+    for (int i = 0; i < 600; i++) px[i] = (uint8_t)(i * 7);
+    rgb_image tall = {1, 200, px}, wide = {200, 1, px}, dot = {1, 1, px};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        json_parse(cfgs[i], strlen(cfgs[i]), "cfg", &j, &e);
+        if (!CHECK(image_proc_from_json(j, "cfg", &p, &e) == VLMC_OK, "%s: %s", cfgs[i], e.message)) {
+            cJSON_Delete(j);
+            continue;
+        }
+        cJSON_Delete(j);
+        const rgb_image *ims[3] = {&tall, &wide, &dot};
+        for (int k = 0; k < 3; k++) {
+            proc_output o;
+            vlmc_status st = image_proc_run(&p, ims[k], &o, &e);
+            /* either a result or a clear error, never a crash */
+            if (st == VLMC_OK) {
+                CHECK(o.n_frames >= 1 && o.pixel_values != NULL, "%s", p.type_name);
+                proc_output_free(&o);
+            } else {
+                CHECK(e.message[0] != 0, "%s: error without message", p.type_name);
+            }
+        }
+    }
+}
+
+static void test_arrays_roundtrip(void) {
+    const char *dir = test_tmpdir();
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/arrays", dir);
+    float f[6] = {1, 2, 3, 4, 5, 6};
+    int32_t i4[2] = {-7, 9};
+    uint8_t u[3] = {1, 2, 255};
+    named_array a[3] = {
+        {.name = "f", .dtype = ARRAY_F32, .ndim = 6, .shape = {1, 1, 1, 2, 3, 1}, .data = f, .note = "six dims"},
+        {.name = "i", .dtype = ARRAY_I32, .ndim = 1, .shape = {2}, .data = i4},
+        {.name = "u", .file = "bytes.bin", .dtype = ARRAY_U8, .ndim = 2, .shape = {1, 3}, .data = u},
+    };
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddNumberToObject(meta, "k", 3);
+    vlmc_error e = {0};
+    CHECK(arrays_write_dir(sub, "test", meta, a, 3, &e) == VLMC_OK, "%s", e.message);
+    cJSON_Delete(meta);
+    array_set s;
+    if (!CHECK(arrays_read_dir(sub, 1, &s, &e) == VLMC_OK, "%s", e.message)) return;
+    CHECK(s.count == 3 && !strcmp(s.format, "test") && json_int(s.meta, "k", 0) == 3, "manifest");
+    named_array *rf = array_set_find(&s, "f"), *ri = array_set_find(&s, "i"), *ru = array_set_find(&s, "u");
+    CHECK(rf && rf->ndim == 6 && rf->shape[4] == 3 && !memcmp(rf->data, f, sizeof f) && !strcmp(rf->note, "six dims"), "f");
+    CHECK(ri && ri->dtype == ARRAY_I32 && !memcmp(ri->data, i4, sizeof i4), "i");
+    CHECK(ru && !strcmp(ru->file, "bytes.bin") && !memcmp(ru->data, u, 3), "u");
+    array_set_free(&s);
+    /* a .bin of the wrong size is an error naming the file */
+    char p[600];
+    snprintf(p, sizeof p, "%s/i.bin", sub);
+    file_write_all(p, "abc", 3, &e);
+    CHECK(arrays_read_dir(sub, 1, &s, &e) == VLMC_ERR_FORMAT && strstr(e.message, "i.bin"), "short file: %s", e.message);
+    /* manifests that point outside the folder are refused */
+    snprintf(p, sizeof p, "%s/manifest.json", sub);
+    const char *evil = "{\"arrays\": [{\"name\": \"x\", \"file\": \"../x.bin\", \"dtype\": \"uint8\", \"shape\": [1]}]}";
+    file_write_all(p, evil, strlen(evil), &e);
+    CHECK(arrays_read_dir(sub, 1, &s, &e) == VLMC_ERR_FORMAT, "path escape: %s", e.message);
+}
+
 int main(void) {
     tests_begin("image");
     TEST_RUN(test_preprocess_clip);
@@ -310,5 +713,14 @@ int main(void) {
     TEST_RUN(test_preprocess_llava_next);
     TEST_RUN(test_preprocess_idefics3);
     TEST_RUN(test_preprocess_real);
+    TEST_RUN(test_model_fixtures);
+    TEST_RUN(test_corpus);
+    TEST_RUN(test_exif_orientation);
+    TEST_RUN(test_cmyk);
+    TEST_RUN(test_data_url);
+    TEST_RUN(test_limits);
+    TEST_RUN(test_resize_basics);
+    TEST_RUN(test_processor_configs);
+    TEST_RUN(test_arrays_roundtrip);
     return tests_end();
 }

@@ -485,6 +485,16 @@ static vlmc_status decode_gif(const uint8_t *data, size_t len, const char *name,
             continue;
         }
         if (rt != IMAGE_DESC_RECORD_TYPE) continue;
+        /* giflib reads through gif_read_mem unbuffered, so the descriptor's
+         * left, top, width, height are next: check the canvas they imply before
+         * giflib touches the rest (as Pillow's bomb check at open). */
+        if (src.len - src.pos >= 8) {
+            const uint8_t *q = src.data + src.pos;
+            uint64_t L = q[0] | q[1] << 8, T = q[2] | q[3] << 8, FW = q[4] | q[5] << 8, FH = q[6] | q[7] << 8;
+            uint64_t CW = L + FW > (uint64_t)g->SWidth ? L + FW : (uint64_t)g->SWidth;
+            uint64_t CH = T + FH > (uint64_t)g->SHeight ? T + FH : (uint64_t)g->SHeight;
+            if ((st = check_size(name, CW ? CW : 1, CH ? CH : 1, lim, err))) goto done;
+        }
         if (DGifGetImageDesc(g) == GIF_ERROR) {
             st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: corrupt GIF image descriptor: %s", name, GifErrorString(g->Error));
             goto done;
