@@ -250,17 +250,42 @@ void proc_make_lut(const image_proc *p, float lut[3][256]) {
     }
 }
 
+/* Python's int() on a positive float, saturated far above any allowed size. */
+static int dtoi(double v) {
+    if (!(v < 1073741824.0)) return 1073741824;
+    if (v < 0) return 0;
+    return (int)v;
+}
+
+/* math.ceil(v / m) * m, saturated. */
+static int ceil_mult(int v, int m) {
+    int64_t r = (int64_t)ceil((double)v / m) * m;
+    return r > 1073741824 ? 1073741824 : (int)r;
+}
+
 static int64_t floordiv(int64_t a, int64_t b) {
     int64_t q = a / b;
     if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
     return q;
 }
 
+static uint64_t max_px(const image_proc *p) { return p->max_pixels ? p->max_pixels : PROC_DEFAULT_MAX_PIXELS; }
+
 static vlmc_status img_new(rgb_image *im, int w, int h, vlmc_error *err) {
+    im->data = NULL;
+    if (w < 1 || h < 1 || (uint64_t)w * (uint64_t)h > PROC_DEFAULT_MAX_PIXELS)
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "image processor: intermediate image of %dx%d pixels", w, h);
     im->width = w;
     im->height = h;
     im->data = calloc((size_t)w * h, 3);
     if (!im->data) return vlmc_fail(err, VLMC_ERR_NOMEM, "image processor: out of memory for %dx%d", w, h);
+    return VLMC_OK;
+}
+
+static vlmc_status check_px(const image_proc *p, int w, int h, vlmc_error *err) {
+    if ((uint64_t)(w > 0 ? w : 0) * (uint64_t)(h > 0 ? h : 0) > max_px(p))
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: an intermediate image of %dx%d is over the limit of %llu pixels",
+                         p->type_name, w, h, (unsigned long long)max_px(p));
     return VLMC_OK;
 }
 
@@ -311,7 +336,7 @@ static vlmc_status img_center_crop(const rgb_image *in, int ch, int cw, rgb_imag
 /* get_resize_output_image_size(default_to_square=False) for shortest_edge s: (h, w). */
 static void shortest_edge_size(int h, int w, int s, int *oh, int *ow) {
     int shrt = w <= h ? w : h, lng = w <= h ? h : w;
-    int new_long = (int)((double)((int64_t)s * lng) / shrt);
+    int new_long = dtoi((double)((int64_t)s * lng) / shrt);
     if (w <= h) {
         *oh = new_long;
         *ow = s;
@@ -333,10 +358,14 @@ static vlmc_status clip_like(const image_proc *p, const rgb_image *in, rgb_image
             h = p->size_height;
             w = p->size_width;
         }
-        if ((st = img_resize(cur, w, h, p->resample, &a, err))) return st;
+        if ((st = check_px(p, w, h, err)) || (st = img_resize(cur, w, h, p->resample, &a, err))) return st;
         cur = &a;
     }
     if (p->do_center_crop && p->crop_height && p->crop_width) {
+        if ((st = check_px(p, p->crop_width, p->crop_height, err))) {
+            rgb_image_free(&a);
+            return st;
+        }
         if ((st = img_center_crop(cur, p->crop_height, p->crop_width, &b, err))) {
             rgb_image_free(&a);
             return st;
@@ -367,6 +396,9 @@ static vlmc_status frames_to_output(const image_proc *p, rgb_image *frames, int 
                                  "%s: the processor makes tiles of different sizes (%dx%d and %dx%d); check crop_size and "
                                  "image_grid_pinpoints",
                                  p->type_name, frames[0].width, frames[0].height, frames[i].width, frames[i].height);
+    if ((uint64_t)n * H * W > max_px(p))
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: output of %d frames of %dx%d is over the limit of %llu pixels",
+                         p->type_name, n, W, H, (unsigned long long)max_px(p));
     o->n_frames = n;
     o->frame_h = H;
     o->frame_w = W;
@@ -479,7 +511,7 @@ static vlmc_status run_llava_next(const image_proc *p, const rgb_image *im, proc
         nw = t < bw ? (int)t : bw;
     }
     int64_t ntiles = (int64_t)((bh + P - 1) / P) * ((bw + P - 1) / P);
-    if (ntiles > 4096) return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %lld tiles", p->type_name, (long long)ntiles);
+    if (ntiles > PROC_MAX_FRAMES) return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %lld tiles", p->type_name, (long long)ntiles);
     rgb_image resized = {0}, padded = {0}, base = {0};
     rgb_image *raw = calloc((size_t)ntiles + 1, sizeof(rgb_image));
     rgb_image *frames = calloc((size_t)ntiles + 1, sizeof(rgb_image));
@@ -489,7 +521,7 @@ static vlmc_status run_llava_next(const image_proc *p, const rgb_image *im, proc
         st = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", p->type_name);
         goto done;
     }
-    if ((st = img_resize(im, nw, nh, p->resample, &resized, err))) goto done;
+    if ((st = check_px(p, bw, bh, err)) || (st = img_resize(im, nw, nh, p->resample, &resized, err))) goto done;
     /* _pad_for_patching as in 4.47.1: paste = (target - new) // 2 zeros on BOTH sides, so an
      * odd remainder leaves the padded image one pixel short of the pinpoint; the last
      * row/column of tiles is then narrower and _preprocess resizes it (shortest edge)
@@ -500,7 +532,7 @@ static vlmc_status run_llava_next(const image_proc *p, const rgb_image *im, proc
     /* resized_original_image = resize(image, (S, S)) with S = shortest_edge or min(height, width) */
     int S = p->size_shortest_edge ? p->size_shortest_edge
                                   : (p->size_height < p->size_width ? p->size_height : p->size_width);
-    if ((st = img_resize(im, S, S, p->resample, &raw[nraw], err))) goto done;
+    if ((st = check_px(p, S, S, err)) || (st = img_resize(im, S, S, p->resample, &raw[nraw], err))) goto done;
     nraw++;
     for (int i = 0; i < ph; i += P)
         for (int j = 0; j < pw; j += P) {
@@ -537,11 +569,11 @@ static void idefics3_resize_size(int h, int w, int max_len, int *oh, int *ow) {
     double ar = (double)w / h;
     if (w >= h) {
         w = max_len;
-        h = (int)(w / ar);
+        h = dtoi(w / ar);
         if (h % 2 != 0) h += 1;
     } else {
         h = max_len;
-        w = (int)(h * ar);
+        w = dtoi(h * ar);
         if (w % 2 != 0) w += 1;
     }
     if (h < 1) h = 1;
@@ -566,7 +598,7 @@ static vlmc_status run_idefics3(const image_proc *p, const rgb_image *im, proc_o
             h = p->size_height;
             w = p->size_width;
         }
-        if ((st = img_resize(cur, w, h, p->resample, &a, err))) goto done;
+        if ((st = check_px(p, w, h, err)) || (st = img_resize(cur, w, h, p->resample, &a, err))) goto done;
         cur = &a;
     }
     if (p->do_image_splitting) {
@@ -579,25 +611,31 @@ static vlmc_status run_idefics3(const image_proc *p, const rgb_image *im, proc_o
         int h = cur->height, w = cur->width;
         double ar = (double)w / h;
         if (w >= h) {
-            w = (int)ceil((double)w / M) * M;
-            h = (int)(w / ar);
-            h = (int)ceil((double)h / M) * M;
+            w = ceil_mult(w, M);
+            h = dtoi(w / ar);
+            h = ceil_mult(h, M);
         } else {
-            h = (int)ceil((double)h / M) * M;
-            w = (int)(h * ar);
-            w = (int)ceil((double)w / M) * M;
+            h = ceil_mult(h, M);
+            w = dtoi(h * ar);
+            w = ceil_mult(w, M);
         }
         if (h < 1 || w < 1) {
             st = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: image aspect ratio too extreme (%dx%d)", p->type_name,
                            im->width, im->height);
             goto done;
         }
-        if ((st = img_resize(cur, w, h, p->resample, &b, err))) goto done;
+        if ((st = check_px(p, w, h, err)) || (st = check_px(p, M, M, err)) ||
+            (st = img_resize(cur, w, h, p->resample, &b, err)))
+            goto done;
         cur = &b;
         /* split_image */
         if (h > M || w > M) {
             rows = (int)ceil((double)h / M);
             cols = (int)ceil((double)w / M);
+            if ((int64_t)rows * cols + 1 > PROC_MAX_FRAMES) {
+                st = vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %d x %d tiles", p->type_name, rows, cols);
+                goto done;
+            }
             int opt_h = (int)ceil((double)h / rows), opt_w = (int)ceil((double)w / cols);
             frames = calloc((size_t)rows * cols + 1, sizeof(rgb_image));
             if (!frames) {

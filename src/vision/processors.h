@@ -42,7 +42,13 @@ typedef struct image_proc {
     int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP) */
     int strategy_full;             /* vision_feature_select_strategy == "full": the CLS token counts */
     int image_seq_len;             /* Idefics3 tokens per tile */
+    /* Work limit: any intermediate image or the output above this many pixels (per
+     * frame, or in total over all frames) is VLMC_ERR_LIMIT. 0 = PROC_DEFAULT_MAX_PIXELS. */
+    uint64_t max_pixels;
 } image_proc;
+
+#define PROC_DEFAULT_MAX_PIXELS (1ull << 28)
+#define PROC_MAX_FRAMES 4096
 
 typedef struct proc_output {
     int n_frames, frame_h, frame_w;

@@ -69,8 +69,10 @@ static int precompute(int in_size, int out_size, const filter_def *fd, int **bou
     filterscale = scale = (double)(in1 - in0) / out_size;
     if (filterscale < 1.0) filterscale = 1.0;
     double support = fd->support * filterscale;
+    if (support > 1e8) return 0;
     int ksize = (int)ceil(support) * 2 + 1;
-    if (out_size > INT_MAX / (ksize * (int)sizeof(double))) return 0;
+    /* Pillow's overflow check, plus a cap on the coefficient table (2 GiB of doubles) */
+    if ((size_t)out_size * (size_t)ksize > ((size_t)1 << 28)) return 0;
     double *kk = malloc((size_t)out_size * (size_t)ksize * sizeof(double));
     int *bounds = malloc((size_t)out_size * 2 * sizeof(int));
     if (!kk || !bounds) {
@@ -181,7 +183,7 @@ vlmc_status resize_u8(const uint8_t *src, int in_w, int in_h, int ch, uint8_t *d
     int ksh = precompute(in_w, out_w, fd, &bh, &kh);
     int ksv = ksh ? precompute(in_h, out_h, fd, &bv, &kv) : 0;
     if (!ksh || !ksv) {
-        st = vlmc_fail(err, VLMC_ERR_NOMEM, "resize: out of memory for coefficients");
+        st = vlmc_fail(err, VLMC_ERR_LIMIT, "resize: %dx%d -> %dx%d needs too large a coefficient table", in_w, in_h, out_w, out_h);
         goto done;
     }
     int need_h = out_w != in_w, need_v = out_h != in_h;
@@ -277,7 +279,7 @@ vlmc_status resize_f32(const float *src, int in_w, int in_h, int ch, float *dst,
     int ksh = precompute(in_w, out_w, fd, &bh, &kh);
     int ksv = ksh ? precompute(in_h, out_h, fd, &bv, &kv) : 0;
     if (!ksh || !ksv) {
-        st = vlmc_fail(err, VLMC_ERR_NOMEM, "resize: out of memory for coefficients");
+        st = vlmc_fail(err, VLMC_ERR_LIMIT, "resize: %dx%d -> %dx%d needs too large a coefficient table", in_w, in_h, out_w, out_h);
         goto done;
     }
     int need_h = out_w != in_w, need_v = out_h != in_h;
