@@ -104,15 +104,21 @@ vlmc_status vlmc_image_processor_load(const char *path, vlmc_image_processor **o
         if (!h) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     }
     if (!st) st = image_proc_from_json(cfg, cfg_path, &h->p, err);
-    if (!st && is_dir) {
-        char *mc = path_join(path, "config.json");
-        cJSON *model = NULL;
-        if (mc && file_exists(mc)) {
+    /* The model's config.json and processor_config.json (next to the preprocessor
+     * config) hold what the image-token count needs; both are optional. */
+    char *dir = !st ? (is_dir ? strdup(path) : path_dirname(path)) : NULL;
+    if (dir) {
+        static const char *names[2] = {"config.json", "processor_config.json"};
+        for (int i = 0; i < 2; i++) {
+            char *mc = path_join(dir, names[i]);
+            cJSON *model = NULL;
             vlmc_error ignored;
-            if (json_parse_file(mc, 16u << 20, &model, &ignored) == VLMC_OK) image_proc_set_model_config(&h->p, model);
+            if (mc && file_exists(mc) && json_parse_file(mc, 16u << 20, &model, &ignored) == VLMC_OK)
+                image_proc_set_model_config(&h->p, model);
+            cJSON_Delete(model);
+            free(mc);
         }
-        cJSON_Delete(model);
-        free(mc);
+        free(dir);
     }
     cJSON_Delete(cfg);
     free(cfg_path);

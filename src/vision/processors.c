@@ -224,12 +224,21 @@ void image_proc_set_model_config(image_proc *p, const cJSON *config) {
     const cJSON *vc = json_get(config, "vision_config");
     const cJSON *src = cJSON_IsObject(vc) ? vc : config;
     int64_t ps = json_int(src, "patch_size", 0);
+    if (!ps && cJSON_IsObject(vc)) {
+        /* save_pretrained omits nested fields equal to their class defaults */
+        const char *vt = json_string(vc, "model_type", "");
+        if (!strcmp(vt, "clip_vision_model") || !strcmp(vt, "idefics3_vision")) ps = 32;
+        else if (!strcmp(vt, "siglip_vision_model")) ps = 16;
+    }
     if (ps > 0 && ps <= 65536) p->patch_size = (int)ps;
     const char *strat = json_string(config, "vision_feature_select_strategy", NULL);
     if (strat) p->strategy_full = !strcmp(strat, "full");
-    if (p->kind == PROC_IDEFICS3) {
-        int64_t is = json_int(src, "image_size", 0);
-        double sf = json_number(config, "scale_factor", 0);
+    /* processor_config.json spells some of these out directly */
+    int64_t seq = json_int(config, "image_seq_len", 0);
+    if (seq > 0 && seq < 1000000000) p->image_seq_len = (int)seq;
+    if (p->kind == PROC_IDEFICS3 && !seq) {
+        int64_t is = json_int(src, "image_size", cJSON_IsObject(vc) ? 224 : 0); /* Idefics3VisionConfig default */
+        double sf = json_number(config, "scale_factor", cJSON_IsObject(vc) ? 2 : 0);
         if (ps > 0 && is > 0 && sf > 0) {
             double n = (double)((is / ps) * (is / ps)) / (sf * sf); /* int(((image_size // patch_size) ** 2) / (scale_factor**2)) */
             if (n >= 1 && n < 1e9) p->image_seq_len = (int)n;

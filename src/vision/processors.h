@@ -67,8 +67,9 @@ typedef struct proc_output {
 
 /* Parses a preprocessor_config.json object; `what` names it in errors. */
 vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc *out, vlmc_error *err);
-/* Reads token-count parameters from a model config.json object (vision_config.patch_size,
- * vision_feature_select_strategy, scale_factor + vision_config.image_size for Idefics3). */
+/* Reads token-count parameters from a model config.json or processor_config.json object
+ * (patch_size or vision_config.patch_size, vision_feature_select_strategy, image_seq_len,
+ * or Idefics3's scale_factor + vision_config.image_size). Absent keys change nothing. */
 void image_proc_set_model_config(image_proc *p, const cJSON *config);
 
 vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output *out, vlmc_error *err);

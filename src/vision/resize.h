@@ -29,8 +29,11 @@ typedef enum resample_filter {
 vlmc_status resize_u8(const uint8_t *src, int in_w, int in_h, int channels, uint8_t *dst, int out_w, int out_h,
                       resample_filter filter, vlmc_error *err);
 
-/* The same on float32 planes (Pillow's mode "F" path: double coefficients, float
- * intermediate, no clamping). */
+/* The same on float32 pixels (Pillow's mode "F" path: double coefficients, float
+ * intermediate, no clamping). None of the four processors in processors.c resizes
+ * floats: each resizes the uint8 image and rescales afterwards, and transformers'
+ * resize() turns a float array back into a uint8 PIL image before resizing anyway.
+ * This is for callers that resample feature maps or masks. */
 vlmc_status resize_f32(const float *src, int in_w, int in_h, int channels, float *dst, int out_w, int out_h,
                        resample_filter filter, vlmc_error *err);
 
