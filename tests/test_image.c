@@ -706,6 +706,88 @@ static void test_arrays_roundtrip(void) {
     CHECK(arrays_read_dir(sub, 1, &s, &e) == VLMC_ERR_FORMAT, "path escape: %s", e.message);
 }
 
+/* BMP and PPM written here from known pixels decode back to them. */
+static void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint8_t *make_bmp(int w, int h, int bpp, int top_down, const uint8_t *rgb, size_t *len) {
+    size_t stride = (((size_t)w * bpp + 31) / 32) * 4, pal = bpp == 8 ? 256 * 4 : 0;
+    size_t off = 54 + pal, n = off + stride * h;
+    uint8_t *b = calloc(n, 1);
+    b[0] = 'B';
+    b[1] = 'M';
+    put32(b + 2, (uint32_t)n);
+    put32(b + 10, (uint32_t)off);
+    put32(b + 14, 40);
+    put32(b + 18, (uint32_t)w);
+    put32(b + 22, (uint32_t)(top_down ? -h : h));
+    b[26] = 1;
+    b[28] = (uint8_t)bpp;
+    for (int i = 0; bpp == 8 && i < 256; i++) { /* a palette of (i, 255-i, i/2) */
+        b[54 + 4 * i] = (uint8_t)(i / 2);
+        b[54 + 4 * i + 1] = (uint8_t)(255 - i);
+        b[54 + 4 * i + 2] = (uint8_t)i;
+    }
+    for (int y = 0; y < h; y++) {
+        uint8_t *r = b + off + (size_t)(top_down ? y : h - 1 - y) * stride;
+        for (int x = 0; x < w; x++) {
+            const uint8_t *px = rgb + ((size_t)y * w + x) * 3;
+            if (bpp == 8) r[x] = px[0];
+            else {
+                int k = bpp / 8;
+                r[x * k] = px[2];
+                r[x * k + 1] = px[1];
+                r[x * k + 2] = px[0];
+            }
+        }
+    }
+    *len = n;
+    return b;
+}
+
+static void test_bmp_ppm(void) {
+    enum { W = 13, H = 7 };
+    uint8_t rgb[H * W * 3];
+    for (int i = 0; i < H * W * 3; i++) rgb[i] = (uint8_t)(i * 37 + 11);
+    for (int bpp = 8; bpp <= 32; bpp += 8) {
+        if (bpp == 16) continue;
+        for (int td = 0; td < 2; td++) {
+            size_t n;
+            uint8_t *b = make_bmp(W, H, bpp, td, rgb, &n);
+            rgb_image im;
+            vlmc_error e = {0};
+            if (CHECK(image_decode(b, n, "t.bmp", NULL, &im, &e) == VLMC_OK, "bmp %d: %s", bpp, e.message)) {
+                int bad = im.width != W || im.height != H;
+                for (int i = 0; !bad && i < W * H; i++) {
+                    const uint8_t *o = im.data + 3 * i, *want = rgb + 3 * i;
+                    if (bpp == 8) bad = o[0] != want[0] || (int)o[1] != 255 - (int)want[0] || (int)o[2] != want[0] / 2;
+                    else bad = memcmp(o, want, 3) != 0;
+                }
+                CHECK(!bad, "bmp %d-bit %s pixels differ", bpp, td ? "top-down" : "bottom-up");
+                rgb_image_free(&im);
+            }
+            CHECK(image_decode(b, n - 5, "t.bmp", NULL, &im, &e) == VLMC_ERR_FORMAT, "truncated bmp accepted");
+            free(b);
+        }
+    }
+    char hdr[32];
+    int hl = snprintf(hdr, sizeof hdr, "P6\n# c\n%d %d\n255\n", W, H);
+    uint8_t ppm[sizeof hdr + sizeof rgb];
+    memcpy(ppm, hdr, (size_t)hl);
+    memcpy(ppm + hl, rgb, sizeof rgb);
+    rgb_image im;
+    vlmc_error e = {0};
+    if (CHECK(image_decode(ppm, (size_t)hl + sizeof rgb, "t.ppm", NULL, &im, &e) == VLMC_OK, "ppm: %s", e.message)) {
+        CHECK(im.width == W && im.height == H && !memcmp(im.data, rgb, sizeof rgb), "ppm pixels");
+        rgb_image_free(&im);
+    }
+    CHECK(image_decode(ppm, (size_t)hl + 10, "t.ppm", NULL, &im, &e) == VLMC_ERR_FORMAT, "truncated ppm accepted");
+}
+
 int main(void) {
     tests_begin("image");
     TEST_RUN(test_preprocess_clip);
@@ -719,6 +801,7 @@ int main(void) {
     TEST_RUN(test_cmyk);
     TEST_RUN(test_data_url);
     TEST_RUN(test_limits);
+    TEST_RUN(test_bmp_ppm);
     TEST_RUN(test_resize_basics);
     TEST_RUN(test_processor_configs);
     TEST_RUN(test_arrays_roundtrip);

@@ -25,7 +25,7 @@ typedef struct image_limits {
 
 void image_limits_default(image_limits *l);
 
-/* Decodes JPEG, PNG, WebP, GIF (first frame), BMP or PPM/PGM from memory; `name`
+/* Decodes JPEG, PNG, WebP, GIF (first frame), BMP or binary PPM/PGM from memory; `name`
  * names the source in errors. limits may be NULL (defaults). */
 vlmc_status image_decode(const uint8_t *data, size_t len, const char *name, const image_limits *limits,
                          rgb_image *out, vlmc_error *err);

@@ -10,6 +10,7 @@
  *  - GIF: the first frame, on a canvas of the logical screen (grown to the frame's
  *    extent), uncovered pixels = the transparent index if any, else index 0;
  *  - WebP: first frame through libwebp's animation decoder in RGBA, alpha dropped;
+ *  - BMP: uncompressed 1/4/8/24/32-bit (BGR byte order or whole-byte bit masks);
  *  - EXIF Orientation (JPEG APP1, PNG eXIf, WebP EXIF) is applied; an unreadable
  *    EXIF block counts as orientation 1.
  * Every decoder checks width*height against the pixel limit before allocating, and
@@ -596,6 +597,92 @@ static vlmc_status decode_webp(const uint8_t *data, size_t len, const char *name
     return st;
 }
 
+
+/* ---- BMP (uncompressed 1/4/8/24/32-bit, BITFIELDS with byte masks) ---------------- */
+
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+static int mask_shift(uint32_t m) {
+    static const uint32_t ok[4] = {0xffu, 0xff00u, 0xff0000u, 0xff000000u};
+    for (int i = 0; i < 4; i++)
+        if (m == ok[i]) return 8 * i;
+    return -1;
+}
+
+static vlmc_status decode_bmp(const uint8_t *d, size_t len, const char *name, const image_limits *lim,
+                              rgb_image *out, vlmc_error *err) {
+    if (len < 26) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: truncated BMP header", name);
+    uint32_t off = le32(d + 10), hsize = le32(d + 14);
+    int64_t w, h;
+    unsigned bpp, compression = 0;
+    size_t pal_at = 14 + (size_t)hsize, pal_entry = 4;
+    uint32_t ncolors = 0;
+    if (hsize == 12) { /* OS/2 1.x core header */
+        w = le16(d + 18);
+        h = (int16_t)le16(d + 20);
+        bpp = le16(d + 24);
+        pal_entry = 3;
+    } else if (hsize >= 40 && len >= 14 + (size_t)40) {
+        w = (int32_t)le32(d + 18);
+        h = (int32_t)le32(d + 22);
+        bpp = le16(d + 28);
+        compression = le32(d + 30);
+        ncolors = le32(d + 46);
+    } else {
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: BMP header of %u bytes", name, (unsigned)hsize);
+    }
+    int top_down = h < 0;
+    if (h < 0) h = -h;
+    if (w <= 0 || h <= 0) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: BMP of %lldx%lld pixels", name, (long long)w, (long long)h);
+    vlmc_status st = check_size(name, (uint64_t)w, (uint64_t)h, lim, err);
+    if (st) return st;
+    int sh[3] = {16, 8, 0}; /* BGR(X) byte order */
+    if (compression == 3 && (bpp == 32 || bpp == 24) && hsize >= 40) {
+        size_t m = 14 + 40; /* after a 40-byte header, or inside a V4/V5 one: same place */
+        if (len < m + 12) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: truncated BMP masks", name);
+        for (int c = 0; c < 3; c++) sh[c] = mask_shift(le32(d + m + 4 * (size_t)c));
+        if (sh[0] < 0 || sh[1] < 0 || sh[2] < 0)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: BMP bit masks other than whole bytes", name);
+        if (hsize == 40) pal_at += 12;
+    } else if (compression != 0) {
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: compressed BMP (method %u) is not supported", name, compression);
+    }
+    if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 24 && bpp != 32)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: %u-bit BMP is not supported", name, bpp);
+    uint8_t pal[256][3];
+    for (int i = 0; i < 256; i++) pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i; /* Pillow's ramp */
+    if (bpp <= 8) {
+        uint32_t n = ncolors ? ncolors : 1u << bpp;
+        if (n > 256) n = 256;
+        for (uint32_t i = 0; i < n; i++) {
+            size_t at = pal_at + (size_t)i * pal_entry;
+            if (at + 3 > len || at + 3 > off) break;
+            pal[i][0] = d[at + 2];
+            pal[i][1] = d[at + 1];
+            pal[i][2] = d[at];
+        }
+    }
+    size_t stride = (((size_t)w * bpp + 31) / 32) * 4;
+    if (off > len || (len - off) / stride < (size_t)h) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: truncated BMP pixel data", name);
+    st = alloc_rgb(out, (int)w, (int)h, name, err);
+    if (st) return st;
+    for (int64_t y = 0; y < h; y++) {
+        const uint8_t *r = d + off + (size_t)(top_down ? y : h - 1 - y) * stride;
+        uint8_t *o = out->data + (size_t)y * w * 3;
+        for (int64_t x = 0; x < w; x++, o += 3) {
+            if (bpp <= 8) {
+                unsigned per = 8 / bpp, byte = r[x / per], shift = (unsigned)(8 - bpp - (x % per) * bpp);
+                memcpy(o, pal[(byte >> shift) & ((1u << bpp) - 1)], 3);
+            } else {
+                uint32_t v = bpp == 32 ? le32(r + x * 4) : (uint32_t)r[x * 3] | (uint32_t)r[x * 3 + 1] << 8 | (uint32_t)r[x * 3 + 2] << 16;
+                for (int c = 0; c < 3; c++) o[c] = (uint8_t)(v >> sh[c]);
+            }
+        }
+    }
+    return VLMC_OK;
+}
+
 /* ---- PPM / PGM (binary, maxval 255) ---------------------------------------------- */
 
 static int pnm_int(const uint8_t *d, size_t len, size_t *p, long *v) {
@@ -666,8 +753,10 @@ vlmc_status image_decode(const uint8_t *data, size_t len, const char *name, cons
         st = decode_webp(data, len, name, &lim, out, &orientation, err);
     else if (len >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '6'))
         st = decode_pnm(data, len, name, &lim, out, err);
+    else if (len >= 2 && data[0] == 'B' && data[1] == 'M')
+        st = decode_bmp(data, len, name, &lim, out, err);
     else
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: unknown image format (%zu bytes; JPEG, PNG, GIF, WebP, PPM/PGM are supported)",
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: unknown image format (%zu bytes; JPEG, PNG, GIF, WebP, BMP, PPM/PGM are supported)",
                          name, len);
     if (st) {
         rgb_image_free(out);
