@@ -1,6 +1,23 @@
 /* Hugging Face image processors (transformers 4.47.1) on load_image()-style RGB
  * images; see processors.h. Every size computation below mirrors the Python
- * expression it replaces, in the same double arithmetic and int() truncation. */
+ * expression it replaces, in the same double arithmetic and int() truncation.
+ *
+ * preprocessor_config.json keys read (absent or null = the class's __init__ default):
+ *   all:          image_processor_type, do_resize, size, resample, do_rescale,
+ *                 rescale_factor, do_normalize, image_mean, image_std, do_convert_rgb
+ *                 (inputs are already RGB, so it changes nothing)
+ *   CLIPImageProcessor       (transformers.CLIPImageProcessor):  + do_center_crop, crop_size
+ *                 size {shortest_edge} | {height, width} | int (= shortest_edge)
+ *   SiglipImageProcessor     (transformers.SiglipImageProcessor): size {height, width} | int
+ *   LlavaNextImageProcessor  (transformers.LlavaNextImageProcessor): + do_center_crop,
+ *                 crop_size, image_grid_pinpoints, do_pad (pads the tile count of a
+ *                 batch: a no-op for one image)
+ *   Idefics3ImageProcessor   (transformers.Idefics3ImageProcessor): size {longest_edge} |
+ *                 {height, width}, do_image_splitting, max_image_size {longest_edge},
+ *                 do_pad (to the largest frame; frames of one split image are equal)
+ * Model parameters for the image-token count (config.json / processor_config.json):
+ *   patch_size / vision_config.patch_size, vision_feature_select_strategy,
+ *   image_seq_len, or scale_factor + vision_config.image_size (Idefics3). */
 #include "vision/processors.h"
 
 #include <math.h>
