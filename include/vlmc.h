@@ -53,7 +53,7 @@ void vlmc_free(void *p);
 
 /* Images are decoded exactly as Hugging Face's transformers.image_utils.load_image
  * (Pillow 9.4: open, EXIF transpose, convert("RGB"): alpha dropped, palette and grey
- * expanded). JPEG, PNG, WebP, GIF (first frame) and binary PPM/PGM are read. */
+ * expanded). JPEG, PNG, WebP, GIF (first frame), BMP and binary PPM/PGM are read. */
 typedef struct vlmc_image vlmc_image;
 
 typedef struct vlmc_image_limits {
@@ -84,10 +84,10 @@ void vlmc_image_free(vlmc_image *im);
  * (transformers 4.47.1 semantics, Pillow-exact resizing). */
 typedef struct vlmc_image_processor vlmc_image_processor;
 
-/* path: a preprocessor_config.json file, or a model folder holding one. For a folder,
- * its config.json (when present) supplies what the image-token count needs
- * (vision_config.patch_size, vision_feature_select_strategy, Idefics3 scale_factor and
- * vision_config.image_size). */
+/* path: a preprocessor_config.json file, or a model folder holding one. The config.json
+ * and processor_config.json beside it (when present) supply what the image-token count
+ * needs (vision_config.patch_size, vision_feature_select_strategy, image_seq_len, or
+ * Idefics3's scale_factor and vision_config.image_size). */
 vlmc_status vlmc_image_processor_load(const char *path, vlmc_image_processor **out, vlmc_error *err);
 /* image_processor_type as the config names it. */
 const char *vlmc_image_processor_type(const vlmc_image_processor *p);
