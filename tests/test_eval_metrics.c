@@ -536,6 +536,62 @@ static void test_cider(void) {
           "cider A %.15f", s);
 }
 
+/* Real COCO captions (LLaVA's caps_boxes_coco2014_val_80.jsonl, 80 images):
+ * leave-one-out, the first caption of each image scored against the others.
+ * Expected numbers: pycocoevalcap's BleuScorer (option 'closest') and
+ * CiderScorer run in python3 on the strings caption_ptb_tokenize produced (so
+ * this checks the scorers on real data; the tokenizer has its own cases):
+ * BLEU-1..4 0.633853541415806 0.433260806683017 0.273066779242456
+ * 0.165784394651188, CIDEr-D 0.954217485639639. */
+static void test_caption_real(void) {
+    const char *path = shared_path("data/vlm/llava/caps_boxes_coco2014_val_80.jsonl");
+    if (!path || access(path, R_OK) != 0) {
+        test_skip("caps_boxes fixture absent");
+        return;
+    }
+    size_t len = 0;
+    char *text = test_read_file(path, &len);
+    if (!CHECK(text != NULL, "read %s", path)) return;
+    enum { MAXI = 100, MAXC = 8 };
+    static char *caps[MAXI][MAXC];
+    caption_item items[MAXI];
+    size_t n = 0;
+    bool ok = true;
+    for (char *line = strtok(text, "\n"); line && n < MAXI && ok; line = strtok(NULL, "\n")) {
+        cJSON *o = NULL;
+        vlmc_error err = {0};
+        if (!CHECK(json_parse(line, strlen(line), path, &o, &err) == VLMC_OK, "%s", err.message)) break;
+        int k = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, json_get(o, "captions")) {
+            if (k < MAXC && cJSON_IsString(c)) {
+                ok = CHECK(caption_ptb_tokenize(c->valuestring, &caps[n][k], &err) == VLMC_OK, "%s", err.message) && ok;
+                k++;
+            }
+        }
+        cJSON_Delete(o);
+        if (k < 2) continue;
+        items[n] = (caption_item){caps[n][0], (const char *const *)&caps[n][1], (size_t)(k - 1)};
+        n++;
+    }
+    free(text);
+    double b[4] = {0}, cider = 0;
+    vlmc_error err = {0};
+    if (ok && CHECK(n == 80, "%zu images", n)) {
+        CHECK(caption_bleu(items, n, b, &err) == VLMC_OK, "bleu: %s", err.message);
+        CHECK(near(b[0], 0.633853541415806, 1e-12) && near(b[1], 0.433260806683017, 1e-12) &&
+                  near(b[2], 0.273066779242456, 1e-12) && near(b[3], 0.165784394651188, 1e-12),
+              "COCO BLEU %.15f %.15f %.15f %.15f", b[0], b[1], b[2], b[3]);
+        CHECK(caption_cider_d(items, n, &cider, NULL, &err) == VLMC_OK && near(cider, 0.954217485639639, 1e-12),
+              "COCO CIDEr-D %.15f", cider);
+    }
+    for (size_t i = 0; i < MAXI; i++)
+        for (size_t k = 0; k < MAXC; k++) {
+            free(caps[i][k]);
+            caps[i][k] = NULL;
+        }
+}
+
 /* ---- POPE ------------------------------------------------------------------------------------
  * RUCAIBox/POPE evaluate.py: first sentence, commas deleted, split on ' ', "no"
  * if a word is No/no/not. */
@@ -627,6 +683,7 @@ int main(void) {
     TEST_RUN(test_ptb_tokenize);
     TEST_RUN(test_bleu);
     TEST_RUN(test_cider);
+    TEST_RUN(test_caption_real);
     TEST_RUN(test_pope_parse);
     TEST_RUN(test_pope_metrics);
     TEST_RUN(test_pope_real);

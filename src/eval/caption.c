@@ -324,88 +324,92 @@ static vlmc_status check_items(const caption_item *items, size_t n, const char *
 
 /* ---- BLEU ------------------------------------------------------------------------ */
 
+typedef struct idcount {
+    uint32_t id, count;
+} idcount;
+
+static int cmp_idcount(const void *a, const void *b) {
+    uint32_t x = ((const idcount *)a)->id, y = ((const idcount *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* cook_refs: the references' lengths and, per n-gram, its largest count in any
+ * one reference (sorted by id, duplicates folded). */
+static vlmc_status cook_refs(corpus *cp, const caption_item *c, size_t test_words, idcount **max_out, size_t *n_out,
+                             size_t *closest, vlmc_error *err) {
+    *max_out = NULL;
+    *n_out = 0;
+    idcount *all = NULL;
+    size_t n = 0, cap = 0;
+    long best_diff = -1;
+    vlmc_status st = VLMC_OK;
+    for (size_t r = 0; r < c->n_refs && st == VLMC_OK; r++) {
+        cooked ref;
+        st = cook(cp, c->refs[r], &ref, err);
+        if (st != VLMC_OK) break;
+        /* eff == "closest": min over (|l - testlen|, l) */
+        long diff = labs((long)ref.words - (long)test_words);
+        if (best_diff < 0 || diff < best_diff || (diff == best_diff && ref.words < *closest))
+            best_diff = diff, *closest = ref.words;
+        if (n + ref.n > cap) {
+            size_t ncap = (n + ref.n) * 2;
+            idcount *p = realloc(all, ncap * sizeof *p);
+            if (!p) st = vlmc_fail(err, VLMC_ERR_NOMEM, "bleu: out of memory");
+            else all = p, cap = ncap;
+        }
+        for (size_t k = 0; k < ref.n && st == VLMC_OK; k++) all[n++] = (idcount){ref.id[k], ref.count[k]};
+        cooked_free(&ref);
+    }
+    if (st != VLMC_OK) {
+        free(all);
+        return st;
+    }
+    if (n > 1) qsort(all, n, sizeof *all, cmp_idcount);
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (m && all[m - 1].id == all[k].id) {
+            if (all[k].count > all[m - 1].count) all[m - 1].count = all[k].count;
+        } else {
+            all[m++] = all[k];
+        }
+    }
+    *max_out = all;
+    *n_out = m;
+    return VLMC_OK;
+}
+
 vlmc_status caption_bleu(const caption_item *items, size_t n, double bleu[4], vlmc_error *err) {
     vlmc_status st = check_items(items, n, "bleu", err);
     if (st != VLMC_OK) return st;
     corpus cp = {0};
     double correct[4] = {0}, guess[4] = {0}, testlen = 0, reflen = 0;
     for (size_t it = 0; it < n && st == VLMC_OK; it++) {
-        const caption_item *c = &items[it];
-        cooked test, ref;
-        st = cook(&cp, c->candidate, &test, err);
+        cooked test;
+        st = cook(&cp, items[it].candidate, &test, err);
         if (st != VLMC_OK) break;
-        /* maxcounts over the references: a map from n-gram id to its largest count */
-        uint32_t *mid = NULL, *mcnt = NULL;
-        size_t mn = 0, mcap = 0;
-        size_t best_len = 0;
-        long best_diff = -1;
-        for (size_t r = 0; r < c->n_refs && st == VLMC_OK; r++) {
-            st = cook(&cp, c->refs[r], &ref, err);
-            if (st != VLMC_OK) break;
-            /* closest reference length: min over (|l - testlen|, l) */
-            long diff = labs((long)ref.words - (long)test.words);
-            if (best_diff < 0 || diff < best_diff || (diff == best_diff && ref.words < best_len))
-                best_diff = diff, best_len = ref.words;
-            /* merge ref counts into (mid, mcnt) */
-            size_t need = mn + ref.n;
-            if (need > mcap) {
-                size_t cap = need * 2;
-                uint32_t *a = realloc(mid, cap * sizeof *a);
-                if (a) mid = a;
-                uint32_t *b = a ? realloc(mcnt, cap * sizeof *b) : NULL;
-                if (b) mcnt = b;
-                if (!a || !b) {
-                    cooked_free(&ref);
-                    st = vlmc_fail(err, VLMC_ERR_NOMEM, "bleu: out of memory");
-                    break;
-                }
-                mcap = cap;
-            }
-            uint32_t *nid = malloc((need ? need : 1) * sizeof *nid), *ncnt = malloc((need ? need : 1) * sizeof *ncnt);
-            if (!nid || !ncnt) {
-                free(nid);
-                free(ncnt);
-                cooked_free(&ref);
-                st = vlmc_fail(err, VLMC_ERR_NOMEM, "bleu: out of memory");
-                break;
-            }
-            size_t a = 0, b = 0, k = 0;
-            while (a < mn || b < ref.n) {
-                if (b >= ref.n || (a < mn && mid[a] < ref.id[b])) nid[k] = mid[a], ncnt[k++] = mcnt[a++];
-                else if (a >= mn || ref.id[b] < mid[a]) nid[k] = ref.id[b], ncnt[k++] = ref.count[b++];
-                else {
-                    nid[k] = mid[a];
-                    ncnt[k++] = mcnt[a] > ref.count[b] ? mcnt[a] : ref.count[b];
-                    a++, b++;
-                }
-            }
-            memcpy(mid, nid, k * sizeof *nid);
-            memcpy(mcnt, ncnt, k * sizeof *ncnt);
-            mn = k;
-            free(nid);
-            free(ncnt);
-            cooked_free(&ref);
-        }
+        idcount *mx = NULL;
+        size_t mn = 0, closest = 0;
+        st = cook_refs(&cp, &items[it], test.words, &mx, &mn, &closest, err);
         if (st == VLMC_OK) {
             testlen += (double)test.words;
-            reflen += (double)best_len;
+            reflen += (double)closest;
             for (int k = 0; k < 4; k++) guess[k] += test.words > (size_t)k ? (double)(test.words - (size_t)k) : 0.0;
+            /* correct[n] += min(count in the candidate, max count in one reference) */
             size_t b = 0;
             for (size_t a = 0; a < test.n; a++) {
-                while (b < mn && mid[b] < test.id[a]) b++;
-                if (b < mn && mid[b] == test.id[a]) {
-                    uint32_t m = mcnt[b] < test.count[a] ? mcnt[b] : test.count[a];
+                while (b < mn && mx[b].id < test.id[a]) b++;
+                if (b < mn && mx[b].id == test.id[a]) {
+                    uint32_t m = mx[b].count < test.count[a] ? mx[b].count : test.count[a];
                     correct[cp.grams.order[test.id[a]] - 1] += m;
                 }
             }
         }
-        free(mid);
-        free(mcnt);
+        free(mx);
         cooked_free(&test);
     }
     corpus_free(&cp);
     if (st != VLMC_OK) return st;
-    const double tiny = 1e-15, small = 1e-9;
+    const double tiny = 1e-15, small = 1e-9; /* bleu_scorer.py's smoothing terms */
     double prod = 1.0;
     for (int k = 0; k < 4; k++) {
         prod *= (correct[k] + tiny) / (guess[k] + small);
