@@ -31,7 +31,10 @@
  * when no option letter but a "Z" token occurs, 'Z'; else the verbose-answer
  * rule (?i)(?:correct\s+)?answer\s+is\s+\**([ABCD]) gives the (upper-cased)
  * letter if it is an option; else 0. The VERBOSE-only "A might be a quantifier"
- * rule is not applied (VLMEvalKit applies it only when $VERBOSE is set). */
+ * rule is not applied (VLMEvalKit applies it only when $VERBOSE is set), and the
+ * regex's case-insensitivity is ASCII-only (Python's also folds U+017F and U+212A).
+ * Older VLMEvalKit versions (before #1175, 2025) accepted the letter anywhere in
+ * the text and had no verbose rule; their results differ on long answers. */
 char mcq_infer_option(const char *answer, const char *const *options, int n_options);
 /* can_infer_text: the lower-cased answer, when it is at most twice as long (in
  * code points) as all option texts together, contains exactly one lower-cased
@@ -118,7 +121,8 @@ vlmc_status mmmu_parse_choice(const char *response, const char *const *options, 
 /* vqaEval.py processPunctuation: each of ; / [ ] " { } ( ) = + \ _ - > < @ ` , ? !
  * is deleted when the input has it next to a space or has a digit,digit anywhere,
  * else replaced by a space; then every '.' not followed by a digit is deleted (at
- * most 32 of them: the script passes re.UNICODE (32) as sub()'s count). */
+ * most 32 of them: the script passes re.UNICODE (32) as sub()'s count). \d is
+ * ASCII here (Python's also matches other Unicode digits). */
 vlmc_status vqa_process_punctuation(const char *in, char **out, vlmc_error *err);
 /* processDigitArticle: lower case, split on whitespace, number words none..ten ->
  * digits ("none" -> "0"), drop a/an/the, contractions table ("dont" -> "don't";
@@ -133,7 +137,10 @@ vlmc_status vqa_normalize(const char *in, char **out, vlmc_error *err);
  * the references and the answer normalised (vqa_normalize); then, for each
  * reference i, acc_i = min(1, #{j != i : ref_j == answer} / 3), and the result is
  * the mean of acc_i (the average over the 10-choose-9 subsets). n_refs >= 1
- * (with one reference the result is always 0, as there). */
+ * (with one reference the result is always 0, as there). The per-question /
+ * per-answer-type averages and the rounding to 2 decimals of percentages are the
+ * caller's. lmms-eval's vqav2 task differs: it first passes the answer through
+ * EvalAIAnswerProcessor (always normalised, plus its own word_tokenize step). */
 vlmc_status vqa_accuracy(const char *answer, const char *const *refs, size_t n_refs, double *acc,
                          vlmc_error *err);
 /* Exact match of vqa_normalize(answer) and vqa_normalize(ref). */
@@ -145,7 +152,9 @@ vlmc_status levenshtein(const char *a, const char *b, size_t *dist, vlmc_error *
  * definition and the shunk031/ANLS package): both strings lower-cased, stripped
  * and their whitespace runs collapsed to one space; NL = lev / max(len) (0 for
  * two empty strings); s = 1 - NL when NL < threshold (0.5) else 0; the max
- * over references. The dataset score is the mean over questions. */
+ * over references. The dataset score is the mean over questions. lmms-eval's
+ * anls() differs at the boundary (it keeps NL == 0.5 as 0.5) and divides by the
+ * lengths of the un-normalised strings. */
 vlmc_status anls_score(const char *answer, const char *const *refs, size_t n_refs, double threshold,
                        double *score, vlmc_error *err);
 
@@ -167,7 +176,8 @@ typedef enum box_format {
  * them in the order QWEN, BRACKET, PLAIN:
  * - QWEN follows Qwen-VL eval_mm/evaluate_grounding.py: the first match of
  *   \((.*?)\),\((.*?)\) whose groups each split on ',' into exactly two Python
- *   floats; a first match that does not parse gives BOX_NONE there (Qwen-VL
+ *   floats (Python float() syntax without '_' separators); a first match that
+ *   does not parse gives BOX_NONE there (Qwen-VL
  *   scores it as the box (0,0,0,0)), and we then try the other formats.
  * - BRACKET: '[' four numbers -?\d+(\.\d+)? separated by commas (spaces allowed) ']'.
  * - PLAIN: four such numbers separated by commas, not inside a longer number run. */
