@@ -431,7 +431,9 @@ static void test_ptb_tokenize(void) {
         const char *in, *want;
     } cases[] = {
         {"A man's hat.", "a man 's hat"},
-        {"Two dogs don't play, (really) \"fetch\"!", "two dogs do n't play really fetch"},
+        {"Two dogs don't play, (really) \"fetch\"!", "two dogs do n't play -lrb- really -rrb- fetch"},
+        {"[a] {b}", "-lsb- a -rsb- -lcb- b -rcb-"},
+        {"I can't \xe2\x80\x94 it\xe2\x80\x99s fine", "i ca n't it 's fine"},
         {"A T-shirt on a 3.5 ft. pole...", "a t-shirt on a 3.5 ft pole"},
         {"I cannot see it", "i can not see it"},
         {"It's 5 o'clock", "it 's 5 o'clock"},

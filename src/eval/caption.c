@@ -131,12 +131,19 @@ vlmc_status caption_ptb_tokenize(const char *text, char **out, vlmc_error *err) 
                 }
             }
             if (i > start) emit_word(&b, s, start, i);
+        } else if (c < 0x80 && c && strchr("()[]{}", (int)c)) {
+            /* PTB3 escaping turns brackets into -LRB- .. -RCB-, and -lowerCase is
+             * applied after it (PTBTokenizer.tokReader), so the lower-case forms
+             * never match PUNCTUATIONS' "-LRB-" etc.: they stay as words. */
+            static const char *const esc[] = {"-lrb-", "-rrb-", "-lsb-", "-rsb-", "-lcb-", "-rcb-"};
+            emit_lit(&b, esc[strchr("()[]{}", (int)c) - "()[]{}"]);
+            i++;
         } else if (c < 0x80 && strchr("&$%#*+=/@^~|<>\\", (int)c) && c) {
             emit(&b, s, i, i + 1); /* a symbol PTB keeps as its own token */
             i++;
         } else {
-            /* Dropped: quotes, apostrophes, brackets, . , ? ! : ; - runs of dots or
-             * dashes (PTB's PUNCTUATIONS and the -LRB- family), and other marks. */
+            /* Dropped: quotes, apostrophes, . , ? ! : ; - and runs of dots or dashes
+             * (PTB's tokens for them are in PUNCTUATIONS), and other marks. */
             i++;
         }
     }

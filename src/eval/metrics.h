@@ -198,12 +198,16 @@ bool grounding_hit(eval_box pred, eval_box gt);
 /* An approximation of the PTBTokenizer step (Stanford CoreNLP 3.4.1 with
  * -preserveLines -lowerCase, then the tokens '' ' `` ` -LRB- -RRB- -LCB- -RCB-
  * . ? ! , : - -- ... ; dropped), written without Java: lower case; words are runs
- * of letters/digits/non-ASCII joined by inner - . , / & (a ',' only between
- * digits); the clitics n't 's 'm 'd 're 've 'll are split off ("don't" -> "do
- * n't"); other punctuation characters are single tokens, a run of dots is one;
- * quotes, brackets and the dropped tokens above are removed. Not reproduced:
- * PTB's abbreviation list ("mr." stays one token there), -LSB-/-RSB- tokens,
- * and its handling of URLs, emoticons and fractions. */
+ * of letters/digits/non-ASCII joined by inner - / & (or '.' between letters or
+ * digits, ',' between digits); the clitics n't 's 'm 'd 're 've 'll are split off
+ * ("don't" -> "do n't", "can't" -> "ca n't"), as are cannot/gonna/gotta/wanna
+ * ("can not"); quotes, apostrophes, . , ? ! : ; dashes, runs of dots and the
+ * en/em dashes are dropped; brackets become -lrb- -rrb- -lsb- -rsb- -lcb- -rcb-
+ * and are kept, because CoreNLP lower-cases after its PTB escaping
+ * (PTBTokenizer.tokReader) so they never equal the upper-case PUNCTUATIONS
+ * entries; & $ % # * + = / @ ^ ~ | < > \ are single tokens. Not reproduced:
+ * PTB's abbreviation list ("mr." stays one token there), its handling of URLs,
+ * emoticons, fractions and "/" or "*" escaping. */
 vlmc_status caption_ptb_tokenize(const char *text, char **out, vlmc_error *err);
 
 /* One image: a candidate caption and its references, all already tokenized
