@@ -3,6 +3,7 @@
  * same bytes), and words in a 5x7 bitmap font drawn here. */
 #include "synth/synth.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,8 @@ static bool in_polygon(const int (*v)[2], int n, int x, int y) {
     return in;
 }
 
+/* The reference definition of each shape: is the point (dx, dy) from the
+ * centre inside? The rasteriser below computes the same sets row by row. */
 static bool inside(const geom *g, int dx, int dy) {
     int ax = abs(dx), ay = abs(dy), h = g->h;
     switch (g->shape) {
@@ -101,14 +104,102 @@ static bool inside(const geom *g, int dx, int dy) {
     }
 }
 
-/* Counts the 4x4 sample points of pixel (x, y) inside the shape; samples sit at
- * 2, 6, 10, 14 sub-pixel units into the pixel. */
-static int coverage(const geom *g, const synth_object *o, int x, int y) {
-    int c = 0;
-    for (int j = 0; j < 4; j++) {
-        int dy = y * SYNTH_SUB + 2 + 4 * j - o->cy;
-        for (int i = 0; i < 4; i++) c += inside(g, x * SYNTH_SUB + 2 + 4 * i - o->cx, dy);
+bool synth_shape_inside(const synth_object *o, int dx, int dy) {
+    geom g;
+    geom_init(&g, o);
+    return inside(&g, dx, dy);
+}
+
+static int64_t isqrt64(int64_t v) {
+    if (v <= 0) return 0;
+    int64_t r = (int64_t)sqrt((double)v);
+    while (r * r > v) r--;
+    while ((r + 1) * (r + 1) <= v) r++;
+    return r;
+}
+
+/* floor(a / b) for b > 0. */
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+enum { MAX_SPANS = 5 };
+
+/* The points of the row dy inside the shape, as inclusive intervals of dx;
+ * returns how many. Exactly the points where inside() is true. */
+static int row_spans(const geom *g, int dy, int lo[MAX_SPANS], int hi[MAX_SPANS]) {
+    int ay = abs(dy), h = g->h, w = -1;
+    switch (g->shape) {
+    case SHAPE_CIRCLE:
+        if (ay <= h) w = (int)isqrt64((int64_t)h * h - (int64_t)dy * dy);
+        break;
+    case SHAPE_SQUARE:
+        if (ay <= g->q) w = g->q;
+        break;
+    case SHAPE_TRIANGLE:
+        if (dy >= -h && dy <= h) w = (dy + h) / 2; /* dy + h >= 0 */
+        break;
+    case SHAPE_CROSS:
+        w = ay <= g->q ? h : ay <= h ? g->q : -1;
+        break;
+    case SHAPE_DIAMOND:
+        w = h - ay;
+        break;
+    case SHAPE_STAR: {
+        /* in_polygon toggles for each edge crossing the row with x < X(edge);
+         * for integer x that is x <= t, t the largest integer below X. With the
+         * thresholds sorted, the inside is (t1, t2], (t3, t4], ... */
+        int t[10], n = 0;
+        for (int i = 0, j = 9; i < 10; j = i++) {
+            int xi = g->poly[i][0], yi = g->poly[i][1], xj = g->poly[j][0], yj = g->poly[j][1];
+            if ((yi > dy) == (yj > dy)) continue;
+            /* X = xi + (dy - yi)(xj - xi) / (yj - yi); x < X  <=>  x <= ceil(X) - 1. */
+            int64_t num = (int64_t)(dy - yi) * (xj - xi), den = yj - yi;
+            if (den < 0) num = -num, den = -den;
+            int64_t ceil_q = -floor_div(-num, den);
+            t[n++] = (int)(xi + ceil_q - 1);
+        }
+        for (int i = 1; i < n; i++)
+            for (int k = i; k > 0 && t[k - 1] > t[k]; k--) {
+                int tmp = t[k];
+                t[k] = t[k - 1];
+                t[k - 1] = tmp;
+            }
+        int m = 0;
+        for (int i = 0; i + 1 < n && m < MAX_SPANS; i += 2)
+            if (t[i] + 1 <= t[i + 1]) {
+                lo[m] = t[i] + 1;
+                hi[m] = t[i + 1];
+                m++;
+            }
+        return m;
     }
+    default: break;
+    }
+    if (w < 0) return 0;
+    lo[0] = -w;
+    hi[0] = w;
+    return 1;
+}
+
+/* Coverage (0..16) of pixels x0..x1 (inclusive) of pixel row y into out[0..]:
+ * how many of each pixel's 4x4 sample points, at 2, 6, 10, 14 sub-pixel units
+ * into the pixel, are inside the shape. */
+static void cover_row(const geom *g, const synth_object *o, int y, int x0, int x1, uint8_t *out) {
+    int lo[4][MAX_SPANS], hi[4][MAX_SPANS], n[4];
+    for (int j = 0; j < 4; j++) n[j] = row_spans(g, y * SYNTH_SUB + 2 + 4 * j - o->cy, lo[j], hi[j]);
+    for (int x = x0; x <= x1; x++) {
+        int c = 0;
+        for (int i = 0; i < 4; i++) {
+            int dx = x * SYNTH_SUB + 2 + 4 * i - o->cx;
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < n[j]; k++) c += lo[j][k] <= dx && dx <= hi[j][k];
+        }
+        out[x - x0] = (uint8_t)c;
+    }
+}
+
+static int coverage(const geom *g, const synth_object *o, int x, int y) {
+    uint8_t c;
+    cover_row(g, o, y, x, x, &c);
     return c;
 }
 
@@ -118,17 +209,49 @@ int synth_shape_coverage_at(const synth_object *o, int x, int y) {
     return coverage(&g, o, x, y);
 }
 
+/* The pixel range scanned for an object: its extent [c-h, c+h] with a pixel to spare, clipped. */
+static void scan_range(int S, const synth_object *o, int *x0, int *y0, int *x1, int *y1) {
+    *x0 = (o->cx - o->h) / SYNTH_SUB - 1, *x1 = (o->cx + o->h) / SYNTH_SUB + 1;
+    *y0 = (o->cy - o->h) / SYNTH_SUB - 1, *y1 = (o->cy + o->h) / SYNTH_SUB + 1;
+    if (*x0 < 0) *x0 = 0;
+    if (*y0 < 0) *y0 = 0;
+    if (*x1 > S - 1) *x1 = S - 1;
+    if (*y1 > S - 1) *y1 = S - 1;
+}
+
+void synth_object_box(int S, synth_object *o) {
+    geom g;
+    geom_init(&g, o);
+    int x0, y0, x1, y1;
+    scan_range(S, o, &x0, &y0, &x1, &y1);
+    int bx0 = S, by0 = S, bx1 = -1, by1 = -1;
+    uint8_t row[SYNTH_MAX_SIZE];
+    for (int y = y0; y <= y1; y++) {
+        cover_row(&g, o, y, x0, x1, row);
+        for (int x = x0; x <= x1; x++)
+            if (row[x - x0]) {
+                if (x < bx0) bx0 = x;
+                if (x > bx1) bx1 = x;
+                if (y < by0) by0 = y;
+                if (y > by1) by1 = y;
+            }
+    }
+    if (bx1 < 0) bx0 = by0 = 0, bx1 = by1 = -1; /* nothing drawn: an empty box */
+    o->box[0] = bx0;
+    o->box[1] = by0;
+    o->box[2] = bx1 + 1;
+    o->box[3] = by1 + 1;
+}
+
 void synth_object_coverage(const synth_scene *s, int i, uint8_t *mask) {
-    int S = s->size;
+    int S = s->size, x0, y0, x1, y1;
     memset(mask, 0, (size_t)S * S);
     const synth_object *o = &s->obj[i];
     geom g;
     geom_init(&g, o);
-    /* Every sample inside lies within the extent [c-h, c+h]; scan it with a pixel to spare. */
-    int x0 = (o->cx - o->h) / SYNTH_SUB - 1, x1 = (o->cx + o->h) / SYNTH_SUB + 1;
-    int y0 = (o->cy - o->h) / SYNTH_SUB - 1, y1 = (o->cy + o->h) / SYNTH_SUB + 1;
-    for (int y = y0 < 0 ? 0 : y0; y <= y1 && y < S; y++)
-        for (int x = x0 < 0 ? 0 : x0; x <= x1 && x < S; x++) mask[(size_t)y * S + x] = (uint8_t)coverage(&g, o, x, y);
+    scan_range(S, o, &x0, &y0, &x1, &y1);
+    for (int y = y0; y <= y1; y++)
+        if (x0 <= x1) cover_row(&g, o, y, x0, x1, mask + (size_t)y * S + x0);
 }
 
 void synth_word_mask(const synth_scene *s, uint8_t *mask) {
@@ -216,14 +339,18 @@ void synth_render(const synth_scene *s, uint8_t *rgb) {
         geom g;
         geom_init(&g, o);
         /* Outside its tight box an object covers nothing. */
-        for (int y = o->box[1]; y < o->box[3]; y++)
+        uint8_t row[SYNTH_MAX_SIZE];
+        for (int y = o->box[1]; y < o->box[3]; y++) {
+            if (o->box[0] >= o->box[2]) break;
+            cover_row(&g, o, y, o->box[0], o->box[2] - 1, row);
             for (int x = o->box[0]; x < o->box[2]; x++) {
-                int c = coverage(&g, o, x, y);
+                int c = row[x - o->box[0]];
                 if (!c) continue;
                 uint8_t *px = rgb + ((size_t)y * S + x) * 3;
                 for (int k = 0; k < 3; k++)
                     px[k] = (uint8_t)((px[k] * (SYNTH_SUB - c) + col[k] * c + SYNTH_SUB / 2) / SYNTH_SUB);
             }
+        }
     }
     if (s->has_word) {
         /* Solid font pixels, no anti-aliasing. Drawn from the glyphs directly

@@ -123,6 +123,12 @@ void synth_object_coverage(const synth_scene *s, int i, uint8_t *mask);
 void synth_word_mask(const synth_scene *s, uint8_t *mask);
 /* The tight pixel box of the non-zero entries of mask, or false when all are zero. */
 bool synth_mask_box(const uint8_t *mask, int size, int box[4]);
+/* Sets o->box to the tight box of the pixels o covers in an image of side S. */
+void synth_object_box(int S, synth_object *o);
+/* The reference point test: is (dx, dy) sub-pixel units from o's centre inside o?
+ * Coverage counts the sample points for which this holds (the rasteriser
+ * computes the same row by row). */
+bool synth_shape_inside(const synth_object *o, int dx, int dy);
 /* Coverage of object o at pixel (x, y), 0..SYNTH_SUB. */
 int synth_shape_coverage_at(const synth_object *o, int x, int y);
 /* Whether font pixel (col, row) of an upper-case letter is set (false for other characters). */

@@ -159,26 +159,6 @@ static void sample_word(synth_rng *r, synth_scene *s) {
     w->box[3] = y1;
 }
 
-/* The tight box of an object's drawn pixels, found by rasterising it over its extent. */
-static void object_box(const synth_scene *s, synth_object *o) {
-    int S = s->size;
-    int x0 = clampi((o->cx - o->h) / SYNTH_SUB - 1, 0, S - 1), x1 = clampi((o->cx + o->h) / SYNTH_SUB + 1, 0, S - 1);
-    int y0 = clampi((o->cy - o->h) / SYNTH_SUB - 1, 0, S - 1), y1 = clampi((o->cy + o->h) / SYNTH_SUB + 1, 0, S - 1);
-    int bx0 = S, by0 = S, bx1 = -1, by1 = -1;
-    for (int y = y0; y <= y1; y++)
-        for (int x = x0; x <= x1; x++)
-            if (synth_shape_coverage_at(o, x, y) > 0) {
-                if (x < bx0) bx0 = x;
-                if (x > bx1) bx1 = x;
-                if (y < by0) by0 = y;
-                if (y > by1) by1 = y;
-            }
-    o->box[0] = bx0;
-    o->box[1] = by0;
-    o->box[2] = bx1 + 1;
-    o->box[3] = by1 + 1;
-}
-
 void synth_scene_sample(const synth_world_params *p, uint64_t seed, uint64_t index, synth_scene *out) {
     synth_rng r;
     synth_rng_seed(&r, seed, index, 1);
@@ -226,7 +206,7 @@ void synth_scene_sample(const synth_world_params *p, uint64_t seed, uint64_t ind
             if (placed) taken[n_taken++] = e;
         }
         if (!placed) continue;
-        object_box(s, &o);
+        synth_object_box(S, &o);
         s->obj[s->n_objects++] = o;
     }
     if (s->n_objects == 0) {
@@ -238,7 +218,7 @@ void synth_scene_sample(const synth_world_params *p, uint64_t seed, uint64_t ind
         o.size = SIZE_SMALL;
         o.h = sample_half_extent(&r, S, o.size);
         o.cx = o.cy = S * SYNTH_SUB / 2;
-        object_box(s, &o);
+        synth_object_box(S, &o);
         s->obj[s->n_objects++] = o;
         s->has_word = false;
         memset(&s->word, 0, sizeof s->word);
