@@ -349,7 +349,9 @@ static void test_answers_follow_from_scene(void) {
                 const synth_qa *q = &qa[k];
                 n_q++;
                 per_task[q->task]++;
-                for (int l = 0; l < k; l++) CHECK(strcmp(qa[l].question, q->question), "repeated question %s", q->question);
+                for (int l = 0; l < k; l++)
+                    CHECK(strncmp(qa[l].question, q->question, strcspn(q->question, "\n") + 1), "repeated question %s", q->question);
+                CHECK(q->task != TASK_CAPTION || k == n - 1, "the caption comes last");
                 char buf[SYNTH_QA_TEXT];
                 const char *want;
                 if (q->task == TASK_MCQ) {

@@ -412,6 +412,13 @@ static const gen_fn generators[SYNTH_N_TASKS] = {
     gen_yesno, gen_exists, gen_grounding, gen_ocr, gen_mcq,
 };
 
+/* Whether two questions ask the same thing: equal up to the first line break
+ * (multiple-choice questions with the same stem count as one). */
+static bool same_stem(const char *a, const char *b) {
+    size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+    return la == lb && !memcmp(a, b, la);
+}
+
 int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max) {
     ctx c = {s, rng};
     int n = 0, order[SYNTH_N_TASKS], pos = SYNTH_N_TASKS;
@@ -428,8 +435,17 @@ int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max
         memset(&q, 0, sizeof q);
         if (!generators[order[pos++]](&c, &q)) continue;
         bool dup = false;
-        for (int k = 0; k < n && !dup; k++) dup = !strcmp(out[k].question, q.question);
+        for (int k = 0; k < n && !dup; k++) dup = same_stem(out[k].question, q.question);
         if (!dup) out[n++] = q;
     }
+    /* The caption, if any, goes last: earlier it would give away the answers
+     * to the questions after it, and the model should read those off the image. */
+    for (int k = 0; k + 1 < n; k++)
+        if (out[k].task == TASK_CAPTION) {
+            synth_qa c = out[k];
+            memmove(&out[k], &out[k + 1], sizeof out[0] * (size_t)(n - 1 - k));
+            out[n - 1] = c;
+            break;
+        }
     return n;
 }
