@@ -2,6 +2,7 @@
  * against their pictures, every answer re-derived from the scene by parsing
  * the question, and the files on disk (determinism, JSONL, splits). */
 #include <cjson/cJSON.h>
+#include <png.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,35 @@ static void test_scenes_and_pictures(void) {
     }
     CHECK(with_word > scenes / 3 && with_word < 2 * scenes / 3, "about half the scenes have a word: %d of %d", with_word, scenes);
     for (int k = 1; k <= SYNTH_MAX_OBJECTS; k++) CHECK(n_count[k] > scenes / 12, "%d objects: %d scenes", k, n_count[k]);
+}
+
+/* The PNG writer round-trips through libpng's reader, pixel for pixel. */
+static void test_png_roundtrip(void) {
+    for (int si = 0; si < N_SIZES; si++) {
+        int S = sizes[si];
+        synth_world_params wp = world(S);
+        synth_scene s;
+        synth_scene_sample(&wp, 8, (uint64_t)si, &s);
+        uint8_t *img = malloc((size_t)S * S * 3), *back = malloc((size_t)S * S * 3);
+        synth_render(&s, img);
+        unsigned char *png = NULL;
+        size_t len = 0;
+        vlmc_error err = {0};
+        if (CHECK(synth_png_encode(img, S, S, &png, &len, &err) == VLMC_OK, "encode: %s", err.message)) {
+            png_image im;
+            memset(&im, 0, sizeof im);
+            im.version = PNG_IMAGE_VERSION;
+            bool ok = png_image_begin_read_from_memory(&im, png, len);
+            CHECK(ok && im.width == (png_uint_32)S && im.height == (png_uint_32)S, "PNG header");
+            im.format = PNG_FORMAT_RGB;
+            if (ok) ok = png_image_finish_read(&im, NULL, back, 0, NULL);
+            CHECK(ok && !memcmp(img, back, (size_t)S * S * 3), "S=%d: decoded pixels equal the rendered ones", S);
+            png_image_free(&im);
+        }
+        free(png);
+        free(img);
+        free(back);
+    }
 }
 
 /* ---- answers re-derived from the scene ---------------------------------------- */
@@ -649,6 +679,7 @@ int main(void) {
     TEST_RUN(test_rng);
     TEST_RUN(test_raster_matches_reference);
     TEST_RUN(test_scenes_and_pictures);
+    TEST_RUN(test_png_roundtrip);
     TEST_RUN(test_answers_follow_from_scene);
     TEST_RUN(test_determinism);
     TEST_RUN(test_files);
