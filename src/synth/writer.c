@@ -268,7 +268,7 @@ vlmc_status vlmc_synth_generate(const vlmc_synth_params *p, const char *out_dir,
         else if (!(files[k] = fopen(paths[k], "wb"))) st = vlmc_fail(err, VLMC_ERR_IO, "%s: cannot create", paths[k]);
     }
 
-    int threads = p->threads > 0 ? p->threads : 0;
+    int threads = p->threads > 256 ? 256 : p->threads > 0 ? p->threads : 0; /* one image buffer per thread */
     int n_buf = 1;
 #ifdef _OPENMP
     n_buf = threads > 0 ? threads : omp_get_max_threads();
