@@ -239,6 +239,32 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
 
 /* ---- generation --------------------------------------------------------------- */
 
+/* ---- synthetic dataset -------------------------------------------------------- */
+
+/* `vlmc synth`: a synthetic visual world (shapes, colours, sizes, words over
+ * plain or textured backgrounds) with training conversations in the Hugging
+ * Face messages format. See docs/SYNTH.md for the files and their fields. */
+typedef struct vlmc_synth_params {
+    uint64_t seed;        /* everything written is a function of the parameters, seed included */
+    int n;                /* images over all splits, 1..10,000,000 */
+    int image_size;       /* square side in pixels, 64..512 (default 128) */
+    int min_objects;      /* shapes per image, 1..max_objects (default 1) */
+    int max_objects;      /* ..6 (default 6) */
+    int questions;        /* question/answer turns per conversation, 1..32 (default 8) */
+    int text_percent;     /* share of images with a written word, 0..100 (default 50) */
+    double val_fraction;  /* share of images in the validation split (default 0.05) */
+    double test_fraction; /* share in the test split (default 0.05); train has the rest */
+    int threads;          /* OpenMP threads; 0 for the default. The output does not depend on it. */
+} vlmc_synth_params;
+
+/* Fills p with the defaults above (seed 0, n 1000). */
+void vlmc_synth_default_params(vlmc_synth_params *p);
+/* Writes the dataset into out_dir (created if needed; files already there with
+ * the same names are overwritten, others are left alone): images/<split>/<id>.png,
+ * <split>.jsonl (conversations), <split>_qa.jsonl (one row per question) for
+ * split in train, val, test, and meta.json. Equal parameters give byte-identical files. */
+vlmc_status vlmc_synth_generate(const vlmc_synth_params *p, const char *out_dir, vlmc_error *err);
+
 #ifdef __cplusplus
 }
 #endif
