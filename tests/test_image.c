@@ -911,6 +911,71 @@ static void test_corpus_matches_pillow(void) {
     printf("  data/images: %d files bit-exact with Pillow 9.4 load_image (%d absent)\n", exact, missing);
 }
 
+/* tests/data/images (see its README): every mode/format variant against Pillow 9.4. */
+static const struct {
+    const char *file;
+    int w, h;
+    uint64_t fnv;
+} pil_variants[] = {
+        {"anim.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"cmyk.jpg", 23, 17, 0x921520519082ebdcull}, /* CMYK */
+        {"exif6.png", 17, 23, 0x9f781d9724315b39ull}, /* RGB */
+        {"exif6.webp", 17, 23, 0x57c940ccef34792eull}, /* RGB */
+        {"exif8.jpg", 17, 23, 0x48eb9c706dac2c74ull}, /* RGB */
+        {"gray.jpg", 23, 17, 0x29135357f1d8faa3ull}, /* L */
+        {"interlace.png", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"l.bmp", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l.gif", 23, 17, 0x7ac16bf984aec8f9ull}, /* P */
+        {"l.pgm", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l.png", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l_trns.png", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"la.png", 23, 17, 0xd3886047721014b4ull}, /* LA */
+        {"lossless_alpha.webp", 23, 17, 0x4a69743c5692746aull}, /* RGBA */
+        {"lossy.webp", 23, 17, 0xbec5c0aa71927946ull}, /* RGB */
+        {"lossy_alpha.webp", 23, 17, 0x8f112630422d2ce5ull}, /* RGBA */
+        {"one.bmp", 23, 17, 0x421e4184fadfc414ull}, /* 1 */
+        {"one.png", 23, 17, 0x421e4184fadfc414ull}, /* 1 */
+        {"p.bmp", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p16.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p200.png", 23, 17, 0xf16d49f716797b26ull}, /* P */
+        {"p4.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p_trns.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p_trns.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"prog.jpg", 23, 17, 0x5ceb0b3e448ea5c7ull}, /* RGB */
+        {"q.jpg", 23, 17, 0x8ef87b600c0aff16ull}, /* RGB */
+        {"rgb.bmp", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgb.gif", 23, 17, 0xc2bbfb3c05ab329aull}, /* P */
+        {"rgb.png", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgb.ppm", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgba.png", 23, 17, 0xae8706fd314dcd5dull}, /* RGBA */
+        {"sub422.jpg", 23, 17, 0x2cc582edca73e42dull}, /* RGB */
+        {"sub444.jpg", 23, 17, 0x77a21be7a0466c8cull}, /* RGB */
+};
+
+static void test_variants_match_pillow(void) {
+    int exact = 0;
+    for (size_t i = 0; i < sizeof pil_variants / sizeof pil_variants[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/images/%s", pil_variants[i].file);
+        if (!file_exists(path)) {
+            test_skip("%s is absent (run from the repository root)", path);
+            return;
+        }
+        rgb_image im;
+        vlmc_error e = {0};
+        if (!CHECK(image_decode_file(path, NULL, &im, &e) == VLMC_OK, "%s: %s", path, e.message)) continue;
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t k = 0; k < (size_t)im.width * im.height * 3; k++) h = (h ^ im.data[k]) * 0x100000001b3ull;
+        int ok = im.width == pil_variants[i].w && im.height == pil_variants[i].h && h == pil_variants[i].fnv;
+        CHECK(ok, "%s: %dx%d, differs from Pillow's load_image (%dx%d)", path, im.width, im.height, pil_variants[i].w,
+              pil_variants[i].h);
+        exact += ok;
+        rgb_image_free(&im);
+    }
+    printf("  tests/data/images: %d variants bit-exact with Pillow 9.4 load_image\n", exact);
+}
+
 int main(void) {
     tests_begin("image");
     TEST_RUN(test_preprocess_clip);
@@ -921,6 +986,7 @@ int main(void) {
     TEST_RUN(test_model_fixtures);
     TEST_RUN(test_corpus);
     TEST_RUN(test_corpus_matches_pillow);
+    TEST_RUN(test_variants_match_pillow);
     TEST_RUN(test_exif_orientation);
     TEST_RUN(test_cmyk);
     TEST_RUN(test_data_url);
