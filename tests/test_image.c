@@ -951,6 +951,9 @@ static const struct {
         {"rgba.png", 23, 17, 0xae8706fd314dcd5dull}, /* RGBA */
         {"sub422.jpg", 23, 17, 0x2cc582edca73e42dull}, /* RGB */
         {"sub444.jpg", 23, 17, 0x77a21be7a0466c8cull}, /* RGB */
+        {"maxval100.ppm", 34, 1, 0x6bb031388962f818ull}, /* RGB */
+        {"maxval1000.pgm", 1002, 1, 0xab405d304804f76dull}, /* I */
+        {"maxval4095.ppm", 342, 1, 0xc0dd05ea0ddb0c2dull}, /* RGB */
 };
 
 static void test_variants_match_pillow(void) {
