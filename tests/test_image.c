@@ -954,6 +954,8 @@ static const struct {
         {"maxval100.ppm", 34, 1, 0x6bb031388962f818ull}, /* RGB */
         {"maxval1000.pgm", 1002, 1, 0xab405d304804f76dull}, /* I */
         {"maxval4095.ppm", 342, 1, 0xc0dd05ea0ddb0c2dull}, /* RGB */
+        {"gif_frame_offset.gif", 28, 20, 0x9cd0b55ac0a34103ull}, /* P */
+        {"gif_trns_canvas_grown.gif", 30, 30, 0x3228ed786d50435full}, /* P */
 };
 
 static void test_variants_match_pillow(void) {
