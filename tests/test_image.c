@@ -956,6 +956,7 @@ static const struct {
         {"maxval4095.ppm", 342, 1, 0xc0dd05ea0ddb0c2dull}, /* RGB */
         {"gif_frame_offset.gif", 28, 20, 0x9cd0b55ac0a34103ull}, /* P */
         {"gif_trns_canvas_grown.gif", 30, 30, 0x3228ed786d50435full}, /* P */
+        {"palette_index_past_plte.png", 16, 1, 0x738978e5f4a17a29ull}, /* P: indices 3..15 read the grey ramp */
 };
 
 static void test_variants_match_pillow(void) {
