@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     image_proc p;
     if (image_proc_from_json(cfg, "fuzz", &p, &err) == VLMC_OK) {
         image_proc_set_model_config(&p, cfg);
-        p.max_pixels = 1u << 20;
+        p.max_pixels = 1u << 18;
         static uint8_t px[23 * 17 * 3];
         for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 31);
         rgb_image im = {23, 17, px};

@@ -50,7 +50,20 @@ case_errors() {
   ok errors
 }
 
+case_data_url() {
+  local fx="$SHARED/fixtures/llava" img="$SHARED/data/images/formats/hopper.gif"
+  [ -d "$fx" ] && [ -f "$img" ] || { skip data_url "no fixture"; return; }
+  command -v base64 >/dev/null || { skip data_url "no base64 tool"; return; }
+  "$VLMC" preprocess -m "$fx" --image "$img" --out "$TMP/f" >/dev/null 2>&1 || { fail data_url "file run failed"; return; }
+  "$VLMC" preprocess -m "$fx" --image "data:image/gif;base64,$(base64 -w0 "$img")" --out "$TMP/d" >/dev/null 2>"$TMP/d.err" \
+    || { fail data_url "$(cat "$TMP/d.err")"; return; }
+  same_bin "$TMP/f/image_rgb.bin" "$TMP/d/image_rgb.bin" && same_bin "$TMP/f/pixel_values.bin" "$TMP/d/pixel_values.bin" \
+    || { fail data_url "data URL output differs from the file's"; return; }
+  ok data_url
+}
+
 case_llava_next
+case_data_url
 case_idefics3_config_path
 case_errors
 finish

@@ -788,6 +788,200 @@ static void test_bmp_ppm(void) {
     CHECK(image_decode(ppm, (size_t)hl + 10, "t.ppm", NULL, &im, &e) == VLMC_ERR_FORMAT, "truncated ppm accepted");
 }
 
+/* Pillow 9.4 Image.resize on deterministic RGB images: FNV-1a 64 of the output bytes,
+ * recorded from Pillow (Debian python3-pil 9.4.0). Input bytes: x = x*1103515245+12345
+ * (mod 2^31), byte = (x >> 16) & 255, seeded with the case number + 1. */
+static void test_resize_pillow_vectors(void) {
+    static const struct {
+        int w, h, ow, oh, filter;
+        uint64_t fnv;
+    } cases[] = {
+        {37, 53, 224, 320, 3, 0xd0c7f39fa0bef802ull},
+        {640, 480, 298, 224, 3, 0xeada6003432a3f10ull},
+        {53, 37, 16, 11, 3, 0xa5af7f38453cfcd2ull},
+        {200, 100, 13, 300, 1, 0xab19ad8fec9dc294ull},
+        {451, 300, 97, 64, 1, 0xde0dbdade18239abull},
+        {31, 17, 64, 64, 2, 0x0d310c54a2c54d85ull},
+        {300, 300, 7, 9, 2, 0x9a3fe49ce4cadbfdull},
+        {99, 77, 33, 22, 0, 0x5833c903e63a6a1cull},
+        {5, 3, 17, 13, 0, 0x5c5c082928ee1e61ull},
+        {120, 80, 41, 29, 4, 0x46996773a9d543a7ull},
+        {64, 48, 80, 60, 5, 0xb924062390ecd13aull},
+        {1, 1, 7, 5, 1, 0x7af5e6007be37674ull},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n = (size_t)cases[c].w * cases[c].h * 3, on = (size_t)cases[c].ow * cases[c].oh * 3;
+        uint8_t *in = malloc(n), *out = malloc(on);
+        uint32_t x = (uint32_t)c + 1;
+        for (size_t i = 0; i < n; i++) {
+            x = (x * 1103515245u + 12345u) & 0x7fffffffu;
+            in[i] = (uint8_t)(x >> 16);
+        }
+        vlmc_error e = {0};
+        vlmc_status st = resize_u8(in, cases[c].w, cases[c].h, 3, out, cases[c].ow, cases[c].oh,
+                                   (resample_filter)cases[c].filter, &e);
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t i = 0; i < on; i++) h = (h ^ out[i]) * 0x100000001b3ull;
+        CHECK(st == VLMC_OK && h == cases[c].fnv, "resize %dx%d -> %dx%d filter %d differs from Pillow", cases[c].w,
+              cases[c].h, cases[c].ow, cases[c].oh, cases[c].filter);
+        free(in);
+        free(out);
+    }
+}
+
+/* load_image (Pillow 9.4: open, exif_transpose, convert("RGB")) of every decodable file
+ * in data/images: size and FNV-1a 64 of the RGB bytes, recorded from Pillow 9.4.0
+ * (Debian python3-pil, same libjpeg-turbo/libpng/libwebp/giflib builds as here). */
+static const struct {
+    const char *file;
+    int w, h;
+    uint64_t fnv;
+} pil_load_image[] = {
+        {"bad/invalid_exif.jpg", 200, 200, 0xeaa35e36e5114474ull},
+        {"documents/page_scan.png", 384, 191, 0x82f21c7d6d839db7ull},
+        {"documents/text_corner.png", 448, 172, 0xea6ab2ace5617634ull},
+        {"exif/hopper_orientation_2.jpg", 128, 128, 0xca916c6979e81134ull},
+        {"exif/hopper_orientation_3.jpg", 128, 128, 0xca916c6979e81134ull},
+        {"exif/hopper_orientation_4.jpg", 128, 128, 0xb83860f93697ff83ull},
+        {"exif/hopper_orientation_5.jpg", 128, 128, 0x8042eef1568d102bull},
+        {"exif/hopper_orientation_6.jpg", 128, 128, 0x8042eef1568d102bull},
+        {"exif/hopper_orientation_7.jpg", 128, 128, 0x58249f45fb9e6059ull},
+        {"exif/hopper_orientation_8.jpg", 128, 128, 0x58249f45fb9e6059ull},
+        {"exif/orientation_rectangle.jpg", 1, 2, 0x63a313316f2fcb3dull},
+        {"formats/flower.webp", 480, 360, 0x665a5fc0acce024dull},
+        {"formats/foo3x5x4indexed.png", 5, 3, 0xfd9bf9a950db49b2ull},
+        {"formats/gray16_trns.png", 64, 64, 0xcbdb1c84dff420d3ull},
+        {"formats/gray_trns.png", 64, 64, 0xcbdb1c84dff420d3ull},
+        {"formats/green_palette.png", 320, 240, 0xb8301be1989ba54dull},
+        {"formats/hopper.gif", 128, 128, 0x5df8fb3f47e8f1b3ull},
+        {"formats/hopper.jpg", 128, 128, 0x7f9673b5bd70bde5ull},
+        {"formats/hopper.png", 128, 128, 0x9fd5849cfd0b4536ull},
+        {"formats/hopper.webp", 128, 128, 0x6b14da995aad5f2eull},
+        {"formats/hopper_gray.jpg", 128, 128, 0x02384eefaf4ef5eaull},
+        {"formats/horse_silhouette_rgba.png", 400, 328, 0x1721f9f0cdc2aec9ull},
+        {"formats/interlaced_palette.png", 162, 150, 0x938abc8fa92918c1ull},
+        {"formats/interlaced_rgba.png", 162, 150, 0x3d2b17d3b951fa6cull},
+        {"formats/no_time_for_that_tiny.gif", 14, 25, 0x3a8dda65e0358ad1ull},
+        {"formats/palette_color.png", 10, 10, 0x75075ef3769146dcull},
+        {"formats/palette_gray.png", 10, 10, 0x81997a16045de431ull},
+        {"formats/palette_trns_single.png", 64, 64, 0xac8b6ccf8fc25b19ull},
+        {"formats/pil_sample_cmyk.jpg", 100, 100, 0x9b92ebfd81ed41bcull},
+        {"formats/pil_sample_rgb.jpg", 100, 100, 0x817cba73bf3421eaull},
+        {"formats/progressive_app13.jpg", 256, 160, 0x1b74a522de93eb83ull},
+        {"formats/rgb_trns.png", 64, 64, 0xac8b6ccf8fc25b19ull},
+        {"formats/rgba16_apng.png", 128, 64, 0x55fbb7f12f944325ull},
+        {"formats/transparent.webp", 200, 150, 0x7fe123208a892571ull},
+        {"photos/camera_gray.png", 512, 512, 0x350bdd5a5fceb30eull},
+        {"photos/chelsea.png", 451, 300, 0xb2179687966157a8ull},
+        {"photos/coco_000000039769_cats.png", 640, 480, 0xaa7e884ad0673849ull},
+        {"photos/coffee.png", 600, 400, 0xd261c1b91ef6ee1eull},
+        {"photos/extreme_ironing.jpg", 570, 380, 0xa138a75ab6577a82ull},
+        {"photos/flower.jpg", 480, 360, 0xf03fb417b0c6354aull},
+        {"photos/hubble_deep_field.jpg", 1000, 872, 0xfb39eb1ad7fbf8d4ull},
+        {"photos/llava_logo.png", 512, 512, 0x3f04ff335bf7aefcull},
+        {"photos/llava_v1_5_radar.jpg", 1024, 899, 0xb1308a8a9747ffd9ull},
+        {"photos/retina.jpg", 1411, 1411, 0xf1309d46145345d1ull},
+        {"photos/rocket.jpg", 640, 427, 0x34b9b35d9b0edb19ull},
+        {"photos/skimage_logo_rgba.png", 500, 500, 0x53277361b10f3de2ull},
+        {"photos/waterview.jpg", 1000, 667, 0x78832721aa367957ull},
+};
+
+static void test_corpus_matches_pillow(void) {
+    if (!shared_dir()) return;
+    int exact = 0, missing = 0;
+    for (size_t i = 0; i < sizeof pil_load_image / sizeof pil_load_image[0]; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/images/%s", pil_load_image[i].file);
+        const char *path = shared_path(rel);
+        if (!file_exists(path)) {
+            missing++;
+            continue;
+        }
+        rgb_image im;
+        vlmc_error e = {0};
+        if (!CHECK(image_decode_file(path, NULL, &im, &e) == VLMC_OK, "%s: %s", rel, e.message)) continue;
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t k = 0; k < (size_t)im.width * im.height * 3; k++) h = (h ^ im.data[k]) * 0x100000001b3ull;
+        int ok = im.width == pil_load_image[i].w && im.height == pil_load_image[i].h && h == pil_load_image[i].fnv;
+        CHECK(ok, "%s: %dx%d, differs from Pillow's load_image (%dx%d)", rel, im.width, im.height, pil_load_image[i].w,
+              pil_load_image[i].h);
+        exact += ok;
+        rgb_image_free(&im);
+    }
+    printf("  data/images: %d files bit-exact with Pillow 9.4 load_image (%d absent)\n", exact, missing);
+}
+
+/* tests/data/images (see its README): every mode/format variant against Pillow 9.4. */
+static const struct {
+    const char *file;
+    int w, h;
+    uint64_t fnv;
+} pil_variants[] = {
+        {"anim.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"cmyk.jpg", 23, 17, 0x921520519082ebdcull}, /* CMYK */
+        {"exif6.png", 17, 23, 0x9f781d9724315b39ull}, /* RGB */
+        {"exif6.webp", 17, 23, 0x57c940ccef34792eull}, /* RGB */
+        {"exif8.jpg", 17, 23, 0x48eb9c706dac2c74ull}, /* RGB */
+        {"gray.jpg", 23, 17, 0x29135357f1d8faa3ull}, /* L */
+        {"interlace.png", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"l.bmp", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l.gif", 23, 17, 0x7ac16bf984aec8f9ull}, /* P */
+        {"l.pgm", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l.png", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"l_trns.png", 23, 17, 0x7ac16bf984aec8f9ull}, /* L */
+        {"la.png", 23, 17, 0xd3886047721014b4ull}, /* LA */
+        {"lossless_alpha.webp", 23, 17, 0x4a69743c5692746aull}, /* RGBA */
+        {"lossy.webp", 23, 17, 0xbec5c0aa71927946ull}, /* RGB */
+        {"lossy_alpha.webp", 23, 17, 0x8f112630422d2ce5ull}, /* RGBA */
+        {"one.bmp", 23, 17, 0x421e4184fadfc414ull}, /* 1 */
+        {"one.png", 23, 17, 0x421e4184fadfc414ull}, /* 1 */
+        {"p.bmp", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p16.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p200.png", 23, 17, 0xf16d49f716797b26ull}, /* P */
+        {"p4.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p_trns.gif", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"p_trns.png", 23, 17, 0x7f92434981b14e55ull}, /* P */
+        {"prog.jpg", 23, 17, 0x5ceb0b3e448ea5c7ull}, /* RGB */
+        {"q.jpg", 23, 17, 0x8ef87b600c0aff16ull}, /* RGB */
+        {"rgb.bmp", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgb.gif", 23, 17, 0xc2bbfb3c05ab329aull}, /* P */
+        {"rgb.png", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgb.ppm", 23, 17, 0x5b990348b37ebb11ull}, /* RGB */
+        {"rgba.png", 23, 17, 0xae8706fd314dcd5dull}, /* RGBA */
+        {"sub422.jpg", 23, 17, 0x2cc582edca73e42dull}, /* RGB */
+        {"sub444.jpg", 23, 17, 0x77a21be7a0466c8cull}, /* RGB */
+        {"maxval100.ppm", 34, 1, 0x6bb031388962f818ull}, /* RGB */
+        {"maxval1000.pgm", 1002, 1, 0xab405d304804f76dull}, /* I */
+        {"maxval4095.ppm", 342, 1, 0xc0dd05ea0ddb0c2dull}, /* RGB */
+        {"gif_frame_offset.gif", 28, 20, 0x9cd0b55ac0a34103ull}, /* P */
+        {"gif_trns_canvas_grown.gif", 30, 30, 0x3228ed786d50435full}, /* P */
+        {"palette_index_past_plte.png", 16, 1, 0x738978e5f4a17a29ull}, /* P: indices 3..15 read the grey ramp */
+};
+
+static void test_variants_match_pillow(void) {
+    int exact = 0;
+    for (size_t i = 0; i < sizeof pil_variants / sizeof pil_variants[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/data/images/%s", pil_variants[i].file);
+        if (!file_exists(path)) {
+            test_skip("%s is absent (run from the repository root)", path);
+            return;
+        }
+        rgb_image im;
+        vlmc_error e = {0};
+        if (!CHECK(image_decode_file(path, NULL, &im, &e) == VLMC_OK, "%s: %s", path, e.message)) continue;
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t k = 0; k < (size_t)im.width * im.height * 3; k++) h = (h ^ im.data[k]) * 0x100000001b3ull;
+        int ok = im.width == pil_variants[i].w && im.height == pil_variants[i].h && h == pil_variants[i].fnv;
+        CHECK(ok, "%s: %dx%d, differs from Pillow's load_image (%dx%d)", path, im.width, im.height, pil_variants[i].w,
+              pil_variants[i].h);
+        exact += ok;
+        rgb_image_free(&im);
+    }
+    printf("  tests/data/images: %d variants bit-exact with Pillow 9.4 load_image\n", exact);
+}
+
 int main(void) {
     tests_begin("image");
     TEST_RUN(test_preprocess_clip);
@@ -797,12 +991,15 @@ int main(void) {
     TEST_RUN(test_preprocess_real);
     TEST_RUN(test_model_fixtures);
     TEST_RUN(test_corpus);
+    TEST_RUN(test_corpus_matches_pillow);
+    TEST_RUN(test_variants_match_pillow);
     TEST_RUN(test_exif_orientation);
     TEST_RUN(test_cmyk);
     TEST_RUN(test_data_url);
     TEST_RUN(test_limits);
     TEST_RUN(test_bmp_ppm);
     TEST_RUN(test_resize_basics);
+    TEST_RUN(test_resize_pillow_vectors);
     TEST_RUN(test_processor_configs);
     TEST_RUN(test_arrays_roundtrip);
     return tests_end();

@@ -102,27 +102,14 @@ vlmc_status arrays_load_data(const char *dir, named_array *a, vlmc_error *err) {
     return st;
 }
 
-vlmc_status arrays_read_dir(const char *dir, int load_data, array_set *out, vlmc_error *err) {
-    memset(out, 0, sizeof *out);
-    char *mpath = path_join(dir, "manifest.json");
-    if (!mpath) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", dir);
-    cJSON *root = NULL;
-    vlmc_status st = json_parse_file(mpath, 64u << 20, &root, err);
-    if (st) {
-        free(mpath);
-        return st;
-    }
+static vlmc_status parse_root(const cJSON *root, const char *mpath, array_set *out, vlmc_error *err) {
+    vlmc_status st = VLMC_OK;
     const cJSON *list = json_get(root, "arrays");
-    if (!cJSON_IsObject(root) || !cJSON_IsArray(list)) {
-        st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"arrays\" list", mpath);
-        goto fail;
-    }
+    if (!cJSON_IsObject(root) || !cJSON_IsArray(list))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"arrays\" list", mpath);
     int n = cJSON_GetArraySize(list);
     out->arrays = calloc(n > 0 ? (size_t)n : 1, sizeof(named_array));
-    if (!out->arrays) {
-        st = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", mpath);
-        goto fail;
-    }
+    if (!out->arrays) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", mpath);
     out->format = dup_or_null(json_string(root, "format", NULL));
     const cJSON *meta = json_get(root, "meta");
     if (meta) out->meta = cJSON_Duplicate(meta, 1);
@@ -132,63 +119,68 @@ vlmc_status arrays_read_dir(const char *dir, int load_data, array_set *out, vlmc
         const char *name = json_string(e, "name", NULL), *file = json_string(e, "file", NULL);
         const char *dt = json_string(e, "dtype", NULL);
         const cJSON *shape = json_get(e, "shape");
-        if (!name || !dt || !cJSON_IsArray(shape)) {
-            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %d lacks name, dtype or shape", mpath, i);
-            goto fail;
-        }
-        if (file && (strchr(file, '/') || !strcmp(file, ".."))) {
-            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: file '%s' is outside the folder", mpath, name, file);
-            goto fail;
-        }
+        if (!cJSON_IsObject(e) || !name || !dt || !cJSON_IsArray(shape))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %d lacks name, dtype or shape", mpath, i);
+        if (file && (!*file || strchr(file, '/') || !strcmp(file, "..") || !strcmp(file, ".")))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: file '%s' is outside the folder", mpath, name, file);
+        if (!file && (!*name || strchr(name, '/') || strlen(name) > 250))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array name '%s' cannot name a file", mpath, name);
         if (!strcmp(dt, "float32")) a->dtype = ARRAY_F32;
         else if (!strcmp(dt, "int32")) a->dtype = ARRAY_I32;
         else if (!strcmp(dt, "uint8")) a->dtype = ARRAY_U8;
-        else {
-            st = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: array %s has dtype %s", mpath, name, dt);
-            goto fail;
-        }
+        else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: array %s has dtype %s", mpath, name, dt);
         int nd = cJSON_GetArraySize(shape);
-        if (nd > ARRAYS_MAX_DIMS) {
-            st = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: array %s has %d dimensions (max %d)", mpath, name, nd,
-                           ARRAYS_MAX_DIMS);
-            goto fail;
-        }
+        if (nd > ARRAYS_MAX_DIMS)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: array %s has %d dimensions (max %d)", mpath, name, nd,
+                             ARRAYS_MAX_DIMS);
         a->ndim = nd;
         for (int d = 0; d < nd; d++) {
             const cJSON *v = cJSON_GetArrayItem(shape, d);
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9.0e15 ||
-                v->valuedouble != (double)(int64_t)v->valuedouble) {
-                st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: bad dimension %d", mpath, name, d);
-                goto fail;
-            }
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9.0e15 ||
+                v->valuedouble != (double)(int64_t)v->valuedouble)
+                return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: bad dimension %d", mpath, name, d);
             a->shape[d] = (int64_t)v->valuedouble;
         }
         a->name = strdup(name);
         if (file) a->file = strdup(file);
-        else if (a->name) {
+        else {
             size_t L = strlen(name) + 5;
             a->file = malloc(L);
             if (a->file) snprintf(a->file, L, "%s.bin", name);
         }
         a->note = dup_or_null(json_string(e, "note", NULL));
         out->count++;
-        if (!a->name || !a->file) {
-            st = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", mpath);
-            goto fail;
-        }
-        if (named_array_numel(a) < 0) {
-            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: shape overflows", mpath, name);
-            goto fail;
-        }
-        if (load_data && (st = arrays_load_data(dir, a, err))) goto fail;
+        if (!a->name || !a->file) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", mpath);
+        int64_t numel = named_array_numel(a);
+        if (numel < 0 || (uint64_t)numel > (UINT64_MAX >> 3))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: array %s: shape overflows", mpath, name);
     }
+    return st;
+}
+
+vlmc_status arrays_parse_manifest(const char *text, size_t len, const char *what, array_set *out, vlmc_error *err) {
+    memset(out, 0, sizeof *out);
+    cJSON *root = NULL;
+    vlmc_status st = json_parse(text, len, what, &root, err);
+    if (st) return st;
+    st = parse_root(root, what, out, err);
     cJSON_Delete(root);
+    if (st) array_set_free(out);
+    return st;
+}
+
+vlmc_status arrays_read_dir(const char *dir, int load_data, array_set *out, vlmc_error *err) {
+    memset(out, 0, sizeof *out);
+    char *mpath = path_join(dir, "manifest.json");
+    if (!mpath) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", dir);
+    char *text = NULL;
+    size_t len = 0;
+    vlmc_status st = file_read_all(mpath, 64u << 20, &text, &len, err);
+    if (!st) st = arrays_parse_manifest(text, len, mpath, out, err);
+    for (int i = 0; !st && load_data && i < out->count; i++) st = arrays_load_data(dir, &out->arrays[i], err);
+    if (st) array_set_free(out);
+    free(text);
     free(mpath);
-    return VLMC_OK;
-fail:
-    cJSON_Delete(root);
-    free(mpath);
-    array_set_free(out);
     return st;
 }
 

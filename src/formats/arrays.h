@@ -48,6 +48,8 @@ vlmc_status arrays_write_dir(const char *dir, const char *format, const cJSON *m
  * size must equal numel * dtype size). Arrays of other dtypes fail with
  * VLMC_ERR_UNSUPPORTED. */
 vlmc_status arrays_read_dir(const char *dir, int load_data, array_set *out, vlmc_error *err);
+/* Parses manifest.json text (no data is read); `what` names it in errors. */
+vlmc_status arrays_parse_manifest(const char *text, size_t len, const char *what, array_set *out, vlmc_error *err);
 /* The array called name, or NULL. */
 named_array *array_set_find(const array_set *s, const char *name);
 /* Loads one array's data (when read without load_data). */

@@ -10,6 +10,7 @@
  *  - GIF: the first frame, on a canvas of the logical screen (grown to the frame's
  *    extent), uncovered pixels = the transparent index if any, else index 0;
  *  - WebP: first frame through libwebp's animation decoder in RGBA, alpha dropped;
+ *  - PPM/PGM: maxval other than 255 rescaled as Pillow does (see decode_pnm);
  *  - BMP: uncompressed 1/4/8/24/32-bit (BGR byte order or whole-byte bit masks);
  *  - EXIF Orientation (JPEG APP1, PNG eXIf, WebP EXIF) is applied; an unreadable
  *    EXIF block counts as orientation 1.
@@ -683,7 +684,7 @@ static vlmc_status decode_bmp(const uint8_t *d, size_t len, const char *name, co
     return VLMC_OK;
 }
 
-/* ---- PPM / PGM (binary, maxval 255) ---------------------------------------------- */
+/* ---- PPM / PGM (binary P5/P6, maxval 1..65535) ------------------------------------- */
 
 static int pnm_int(const uint8_t *d, size_t len, size_t *p, long *v) {
     for (;;) {
@@ -705,6 +706,16 @@ static int pnm_int(const uint8_t *d, size_t len, size_t *p, long *v) {
     return 1;
 }
 
+/* num/den rounded half to even (Python's round() of the exact quotient). */
+static uint64_t round_half_even(uint64_t num, uint64_t den) {
+    uint64_t q = num / den, r = num % den;
+    if (2 * r > den || (2 * r == den && (q & 1))) q++;
+    return q;
+}
+
+/* Pillow 9.4: maxval 255 is raw; otherwise samples are rescaled to 0..255 with round
+ * half to even, except 16-bit grey, which opens as mode "I" scaled to 0..65535 and is
+ * then clipped to 255 by convert("RGB"). Samples above maxval are clamped. */
 static vlmc_status decode_pnm(const uint8_t *d, size_t len, const char *name, const image_limits *lim,
                               rgb_image *out, vlmc_error *err) {
     int color = d[1] == '6';
@@ -713,16 +724,29 @@ static vlmc_status decode_pnm(const uint8_t *d, size_t len, const char *name, co
     if (!pnm_int(d, len, &p, &w) || !pnm_int(d, len, &p, &h) || !pnm_int(d, len, &p, &maxv) || p >= len)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: bad PNM header", name);
     p++; /* one whitespace byte */
-    if (maxv != 255) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: PNM maxval %ld (only 255 is supported)", name, maxv);
+    if (maxv < 1 || maxv > 65535) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: PNM maxval %ld", name, maxv);
     vlmc_status st = check_size(name, (uint64_t)w, (uint64_t)h, lim, err);
     if (st) return st;
-    size_t need = (size_t)w * h * (color ? 3 : 1);
-    if (len - p < need) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: truncated PNM pixel data", name);
+    size_t bps = maxv < 256 ? 1 : 2, ch = color ? 3 : 1;
+    size_t samples = (size_t)w * h * ch;
+    if ((len - p) / bps < samples) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: truncated PNM pixel data", name);
     st = alloc_rgb(out, (int)w, (int)h, name, err);
     if (st) return st;
-    if (color) memcpy(out->data, d + p, need);
-    else
-        for (size_t i = 0; i < need; i++) out->data[3 * i] = out->data[3 * i + 1] = out->data[3 * i + 2] = d[p + i];
+    const uint8_t *s = d + p;
+    for (size_t i = 0; i < samples; i++) {
+        uint64_t v = bps == 1 ? s[i] : (uint64_t)s[2 * i] << 8 | s[2 * i + 1];
+        if (v > (uint64_t)maxv) v = (uint64_t)maxv;
+        uint64_t o;
+        if (maxv == 255) o = v;
+        else if (!color && maxv > 255) {
+            o = round_half_even(v * 65535, (uint64_t)maxv);
+            if (o > 255) o = 255;
+        } else {
+            o = round_half_even(v * 255, (uint64_t)maxv);
+        }
+        if (color) out->data[i] = (uint8_t)o;
+        else out->data[3 * i] = out->data[3 * i + 1] = out->data[3 * i + 2] = (uint8_t)o;
+    }
     return VLMC_OK;
 }
 
