@@ -11,27 +11,7 @@ sampler_params sampler_default_params(void) {
     return p;
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t xoshiro_next(uint64_t s[4]) {
-    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-double sampler_uniform(sampler *s) { return (double)(xoshiro_next(s->rng) >> 11) * 0x1.0p-53; }
+double sampler_uniform(sampler *s) { return rng_uniform(&s->rng); }
 
 vlmc_status sampler_init(sampler *s, const sampler_params *p, int vocab, vlmc_error *err) {
     memset(s, 0, sizeof *s);
@@ -43,8 +23,7 @@ vlmc_status sampler_init(sampler *s, const sampler_params *p, int vocab, vlmc_er
                          "repetition_penalty > 0)");
     s->p = *p;
     s->vocab = vocab;
-    uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    rng_seed(&s->rng, p->seed);
     s->probs = malloc((size_t)vocab * sizeof *s->probs);
     s->order = malloc((size_t)vocab * sizeof *s->order);
     s->seen = calloc((size_t)vocab, 1);

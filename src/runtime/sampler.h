@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 typedef struct sampler_params {
     float temperature;        /* 0 = greedy (argmax) */
@@ -22,7 +23,7 @@ typedef struct sampler_params {
 typedef struct sampler {
     sampler_params p;
     int vocab;
-    uint64_t rng[4]; /* xoshiro256** state */
+    rng rng;
     float *probs;    /* [vocab] scratch */
     int32_t *order;  /* [vocab] scratch: candidate token ids */
     uint8_t *seen;   /* [vocab] scratch for the repetition penalty */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "vlmc.h"
+#include "core/rng.h"
 
 /* ---- vocabulary ------------------------------------------------------------- */
 
@@ -48,10 +49,8 @@ enum { SYNTH_WORD_WHITE = 6, SYNTH_WORD_BLACK = 7 };
 
 /* ---- random numbers --------------------------------------------------------- */
 
-/* xoshiro256** seeded through splitmix64. Each image has its own streams. */
-typedef struct synth_rng {
-    uint64_t s[4];
-} synth_rng;
+/* core/rng.h's generator; each image has its own streams. */
+typedef rng synth_rng;
 
 /* Seeds the stream for (seed, image index, purpose); purposes keep the scene
  * independent of how many questions are asked about it. */

@@ -34,13 +34,6 @@ const int synth_n_words = (int)(sizeof synth_words / sizeof synth_words[0]);
 
 /* ---- random numbers --------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void synth_rng_seed(synth_rng *r, uint64_t seed, uint64_t index, uint64_t purpose) {
     /* Mix the three numbers through splitmix64 so that nearby seeds and indices
      * give unrelated streams. */
@@ -52,29 +45,9 @@ void synth_rng_seed(synth_rng *r, uint64_t seed, uint64_t index, uint64_t purpos
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t synth_rng_next(synth_rng *r) { return rng_next(r); }
 
-uint64_t synth_rng_next(synth_rng *r) {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-uint32_t synth_rng_below(synth_rng *r, uint32_t n) {
-    /* Rejection sampling on 32-bit draws: the accepted range is a multiple of n. */
-    uint32_t limit = (uint32_t)(0x100000000ull - (0x100000000ull % n));
-    for (;;) {
-        uint32_t v = (uint32_t)(synth_rng_next(r) >> 32);
-        if (limit == 0 || v < limit) return v % n;
-    }
-}
+uint32_t synth_rng_below(synth_rng *r, uint32_t n) { return rng_below(r, n); }
 
 int synth_rng_range(synth_rng *r, int lo, int hi) {
     if (hi <= lo) return lo;
