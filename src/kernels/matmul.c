@@ -60,20 +60,35 @@ static inline float load1(const void *p, dtype t, int64_t i) {
     return f16_to_f32(((const uint16_t *)p)[i]);
 }
 
-/* dot(x[f32], w[t]) with four independent accumulators */
-AVX2 static float dot_avx2(const float *x, const void *w, dtype t, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, t, i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(w, t, i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load8(w, t, i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load8(w, t, i + 24), a3);
+/* dot(x[f32], w[t]) with four independent accumulators; one loop per storage type so
+ * that the inner loop has no branch. */
+#define DOT_AVX2(NAME, T, LOAD8, LOAD1)                                                       \
+    AVX2 static float NAME(const float *x, const T *w, int64_t n) {                           \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        int64_t i = 0;                                                                        \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), LOAD8(w + i), a0);                   \
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), LOAD8(w + i + 8), a1);           \
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), LOAD8(w + i + 16), a2);         \
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), LOAD8(w + i + 24), a3);         \
+        }                                                                                     \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), LOAD8(w + i), a0); \
+        float r = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));       \
+        for (; i < n; i++) r += x[i] * LOAD1(w[i]);                                           \
+        return r;                                                                             \
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, t, i), a0);
-    float r = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) r += x[i] * load1(w, t, i);
-    return r;
+#define LD_F32(p) _mm256_loadu_ps(p)
+#define LD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define LD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define ID1(v) (v)
+DOT_AVX2(dot_avx2_f32, float, LD_F32, ID1)
+DOT_AVX2(dot_avx2_bf16, uint16_t, LD_BF16, bf16_to_f32)
+DOT_AVX2(dot_avx2_f16, uint16_t, LD_F16, f16_to_f32)
+
+AVX2 static float dot_avx2(const float *x, const void *w, dtype t, int64_t n) {
+    if (t == DT_F32) return dot_avx2_f32(x, w, n);
+    if (t == DT_BF16) return dot_avx2_bf16(x, w, n);
+    return dot_avx2_f16(x, w, n);
 }
 
 AVX2 static void row_to_f32_avx2(float *dst, const void *src, dtype t, int64_t n) {
