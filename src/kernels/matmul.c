@@ -173,6 +173,37 @@ static void gemv_rows(float *Y, const float *X, int64_t M, const tensor *W, bool
     }
 }
 
+static void add_bias(float *Y, int64_t M, int64_t N, const tensor *bias) {
+    if (!bias || !bias->data) return;
+    for (int64_t m = 0; m < M; m++) {
+        float *y = Y + m * N;
+        for (int64_t n = 0; n < N; n++) y[n] += tensor_get_f32(bias, n);
+    }
+}
+
+void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const tensor *const *W,
+                      const tensor *const *bias, float *scratch, size_t scratch_n) {
+    if (M > MATMUL_GEMV_MAX_M || n > 4) {
+        for (int i = 0; i < n; i++) matmul_f32(Y[i], X, M, W[i], bias[i], scratch, scratch_n);
+        return;
+    }
+    if (M <= 0) return;
+    const bool avx = have_avx2();
+    int64_t start[5] = {0};
+    for (int i = 0; i < n; i++) start[i + 1] = start[i] + W[i]->shape[0];
+    const int64_t K = W[0]->shape[1];
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < start[n]; r++) {
+        int i = 0;
+        while (r >= start[i + 1]) i++;
+        const tensor *w = W[i];
+        const int64_t N = w->shape[0], row = r - start[i];
+        const void *wr = (const char *)w->data + (size_t)row * (size_t)K * elem_size(w->type);
+        for (int64_t m = 0; m < M; m++) Y[i][m * N + row] = dot_any(avx, X + m * K, wr, w->type, K);
+    }
+    for (int i = 0; i < n; i++) add_bias(Y[i], M, W[i]->shape[0], bias[i]);
+}
+
 void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias, float *scratch,
                 size_t scratch_n) {
     const int64_t N = W->shape[0], K = W->shape[1];
@@ -198,10 +229,5 @@ void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tens
                         (int)K, 0.0f, Y + n0, (int)N);
         }
     }
-    if (bias && bias->data) {
-        for (int64_t m = 0; m < M; m++) {
-            float *y = Y + m * N;
-            for (int64_t n = 0; n < N; n++) y[n] += tensor_get_f32(bias, n);
-        }
-    }
+    add_bias(Y, M, N, bias);
 }

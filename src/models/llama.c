@@ -260,9 +260,10 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         const llama_layer *w = &m->layers[l];
         /* attention block: xn = rmsnorm(x); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
         rmsnorm_f32(c->xn, c->x, R, D, &w->attn_norm, m->eps);
-        matmul_f32(c->q, c->xn, R, &w->wq, &w->bq, c->scratch, c->scratch_n); /* [R, H*hd] */
-        matmul_f32(c->k, c->xn, R, &w->wk, &w->bk, c->scratch, c->scratch_n); /* [R, KVH*hd] */
-        matmul_f32(c->v, c->xn, R, &w->wv, &w->bv, c->scratch, c->scratch_n); /* [R, KVH*hd] */
+        /* q [R, H*hd], k [R, KVH*hd], v [R, KVH*hd] */
+        matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
+                         (const tensor *const[]){&w->wq, &w->wk, &w->wv},
+                         (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
@@ -273,8 +274,9 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         add_f32(c->x, c->tmp, R * D);
         /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
         rmsnorm_f32(c->xn, c->x, R, D, &w->ffn_norm, m->eps);
-        matmul_f32(c->gate, c->xn, R, &w->w_gate, &w->b_gate, c->scratch, c->scratch_n); /* [R, I] */
-        matmul_f32(c->up, c->xn, R, &w->w_up, &w->b_up, c->scratch, c->scratch_n);       /* [R, I] */
+        /* gate, up: [R, I] */
+        matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R, (const tensor *const[]){&w->w_gate, &w->w_up},
+                         (const tensor *const[]){&w->b_gate, &w->b_up}, c->scratch, c->scratch_n);
         silu_mul_f32(c->gate, c->up, R * I);
         matmul_f32(c->tmp, c->gate, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
