@@ -219,7 +219,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     const llama_model *m = c->m;
     const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
     const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
-                  QD = H * hd, KD = KVH * hd, I = m->ffn_dim, V = m->vocab, half = m->rot_dim / 2;
+                  I = m->ffn_dim, half = m->rot_dim / 2;
     kv_cache *kv = &c->kv;
     vlmc_status s;
     if (T <= 0 || T > c->max_tokens)
@@ -294,7 +294,6 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
             matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
         }
     }
-    (void)V; (void)KD; (void)QD;
     kv->n_past += T;
     return VLMC_OK;
 }
