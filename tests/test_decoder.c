@@ -128,7 +128,10 @@ static void run_fixture(const char *name) {
         t += n;
     }
     float d_kv = rel_diff(lg, logits->data, (size_t)B * T, V, mk);
-    CHECK(d_kv <= TOL, "%s: KV-path logits rel diff %g", name, d_kv);
+    /* dynamic rope grows its base with the longest sequence seen: token by token differs
+     * from one pass (in transformers too) once T exceeds max_position_embeddings */
+    bool kv_comparable = !(m->cfg.rope_scaling.type == ROPE_DYNAMIC && T > m->cfg.max_position_embeddings);
+    CHECK(!kv_comparable || d_kv <= TOL, "%s: KV-path logits rel diff %g", name, d_kv);
 
     /* 3. greedy generation */
     float d_gen = 0;
