@@ -566,6 +566,81 @@ static void test_rope_types(void) {
     CHECK(rope_inv_freq(&cfg, 0, b, &af, &err) == VLMC_OK && b[2] == a[2] / 4.0f, "linear");
 }
 
+/* f16 weights end to end: the llama fixture's weights rounded to f16, stored once as F16
+ * and once as F32 (same values), must give the same logits, prefill and decode. */
+static void test_f16_weights(void) {
+    const char *p = shared_path("fixtures/llama");
+    if (!p) return;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", p);
+    vlmc_error err = {0};
+    hf_config cfg;
+    safetensors *st = NULL;
+    if (!CHECK(hf_config_load(dir, &cfg, &err) == VLMC_OK && safetensors_open(dir, &st, &err) == VLMC_OK, "%s",
+               err.message))
+        return;
+    size_t n = safetensors_count(st);
+    const char **names = calloc(n, sizeof *names);
+    tensor *t16 = calloc(n, sizeof *t16), *t32 = calloc(n, sizeof *t32);
+    for (size_t i = 0; i < n; i++) {
+        const st_entry *e = safetensors_at(st, i);
+        size_t k = (size_t)tensor_numel(&e->t);
+        uint16_t *h = malloc(k * 2);
+        float *f = malloc(k * 4);
+        for (size_t j = 0; j < k; j++) {
+            h[j] = f32_to_f16(((const float *)e->t.data)[j]);
+            f[j] = f16_to_f32(h[j]);
+        }
+        names[i] = e->name;
+        t16[i] = tensor_view(DT_F16, h, e->t.ndim, e->t.shape);
+        t32[i] = tensor_view(DT_F32, f, e->t.ndim, e->t.shape);
+    }
+    char p16[600], p32[600];
+    snprintf(p16, sizeof p16, "%s/llama_f16.safetensors", test_tmpdir());
+    snprintf(p32, sizeof p32, "%s/llama_f16_as_f32.safetensors", test_tmpdir());
+    CHECK(safetensors_write(p16, n, names, t16, NULL, &err) == VLMC_OK, "%s", err.message);
+    CHECK(safetensors_write(p32, n, names, t32, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *s16 = NULL, *s32 = NULL;
+    llama_model m16, m32;
+    if (CHECK(safetensors_open(p16, &s16, &err) == VLMC_OK && safetensors_open(p32, &s32, &err) == VLMC_OK, "%s",
+              err.message) &&
+        CHECK(llama_model_load(&m16, &cfg.text, s16, "model.", "lm_head.weight", &err) == VLMC_OK, "%s", err.message)) {
+        if (CHECK(llama_model_load(&m32, &cfg.text, s32, "model.", "lm_head.weight", &err) == VLMC_OK, "%s",
+                  err.message)) {
+            CHECK(m16.layers[0].wq.type == DT_F16 && m32.layers[0].wq.type == DT_F32, "dtypes as stored");
+            const int T = 12, NG = 8, V = m16.vocab;
+            int32_t ids[12] = {1, 40, 3, 77, 200, 9, 18, 311, 5, 64, 120, 7}, g16[8], g32[8];
+            float *a = malloc((size_t)T * V * 4), *b = malloc((size_t)T * V * 4);
+            float *sa = malloc((size_t)NG * V * 4), *sb = malloc((size_t)NG * V * 4);
+            llama_ctx c16, c32;
+            CHECK(llama_ctx_init(&c16, &m16, 1, 32, 0, &err) == VLMC_OK, "%s", err.message);
+            CHECK(llama_ctx_init(&c32, &m32, 1, 32, 0, &err) == VLMC_OK, "%s", err.message);
+            llama_forward(&c16, &(llama_input){.n_tokens = T, .tokens = ids}, &(llama_output){.logits = a}, &err);
+            llama_forward(&c32, &(llama_input){.n_tokens = T, .tokens = ids}, &(llama_output){.logits = b}, &err);
+            float d = rel_diff(a, b, T, V, NULL);
+            llama_ctx_reset(&c16);
+            llama_ctx_reset(&c32);
+            CHECK(llama_generate_greedy(&c16, &(llama_input){.n_tokens = T, .tokens = ids}, NG, g16, sa, &err) == VLMC_OK,
+                  "%s", err.message);
+            CHECK(llama_generate_greedy(&c32, &(llama_input){.n_tokens = T, .tokens = ids}, NG, g32, sb, &err) == VLMC_OK,
+                  "%s", err.message);
+            float dg = rel_diff(sa, sb, NG, V, NULL);
+            printf("    f16 weights vs the same values in f32: logits %.3g, step logits %.3g\n", d, dg);
+            CHECK(d <= 1e-5f && dg <= 1e-5f && !memcmp(g16, g32, sizeof g16), "f16 path differs: %g %g", d, dg);
+            free(a); free(b); free(sa); free(sb);
+            llama_ctx_free(&c16);
+            llama_ctx_free(&c32);
+            llama_model_free(&m32);
+        }
+        llama_model_free(&m16);
+    }
+    safetensors_close(s16);
+    safetensors_close(s32);
+    for (size_t i = 0; i < n; i++) { free(t16[i].data); free(t32[i].data); }
+    free(t16); free(t32); free(names);
+    safetensors_close(st);
+}
+
 /* Public API: vlmc_model_load / vlmc_dump on the llama fixture, read back with the fixture reader. */
 static void test_public_dump(void) {
     const char *p = shared_path("fixtures/llama");
@@ -623,6 +698,7 @@ int main(void) {
     TEST_RUN(test_llava_text);
     TEST_RUN(test_llava_batch_text);
     TEST_RUN(test_idefics3_text);
+    TEST_RUN(test_f16_weights);
     TEST_RUN(test_public_dump);
     return tests_end();
 }
