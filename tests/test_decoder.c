@@ -503,6 +503,52 @@ out:
     tiny_free(&w);
 }
 
+/* Dynamic rope keeps transformers' state: the frequencies grow with the longest sequence
+ * seen (max position + 1 > max_position_embeddings) and return to the originals after a reset. */
+static void test_dynamic_rope_state(void) {
+    hf_text_config cfg;
+    if (tiny_config(&cfg)) return;
+    cfg.max_position_embeddings = 4;
+    cfg.rope_scaling.type = ROPE_DYNAMIC;
+    cfg.rope_scaling.factor = 2.0;
+    tiny w;
+    tiny_build(&w, NULL, NULL);
+    char path[512];
+    vlmc_error err = {0};
+    snprintf(path, sizeof path, "%s/tiny_dyn.safetensors", test_tmpdir());
+    CHECK(safetensors_write(path, (size_t)w.n, w.np, w.t, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *st = NULL;
+    llama_model m;
+    if (CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(llama_model_load(&m, &cfg, st, "model.", NULL, &err) == VLMC_OK, "%s", err.message)) {
+        llama_ctx c;
+        CHECK(llama_ctx_init(&c, &m, 1, 16, 0, &err) == VLMC_OK, "%s", err.message);
+        float f0[2], f6[2], af, lg[6 * 40], step[40];
+        rope_inv_freq(&cfg, 0, f0, &af, &err);
+        rope_inv_freq(&cfg, 6, f6, &af, &err);
+        CHECK(f6[1] < f0[1], "a longer sequence lowers the frequencies");
+        int32_t ids[6] = {1, 5, 9, 33, 2, 7};
+        CHECK(llama_forward(&c, &(llama_input){.n_tokens = 3, .tokens = ids}, &(llama_output){.logits = lg}, &err) ==
+                  VLMC_OK, "%s", err.message);
+        CHECK(c.inv_freq[1] == f0[1], "3 tokens: original frequencies");
+        for (int t = 3; t < 6; t++)
+            CHECK(llama_forward(&c, &(llama_input){.n_tokens = 1, .tokens = ids + t}, &(llama_output){.logits = step},
+                                &err) == VLMC_OK, "%s", err.message);
+        CHECK(c.inv_freq[1] == f6[1] && c.rope_seq_cached == 6, "6 tokens: frequencies for seq_len 6");
+        /* one pass over all 6 uses the grown frequencies at every position, so the last
+         * logits differ from token-by-token (as in transformers) */
+        llama_ctx_reset(&c);
+        CHECK(c.inv_freq[1] == f0[1], "reset restores the original frequencies");
+        CHECK(llama_forward(&c, &(llama_input){.n_tokens = 6, .tokens = ids}, &(llama_output){.logits = lg}, &err) ==
+                  VLMC_OK, "%s", err.message);
+        CHECK(rel_diff(lg + 5 * 40, step, 1, 40, NULL) > 1e-6f, "full pass vs incremental should differ");
+        llama_ctx_free(&c);
+        llama_model_free(&m);
+    }
+    safetensors_close(st);
+    tiny_free(&w);
+}
+
 /* matmul: f32 / f16 / bf16 weights, gemv (M small) and sgemm (M large) paths vs a double reference. */
 static void test_matmul_dtypes(void) {
     const int N = 37, K = 70;
@@ -687,6 +733,7 @@ int main(void) {
     TEST_RUN(test_rope_types);
     TEST_RUN(test_load_errors);
     TEST_RUN(test_kv_cache_synthetic);
+    TEST_RUN(test_dynamic_rope_state);
     TEST_RUN(test_llama);
     TEST_RUN(test_qwen2);
     TEST_RUN(test_mistral);
