@@ -573,7 +573,9 @@ static void test_matmul_dtypes(void) {
     for (int wi = 0; wi < 3; wi++)
         for (int mi = 0; mi < 3; mi++) {
             int M = Ms[mi];
-            matmul_f32(Y, X, M, &ws[wi], &bt, scratch, sn);
+          for (int port = 0; port < 2; port++) {
+            if (port) matmul_f32_portable(Y, X, M, &ws[wi], &bt);
+            else matmul_f32(Y, X, M, &ws[wi], &bt, scratch, sn);
             double worst = 0;
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
@@ -582,7 +584,9 @@ static void test_matmul_dtypes(void) {
                     double d = fabs(r - Y[m * N + n]);
                     if (d > worst) worst = d;
                 }
-            CHECK(worst < 1e-4, "matmul %s M=%d: max diff %g", dtype_name(ws[wi].type), M, worst);
+            CHECK(worst < 1e-4, "matmul%s %s M=%d: max diff %g", port ? " (portable)" : "", dtype_name(ws[wi].type), M,
+                  worst);
+          }
         }
     free(Wf); free(Wb); free(Wh); free(X); free(Y); free(scratch);
 }

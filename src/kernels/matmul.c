@@ -204,6 +204,11 @@ void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const t
     for (int i = 0; i < n; i++) add_bias(Y[i], M, W[i]->shape[0], bias[i]);
 }
 
+void matmul_f32_portable(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias) {
+    gemv_rows(Y, X, M, W, false);
+    add_bias(Y, M, W->shape[0], bias);
+}
+
 void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias, float *scratch,
                 size_t scratch_n) {
     const int64_t N = W->shape[0], K = W->shape[1];

@@ -38,6 +38,9 @@ void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tens
 void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const tensor *const *W,
                       const tensor *const *bias, float *scratch, size_t scratch_n);
 
+/* The portable (no SIMD) matrix-vector path, whatever the CPU: for tests. */
+void matmul_f32_portable(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias);
+
 /* Dot product of n floats (vectorized when the CPU allows). */
 float dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i] */
