@@ -447,6 +447,23 @@ static void test_load_errors(void) {
         safetensors_close(st);
         tiny_free(&w);
     }
+    /* a weight stored as an integer type */
+    tiny w;
+    tiny_build(&w, NULL, NULL);
+    for (int i = 0; i < w.n; i++)
+        if (!strcmp(w.names[i], "model.norm.weight")) w.t[i].type = DT_I32;
+    snprintf(path, sizeof path, "%s/tiny_i32.safetensors", test_tmpdir());
+    CHECK(safetensors_write(path, (size_t)w.n, w.np, w.t, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *st = NULL;
+    if (CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message)) {
+        llama_model m;
+        CHECK(llama_model_load(&m, &cfg, st, "model.", NULL, &err) == VLMC_ERR_UNSUPPORTED, "I32 weight accepted");
+        CHECK(strstr(err.message, "model.norm.weight") && strstr(err.message, "tiny_i32.safetensors") &&
+                  strstr(err.message, "I32"), "message: %s", err.message);
+        printf("    %s\n", err.message);
+    }
+    safetensors_close(st);
+    tiny_free(&w);
 }
 
 /* KV cache: a clear error when full; prefill + decode equals one pass (tied LM head, GQA 4:1). */
