@@ -113,6 +113,10 @@ int main(int argc, char **argv) {
         printf("%-5s prefill %7.1f tokens/s (%.2f s, cpu %.2f)   decode %6.2f tokens/s (%.1f ms/token, cpu %.2f)\n",
                types[ti] == DT_F32 ? "f32" : "bf16", T / (t1 - t0), t1 - t0, (c1 - c0) / (t1 - t0),
                n_dec / (t2 - t1), 1000 * (t2 - t1) / n_dec, (c2 - c1) / (t2 - t1));
+        /* what the same CPU seconds would give with `threads` cores to ourselves (an
+         * estimate: meaningful with OMP_WAIT_POLICY=passive, ignores memory-bandwidth sharing) */
+        printf("      per CPU-second: prefill %.1f tokens, decode %.2f tokens (x%d threads if uncontended)\n",
+               T / (c1 - c0), n_dec / (c2 - c1), threads);
         free(ids);
         free(logits);
         llama_ctx_free(&c);
