@@ -13,6 +13,7 @@
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "models/llama.h"
 #include "models/rope.h"
 
@@ -608,6 +609,30 @@ static void test_matmul_dtypes(void) {
     free(Wf); free(Wb); free(Wh); free(X); free(Y); free(scratch);
 }
 
+/* The two attention kernels (row by row, sgemm) agree: GQA, left padding (one sequence has
+ * fully masked queries), a sliding window and keys already cached. */
+static void test_attention_kernels(void) {
+    enum { B = 2, T = 20, NP = 5, NC = 32, H = 4, KVH = 2, HD = 8 };
+    float *q = malloc(sizeof(float) * B * T * H * HD), *k = malloc(sizeof(float) * B * KVH * NC * HD);
+    float *v = malloc(sizeof(float) * B * KVH * NC * HD), *o1 = malloc(sizeof(float) * B * T * H * HD);
+    float *o2 = malloc(sizeof(float) * B * T * H * HD), *S = malloc(sizeof(float) * T * NC);
+    float *sc = malloc(sizeof(float) * 4 * NC);
+    uint8_t mask[B * NC];
+    for (int i = 0; i < B * T * H * HD; i++) q[i] = frand();
+    for (int i = 0; i < B * KVH * NC * HD; i++) { k[i] = frand(); v[i] = frand(); }
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < NC; j++) mask[b * NC + j] = b == 0 ? 1 : j >= 12; /* sequence 1: 12 padding slots */
+    for (int window = 0; window <= 6; window += 6) {
+        attn_args a = {.B = B, .T = T, .n_past = NP, .n_ctx = NC, .n_heads = H, .n_kv_heads = KVH, .head_dim = HD,
+                       .window = window, .scale = 0.35f, .n_threads = 4};
+        attention_f32(o1, q, k, v, mask, &a, sc);
+        attention_f32_gemm(o2, q, k, v, mask, &a, S);
+        float d = max_abs_diff(o1, o2, (size_t)B * T * H * HD);
+        CHECK(d < 1e-5f, "window %d: kernels differ by %g", window, d);
+    }
+    free(q); free(k); free(v); free(o1); free(o2); free(S); free(sc);
+}
+
 /* rope: llama3 inv_freq (all three branches) and yarn / linear / dynamic basics. */
 static void test_rope_types(void) {
     hf_text_config cfg;
@@ -752,6 +777,7 @@ int main(void) {
     tests_begin("decoder");
     TEST_RUN(test_matmul_dtypes);
     TEST_RUN(test_rope_types);
+    TEST_RUN(test_attention_kernels);
     TEST_RUN(test_load_errors);
     TEST_RUN(test_kv_cache_synthetic);
     TEST_RUN(test_dynamic_rope_state);

@@ -119,7 +119,7 @@ vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t
 void llama_ctx_free(llama_ctx *c) {
     kv_cache_free(&c->kv);
     free(c->inv_freq); free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->tmp);
-    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->last);
+    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->attn_S); free(c->last);
     free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch);
     memset(c, 0, sizeof *c);
 }
@@ -177,9 +177,11 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->step_ids = malloc((size_t)n_batch * sizeof(int32_t));
     c->step_mask = malloc((size_t)n_batch * sizeof(int32_t));
     c->scratch = c->scratch_n ? malloc(c->scratch_n * sizeof(float)) : NULL;
+    const bool gemm_attn = c->max_tokens >= ATTN_GEMM_MIN_T;
+    c->attn_S = gemm_attn ? malloc((size_t)c->max_tokens * n_ctx * sizeof(float)) : NULL;
     if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
         !c->cos_t || !c->sin_t || !c->pos || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
-        !c->step_mask || (c->scratch_n && !c->scratch)) {
+        !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S)) {
         llama_ctx_free(c);
         return vlmc_fail(err, VLMC_ERR_NOMEM, "decoder context: out of memory (batch %d, n_ctx %d)", n_batch, n_ctx);
     }
@@ -269,7 +271,10 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
         kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
-        attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        if (T >= ATTN_GEMM_MIN_T && c->attn_S)
+            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S);
+        else
+            attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
         /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
