@@ -622,14 +622,15 @@ static void test_attention_kernels(void) {
     for (int i = 0; i < B * KVH * NC * HD; i++) { k[i] = frand(); v[i] = frand(); }
     for (int b = 0; b < B; b++)
         for (int j = 0; j < NC; j++) mask[b * NC + j] = b == 0 ? 1 : j >= 12; /* sequence 1: 12 padding slots */
-    for (int window = 0; window <= 6; window += 6) {
+    for (int window = 0; window <= 6; window += 6)
+      for (int rows = 3; rows <= T; rows += T - 3) {
         attn_args a = {.B = B, .T = T, .n_past = NP, .n_ctx = NC, .n_heads = H, .n_kv_heads = KVH, .head_dim = HD,
                        .window = window, .scale = 0.35f, .n_threads = 4};
         attention_f32(o1, q, k, v, mask, &a, sc);
-        attention_f32_gemm(o2, q, k, v, mask, &a, S);
+        attention_f32_gemm(o2, q, k, v, mask, &a, S, rows);
         float d = max_abs_diff(o1, o2, (size_t)B * T * H * HD);
-        CHECK(d < 1e-5f, "window %d: kernels differ by %g", window, d);
-    }
+        CHECK(d < 1e-5f, "window %d, blocks of %d: kernels differ by %g", window, rows, d);
+      }
     free(q); free(k); free(v); free(o1); free(o2); free(S); free(sc);
 }
 

@@ -178,7 +178,8 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->step_mask = malloc((size_t)n_batch * sizeof(int32_t));
     c->scratch = c->scratch_n ? malloc(c->scratch_n * sizeof(float)) : NULL;
     const bool gemm_attn = c->max_tokens >= ATTN_GEMM_MIN_T;
-    c->attn_S = gemm_attn ? malloc((size_t)c->max_tokens * n_ctx * sizeof(float)) : NULL;
+    c->attn_rows = c->max_tokens < ATTN_GEMM_ROWS ? c->max_tokens : ATTN_GEMM_ROWS;
+    c->attn_S = gemm_attn ? malloc((size_t)c->attn_rows * n_ctx * sizeof(float)) : NULL;
     if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
         !c->cos_t || !c->sin_t || !c->pos || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
         !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S)) {
@@ -272,7 +273,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
         if (T >= ATTN_GEMM_MIN_T && c->attn_S)
-            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S);
+            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S, c->attn_rows);
         else
             attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
