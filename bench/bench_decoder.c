@@ -16,6 +16,12 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static tensor rand_tensor(dtype t, int64_t d0, int64_t d1, float scale, float offset, uint32_t seed) {
     int64_t shape[2] = {d0, d1};
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
@@ -91,20 +97,26 @@ int main(int argc, char **argv) {
         /* warm-up: touch every weight once */
         llama_forward(&c, &(llama_input){.n_tokens = 1, .tokens = ids}, &(llama_output){.logits = logits}, &err);
         llama_ctx_reset(&c);
-        double t0 = now();
+        double c0 = cpu_now(), t0 = now();
         vlmc_status s = llama_forward(&c, &(llama_input){.n_tokens = T, .tokens = ids},
                                       &(llama_output){.logits = logits, .logits_last_only = true}, &err);
-        double t1 = now();
+        double t1 = now(), c1 = cpu_now();
         for (int i = 0; !s && i < n_dec; i++) {
             int32_t next = (int32_t)((i * 31 + 5) % 32000);
             s = llama_forward(&c, &(llama_input){.n_tokens = 1, .tokens = &next},
                               &(llama_output){.logits = logits, .logits_last_only = true}, &err);
         }
-        double t2 = now();
+        double t2 = now(), c2 = cpu_now();
         if (s) { fprintf(stderr, "%s\n", err.message); return 1; }
-        printf("%-5s prefill %7.1f tokens/s (%.2f s)   decode %6.2f tokens/s (%.1f ms/token)\n",
-               types[ti] == DT_F32 ? "f32" : "bf16", T / (t1 - t0), t1 - t0, n_dec / (t2 - t1),
-               1000 * (t2 - t1) / n_dec);
+        /* cpu = CPU seconds used / wall seconds: below the thread count when other processes
+         * share the cores (then the wall-clock figures understate the code's speed) */
+        printf("%-5s prefill %7.1f tokens/s (%.2f s, cpu %.2f)   decode %6.2f tokens/s (%.1f ms/token, cpu %.2f)\n",
+               types[ti] == DT_F32 ? "f32" : "bf16", T / (t1 - t0), t1 - t0, (c1 - c0) / (t1 - t0),
+               n_dec / (t2 - t1), 1000 * (t2 - t1) / n_dec, (c2 - c1) / (t2 - t1));
+        /* what the same CPU seconds would give with `threads` cores to ourselves (an
+         * estimate: meaningful with OMP_WAIT_POLICY=passive, ignores memory-bandwidth sharing) */
+        printf("      per CPU-second: prefill %.1f tokens, decode %.2f tokens (x%d threads if uncontended)\n",
+               T / (c1 - c0), n_dec / (c2 - c1), threads);
         free(ids);
         free(logits);
         llama_ctx_free(&c);

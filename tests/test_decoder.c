@@ -13,6 +13,7 @@
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "models/llama.h"
 #include "models/rope.h"
 
@@ -128,7 +129,10 @@ static void run_fixture(const char *name) {
         t += n;
     }
     float d_kv = rel_diff(lg, logits->data, (size_t)B * T, V, mk);
-    CHECK(d_kv <= TOL, "%s: KV-path logits rel diff %g", name, d_kv);
+    /* dynamic rope grows its base with the longest sequence seen: token by token differs
+     * from one pass (in transformers too) once T exceeds max_position_embeddings */
+    bool kv_comparable = !(m->cfg.rope_scaling.type == ROPE_DYNAMIC && T > m->cfg.max_position_embeddings);
+    CHECK(!kv_comparable || d_kv <= TOL, "%s: KV-path logits rel diff %g", name, d_kv);
 
     /* 3. greedy generation */
     float d_gen = 0;
@@ -444,6 +448,23 @@ static void test_load_errors(void) {
         safetensors_close(st);
         tiny_free(&w);
     }
+    /* a weight stored as an integer type */
+    tiny w;
+    tiny_build(&w, NULL, NULL);
+    for (int i = 0; i < w.n; i++)
+        if (!strcmp(w.names[i], "model.norm.weight")) w.t[i].type = DT_I32;
+    snprintf(path, sizeof path, "%s/tiny_i32.safetensors", test_tmpdir());
+    CHECK(safetensors_write(path, (size_t)w.n, w.np, w.t, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *st = NULL;
+    if (CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message)) {
+        llama_model m;
+        CHECK(llama_model_load(&m, &cfg, st, "model.", NULL, &err) == VLMC_ERR_UNSUPPORTED, "I32 weight accepted");
+        CHECK(strstr(err.message, "model.norm.weight") && strstr(err.message, "tiny_i32.safetensors") &&
+                  strstr(err.message, "I32"), "message: %s", err.message);
+        printf("    %s\n", err.message);
+    }
+    safetensors_close(st);
+    tiny_free(&w);
 }
 
 /* KV cache: a clear error when full; prefill + decode equals one pass (tied LM head, GQA 4:1). */
@@ -500,6 +521,52 @@ out:
     tiny_free(&w);
 }
 
+/* Dynamic rope keeps transformers' state: the frequencies grow with the longest sequence
+ * seen (max position + 1 > max_position_embeddings) and return to the originals after a reset. */
+static void test_dynamic_rope_state(void) {
+    hf_text_config cfg;
+    if (tiny_config(&cfg)) return;
+    cfg.max_position_embeddings = 4;
+    cfg.rope_scaling.type = ROPE_DYNAMIC;
+    cfg.rope_scaling.factor = 2.0;
+    tiny w;
+    tiny_build(&w, NULL, NULL);
+    char path[512];
+    vlmc_error err = {0};
+    snprintf(path, sizeof path, "%s/tiny_dyn.safetensors", test_tmpdir());
+    CHECK(safetensors_write(path, (size_t)w.n, w.np, w.t, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *st = NULL;
+    llama_model m;
+    if (CHECK(safetensors_open(path, &st, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(llama_model_load(&m, &cfg, st, "model.", NULL, &err) == VLMC_OK, "%s", err.message)) {
+        llama_ctx c;
+        CHECK(llama_ctx_init(&c, &m, 1, 16, 0, &err) == VLMC_OK, "%s", err.message);
+        float f0[2], f6[2], af, lg[6 * 40], step[40];
+        rope_inv_freq(&cfg, 0, f0, &af, &err);
+        rope_inv_freq(&cfg, 6, f6, &af, &err);
+        CHECK(f6[1] < f0[1], "a longer sequence lowers the frequencies");
+        int32_t ids[6] = {1, 5, 9, 33, 2, 7};
+        CHECK(llama_forward(&c, &(llama_input){.n_tokens = 3, .tokens = ids}, &(llama_output){.logits = lg}, &err) ==
+                  VLMC_OK, "%s", err.message);
+        CHECK(c.inv_freq[1] == f0[1], "3 tokens: original frequencies");
+        for (int t = 3; t < 6; t++)
+            CHECK(llama_forward(&c, &(llama_input){.n_tokens = 1, .tokens = ids + t}, &(llama_output){.logits = step},
+                                &err) == VLMC_OK, "%s", err.message);
+        CHECK(c.inv_freq[1] == f6[1] && c.rope_seq_cached == 6, "6 tokens: frequencies for seq_len 6");
+        /* one pass over all 6 uses the grown frequencies at every position, so the last
+         * logits differ from token-by-token (as in transformers) */
+        llama_ctx_reset(&c);
+        CHECK(c.inv_freq[1] == f0[1], "reset restores the original frequencies");
+        CHECK(llama_forward(&c, &(llama_input){.n_tokens = 6, .tokens = ids}, &(llama_output){.logits = lg}, &err) ==
+                  VLMC_OK, "%s", err.message);
+        CHECK(rel_diff(lg + 5 * 40, step, 1, 40, NULL) > 1e-6f, "full pass vs incremental should differ");
+        llama_ctx_free(&c);
+        llama_model_free(&m);
+    }
+    safetensors_close(st);
+    tiny_free(&w);
+}
+
 /* matmul: f32 / f16 / bf16 weights, gemv (M small) and sgemm (M large) paths vs a double reference. */
 static void test_matmul_dtypes(void) {
     const int N = 37, K = 70;
@@ -524,7 +591,9 @@ static void test_matmul_dtypes(void) {
     for (int wi = 0; wi < 3; wi++)
         for (int mi = 0; mi < 3; mi++) {
             int M = Ms[mi];
-            matmul_f32(Y, X, M, &ws[wi], &bt, scratch, sn);
+          for (int port = 0; port < 2; port++) {
+            if (port) matmul_f32_portable(Y, X, M, &ws[wi], &bt);
+            else matmul_f32(Y, X, M, &ws[wi], &bt, scratch, sn);
             double worst = 0;
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
@@ -533,9 +602,36 @@ static void test_matmul_dtypes(void) {
                     double d = fabs(r - Y[m * N + n]);
                     if (d > worst) worst = d;
                 }
-            CHECK(worst < 1e-4, "matmul %s M=%d: max diff %g", dtype_name(ws[wi].type), M, worst);
+            CHECK(worst < 1e-4, "matmul%s %s M=%d: max diff %g", port ? " (portable)" : "", dtype_name(ws[wi].type), M,
+                  worst);
+          }
         }
     free(Wf); free(Wb); free(Wh); free(X); free(Y); free(scratch);
+}
+
+/* The two attention kernels (row by row, sgemm) agree: GQA, left padding (one sequence has
+ * fully masked queries), a sliding window and keys already cached. */
+static void test_attention_kernels(void) {
+    enum { B = 2, T = 20, NP = 5, NC = 32, H = 4, KVH = 2, HD = 8 };
+    float *q = malloc(sizeof(float) * B * T * H * HD), *k = malloc(sizeof(float) * B * KVH * NC * HD);
+    float *v = malloc(sizeof(float) * B * KVH * NC * HD), *o1 = malloc(sizeof(float) * B * T * H * HD);
+    float *o2 = malloc(sizeof(float) * B * T * H * HD), *S = malloc(sizeof(float) * T * NC);
+    float *sc = malloc(sizeof(float) * 4 * NC);
+    uint8_t mask[B * NC];
+    for (int i = 0; i < B * T * H * HD; i++) q[i] = frand();
+    for (int i = 0; i < B * KVH * NC * HD; i++) { k[i] = frand(); v[i] = frand(); }
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < NC; j++) mask[b * NC + j] = b == 0 ? 1 : j >= 12; /* sequence 1: 12 padding slots */
+    for (int window = 0; window <= 6; window += 6)
+      for (int rows = 3; rows <= T; rows += T - 3) {
+        attn_args a = {.B = B, .T = T, .n_past = NP, .n_ctx = NC, .n_heads = H, .n_kv_heads = KVH, .head_dim = HD,
+                       .window = window, .scale = 0.35f, .n_threads = 4};
+        attention_f32(o1, q, k, v, mask, &a, sc);
+        attention_f32_gemm(o2, q, k, v, mask, &a, S, rows);
+        float d = max_abs_diff(o1, o2, (size_t)B * T * H * HD);
+        CHECK(d < 1e-5f, "window %d, blocks of %d: kernels differ by %g", window, rows, d);
+      }
+    free(q); free(k); free(v); free(o1); free(o2); free(S); free(sc);
 }
 
 /* rope: llama3 inv_freq (all three branches) and yarn / linear / dynamic basics. */
@@ -561,6 +657,81 @@ static void test_rope_types(void) {
     CHECK(fabsf(b[0] - a[0]) < 1e-7f && fabsf(b[7] - a[7] / 4) < 1e-6f * b[7], "yarn ends: %g %g", b[0], b[7]);
     cfg.rope_scaling.type = ROPE_LINEAR;
     CHECK(rope_inv_freq(&cfg, 0, b, &af, &err) == VLMC_OK && b[2] == a[2] / 4.0f, "linear");
+}
+
+/* f16 weights end to end: the llama fixture's weights rounded to f16, stored once as F16
+ * and once as F32 (same values), must give the same logits, prefill and decode. */
+static void test_f16_weights(void) {
+    const char *p = shared_path("fixtures/llama");
+    if (!p) return;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", p);
+    vlmc_error err = {0};
+    hf_config cfg;
+    safetensors *st = NULL;
+    if (!CHECK(hf_config_load(dir, &cfg, &err) == VLMC_OK && safetensors_open(dir, &st, &err) == VLMC_OK, "%s",
+               err.message))
+        return;
+    size_t n = safetensors_count(st);
+    const char **names = calloc(n, sizeof *names);
+    tensor *t16 = calloc(n, sizeof *t16), *t32 = calloc(n, sizeof *t32);
+    for (size_t i = 0; i < n; i++) {
+        const st_entry *e = safetensors_at(st, i);
+        size_t k = (size_t)tensor_numel(&e->t);
+        uint16_t *h = malloc(k * 2);
+        float *f = malloc(k * 4);
+        for (size_t j = 0; j < k; j++) {
+            h[j] = f32_to_f16(((const float *)e->t.data)[j]);
+            f[j] = f16_to_f32(h[j]);
+        }
+        names[i] = e->name;
+        t16[i] = tensor_view(DT_F16, h, e->t.ndim, e->t.shape);
+        t32[i] = tensor_view(DT_F32, f, e->t.ndim, e->t.shape);
+    }
+    char p16[600], p32[600];
+    snprintf(p16, sizeof p16, "%s/llama_f16.safetensors", test_tmpdir());
+    snprintf(p32, sizeof p32, "%s/llama_f16_as_f32.safetensors", test_tmpdir());
+    CHECK(safetensors_write(p16, n, names, t16, NULL, &err) == VLMC_OK, "%s", err.message);
+    CHECK(safetensors_write(p32, n, names, t32, NULL, &err) == VLMC_OK, "%s", err.message);
+    safetensors *s16 = NULL, *s32 = NULL;
+    llama_model m16, m32;
+    if (CHECK(safetensors_open(p16, &s16, &err) == VLMC_OK && safetensors_open(p32, &s32, &err) == VLMC_OK, "%s",
+              err.message) &&
+        CHECK(llama_model_load(&m16, &cfg.text, s16, "model.", "lm_head.weight", &err) == VLMC_OK, "%s", err.message)) {
+        if (CHECK(llama_model_load(&m32, &cfg.text, s32, "model.", "lm_head.weight", &err) == VLMC_OK, "%s",
+                  err.message)) {
+            CHECK(m16.layers[0].wq.type == DT_F16 && m32.layers[0].wq.type == DT_F32, "dtypes as stored");
+            const int T = 12, NG = 8, V = m16.vocab;
+            int32_t ids[12] = {1, 40, 3, 77, 200, 9, 18, 311, 5, 64, 120, 7}, g16[8], g32[8];
+            float *a = malloc((size_t)T * V * 4), *b = malloc((size_t)T * V * 4);
+            float *sa = malloc((size_t)NG * V * 4), *sb = malloc((size_t)NG * V * 4);
+            llama_ctx c16, c32;
+            CHECK(llama_ctx_init(&c16, &m16, 1, 32, 0, &err) == VLMC_OK, "%s", err.message);
+            CHECK(llama_ctx_init(&c32, &m32, 1, 32, 0, &err) == VLMC_OK, "%s", err.message);
+            llama_forward(&c16, &(llama_input){.n_tokens = T, .tokens = ids}, &(llama_output){.logits = a}, &err);
+            llama_forward(&c32, &(llama_input){.n_tokens = T, .tokens = ids}, &(llama_output){.logits = b}, &err);
+            float d = rel_diff(a, b, T, V, NULL);
+            llama_ctx_reset(&c16);
+            llama_ctx_reset(&c32);
+            CHECK(llama_generate_greedy(&c16, &(llama_input){.n_tokens = T, .tokens = ids}, NG, g16, sa, &err) == VLMC_OK,
+                  "%s", err.message);
+            CHECK(llama_generate_greedy(&c32, &(llama_input){.n_tokens = T, .tokens = ids}, NG, g32, sb, &err) == VLMC_OK,
+                  "%s", err.message);
+            float dg = rel_diff(sa, sb, NG, V, NULL);
+            printf("    f16 weights vs the same values in f32: logits %.3g, step logits %.3g\n", d, dg);
+            CHECK(d <= 1e-5f && dg <= 1e-5f && !memcmp(g16, g32, sizeof g16), "f16 path differs: %g %g", d, dg);
+            free(a); free(b); free(sa); free(sb);
+            llama_ctx_free(&c16);
+            llama_ctx_free(&c32);
+            llama_model_free(&m32);
+        }
+        llama_model_free(&m16);
+    }
+    safetensors_close(s16);
+    safetensors_close(s32);
+    for (size_t i = 0; i < n; i++) { free(t16[i].data); free(t32[i].data); }
+    free(t16); free(t32); free(names);
+    safetensors_close(st);
 }
 
 /* Public API: vlmc_model_load / vlmc_dump on the llama fixture, read back with the fixture reader. */
@@ -607,8 +778,10 @@ int main(void) {
     tests_begin("decoder");
     TEST_RUN(test_matmul_dtypes);
     TEST_RUN(test_rope_types);
+    TEST_RUN(test_attention_kernels);
     TEST_RUN(test_load_errors);
     TEST_RUN(test_kv_cache_synthetic);
+    TEST_RUN(test_dynamic_rope_state);
     TEST_RUN(test_llama);
     TEST_RUN(test_qwen2);
     TEST_RUN(test_mistral);
@@ -620,6 +793,7 @@ int main(void) {
     TEST_RUN(test_llava_text);
     TEST_RUN(test_llava_batch_text);
     TEST_RUN(test_idefics3_text);
+    TEST_RUN(test_f16_weights);
     TEST_RUN(test_public_dump);
     return tests_end();
 }

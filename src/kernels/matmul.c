@@ -60,20 +60,35 @@ static inline float load1(const void *p, dtype t, int64_t i) {
     return f16_to_f32(((const uint16_t *)p)[i]);
 }
 
-/* dot(x[f32], w[t]) with four independent accumulators */
-AVX2 static float dot_avx2(const float *x, const void *w, dtype t, int64_t n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, t, i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8(w, t, i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load8(w, t, i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load8(w, t, i + 24), a3);
+/* dot(x[f32], w[t]) with four independent accumulators; one loop per storage type so
+ * that the inner loop has no branch. */
+#define DOT_AVX2(NAME, T, LOAD8, LOAD1)                                                       \
+    AVX2 static float NAME(const float *x, const T *w, int64_t n) {                           \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        int64_t i = 0;                                                                        \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), LOAD8(w + i), a0);                   \
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), LOAD8(w + i + 8), a1);           \
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), LOAD8(w + i + 16), a2);         \
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), LOAD8(w + i + 24), a3);         \
+        }                                                                                     \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), LOAD8(w + i), a0); \
+        float r = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));       \
+        for (; i < n; i++) r += x[i] * LOAD1(w[i]);                                           \
+        return r;                                                                             \
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8(w, t, i), a0);
-    float r = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) r += x[i] * load1(w, t, i);
-    return r;
+#define LD_F32(p) _mm256_loadu_ps(p)
+#define LD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define LD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define ID1(v) (v)
+DOT_AVX2(dot_avx2_f32, float, LD_F32, ID1)
+DOT_AVX2(dot_avx2_bf16, uint16_t, LD_BF16, bf16_to_f32)
+DOT_AVX2(dot_avx2_f16, uint16_t, LD_F16, f16_to_f32)
+
+AVX2 static float dot_avx2(const float *x, const void *w, dtype t, int64_t n) {
+    if (t == DT_F32) return dot_avx2_f32(x, w, n);
+    if (t == DT_BF16) return dot_avx2_bf16(x, w, n);
+    return dot_avx2_f16(x, w, n);
 }
 
 AVX2 static void row_to_f32_avx2(float *dst, const void *src, dtype t, int64_t n) {
@@ -90,11 +105,9 @@ AVX2 static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-static bool have_avx2(void) {
-    /* Every x86 CPU with AVX2 and FMA also has F16C (Haswell, Zen and later); clang 14 cannot
-     * test "f16c" with __builtin_cpu_supports. */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+/* Cheap (reads what libgcc's constructor found). Every x86 CPU with AVX2 also has F16C
+ * (Intel since Haswell, AMD since Piledriver); clang's builtin cannot test "f16c" itself. */
+static bool have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #else
 static bool have_avx2(void) { return false; }
 #endif
@@ -160,6 +173,42 @@ static void gemv_rows(float *Y, const float *X, int64_t M, const tensor *W, bool
     }
 }
 
+static void add_bias(float *Y, int64_t M, int64_t N, const tensor *bias) {
+    if (!bias || !bias->data) return;
+    for (int64_t m = 0; m < M; m++) {
+        float *y = Y + m * N;
+        for (int64_t n = 0; n < N; n++) y[n] += tensor_get_f32(bias, n);
+    }
+}
+
+void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const tensor *const *W,
+                      const tensor *const *bias, float *scratch, size_t scratch_n) {
+    if (M > MATMUL_GEMV_MAX_M || n > 4) {
+        for (int i = 0; i < n; i++) matmul_f32(Y[i], X, M, W[i], bias[i], scratch, scratch_n);
+        return;
+    }
+    if (M <= 0) return;
+    const bool avx = have_avx2();
+    int64_t start[5] = {0};
+    for (int i = 0; i < n; i++) start[i + 1] = start[i] + W[i]->shape[0];
+    const int64_t K = W[0]->shape[1];
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < start[n]; r++) {
+        int i = 0;
+        while (r >= start[i + 1]) i++;
+        const tensor *w = W[i];
+        const int64_t N = w->shape[0], row = r - start[i];
+        const void *wr = (const char *)w->data + (size_t)row * (size_t)K * elem_size(w->type);
+        for (int64_t m = 0; m < M; m++) Y[i][m * N + row] = dot_any(avx, X + m * K, wr, w->type, K);
+    }
+    for (int i = 0; i < n; i++) add_bias(Y[i], M, W[i]->shape[0], bias[i]);
+}
+
+void matmul_f32_portable(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias) {
+    gemv_rows(Y, X, M, W, false);
+    add_bias(Y, M, W->shape[0], bias);
+}
+
 void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias, float *scratch,
                 size_t scratch_n) {
     const int64_t N = W->shape[0], K = W->shape[1];
@@ -185,10 +234,5 @@ void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tens
                         (int)K, 0.0f, Y + n0, (int)N);
         }
     }
-    if (bias && bias->data) {
-        for (int64_t m = 0; m < M; m++) {
-            float *y = Y + m * N;
-            for (int64_t n = 0; n < N; n++) y[n] += tensor_get_f32(bias, n);
-        }
-    }
+    add_bias(Y, M, N, bias);
 }

@@ -33,6 +33,14 @@ int matmul_dtype_ok(dtype t);
 void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias, float *scratch,
                 size_t scratch_n);
 
+/* Several products of the same X: Y[i] = X . W[i]^T + bias[i] for i < n (n <= 4). With small
+ * M the rows of all weights share one parallel loop (one fork/join instead of n). */
+void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const tensor *const *W,
+                      const tensor *const *bias, float *scratch, size_t scratch_n);
+
+/* The portable (no SIMD) matrix-vector path, whatever the CPU: for tests. */
+void matmul_f32_portable(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias);
+
 /* Dot product of n floats (vectorized when the CPU allows). */
 float dot_f32(const float *a, const float *b, int64_t n);
 /* y[i] += a * x[i] */

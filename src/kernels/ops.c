@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <omp.h>
 
 #include "kernels/matmul.h"
@@ -107,6 +108,66 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
         for (int j = j0; j <= i; j++) {
             if (!mb[j]) continue;
             axpy_f32(o, sc[j] * inv, vb + (size_t)j * hd, hd);
+        }
+    }
+}
+
+void attention_f32_gemm(float *out, const float *q, const float *k, const float *v, const uint8_t *mask,
+                        const attn_args *a, float *S, int s_rows) {
+    const int B = a->B, T = a->T, H = a->n_heads, KVH = a->n_kv_heads, hd = a->head_dim;
+    const int group = H / KVH, n_all = a->n_past + T, ld = H * hd;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *mb = mask + (size_t)b * a->n_ctx;
+        for (int h = 0; h < H; h++) {
+            const int kvh = h / group;
+            const float *kb = k + ((size_t)b * KVH + kvh) * (size_t)a->n_ctx * hd;
+            const float *vb = v + ((size_t)b * KVH + kvh) * (size_t)a->n_ctx * hd;
+            for (int t0 = 0; t0 < T; t0 += s_rows) {
+                const int nt = T - t0 < s_rows ? T - t0 : s_rows;
+                const int nk = a->n_past + t0 + nt; /* keys up to the block's last query (causal) */
+                const float *qh = q + ((size_t)b * T + t0) * ld + (size_t)h * hd;
+                float *oh = out + ((size_t)b * T + t0) * ld + (size_t)h * hd;
+                /* S[nt, nk] = scale * q_h k^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, nk, hd, a->scale, qh, ld, kb, hd, 0.0f, S, nk);
+                #pragma omp parallel for schedule(static) num_threads(a->n_threads)
+                for (int t = 0; t < nt; t++) {
+                    float *row = S + (size_t)t * nk;
+                    const int i = a->n_past + t0 + t;
+                    int j0 = a->window > 0 ? i - a->window + 1 : 0;
+                    if (j0 < 0) j0 = 0;
+                    float mx = -INFINITY;
+                    for (int j = j0; j <= i; j++)
+                        if (mb[j] && row[j] > mx) mx = row[j];
+                    if (mx == -INFINITY) {
+                        /* no visible key: eager attention's flat softmax over all n_all slots; the
+                         * keys past this block (nk..n_all) are added below */
+                        for (int j = 0; j < nk; j++) row[j] = 1.0f / (float)n_all;
+                        continue;
+                    }
+                    float sum = 0.0f;
+                    for (int j = 0; j < nk; j++) {
+                        float e = (j >= j0 && j <= i && mb[j]) ? expf(row[j] - mx) : 0.0f;
+                        row[j] = e;
+                        sum += e;
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j < nk; j++) row[j] *= inv;
+                }
+                /* out_h[nt, hd] = P v */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, nk, 1.0f, S, nk, vb, hd, 0.0f, oh, ld);
+                if (nk < n_all) {
+                    /* flat rows also average the values of the later slots */
+                    for (int t = 0; t < nt; t++) {
+                        const int i = a->n_past + t0 + t;
+                        int j0 = a->window > 0 ? i - a->window + 1 : 0, vis = 0;
+                        if (j0 < 0) j0 = 0;
+                        for (int j = j0; j <= i && !vis; j++) vis = mb[j];
+                        if (vis) continue;
+                        for (int j = nk; j < n_all; j++)
+                            axpy_f32(oh + (size_t)t * ld, 1.0f / (float)n_all, vb + (size_t)j * hd, hd);
+                    }
+                }
+            }
         }
     }
 }

@@ -43,4 +43,12 @@ typedef struct attn_args {
 void attention_f32(float *out, const float *q, const float *k, const float *v, const uint8_t *mask,
                    const attn_args *a, float *scores);
 
+/* The same attention for many queries at once (prefill): per sequence, head and block of
+ * up to s_rows queries, the scores S = q k^T (only the keys up to the block's last slot) and
+ * the output P v go through OpenBLAS sgemm, the masked softmax in between row by row.
+ * S: s_rows * n_ctx floats of scratch. */
+enum { ATTN_GEMM_MIN_T = 16, ATTN_GEMM_ROWS = 256 };
+void attention_f32_gemm(float *out, const float *q, const float *k, const float *v, const uint8_t *mask,
+                        const attn_args *a, float *S, int s_rows);
+
 #endif

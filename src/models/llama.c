@@ -119,7 +119,7 @@ vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t
 void llama_ctx_free(llama_ctx *c) {
     kv_cache_free(&c->kv);
     free(c->inv_freq); free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->tmp);
-    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->last);
+    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->attn_S); free(c->last);
     free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch);
     memset(c, 0, sizeof *c);
 }
@@ -177,9 +177,12 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->step_ids = malloc((size_t)n_batch * sizeof(int32_t));
     c->step_mask = malloc((size_t)n_batch * sizeof(int32_t));
     c->scratch = c->scratch_n ? malloc(c->scratch_n * sizeof(float)) : NULL;
+    const bool gemm_attn = c->max_tokens >= ATTN_GEMM_MIN_T;
+    c->attn_rows = c->max_tokens < ATTN_GEMM_ROWS ? c->max_tokens : ATTN_GEMM_ROWS;
+    c->attn_S = gemm_attn ? malloc((size_t)c->attn_rows * n_ctx * sizeof(float)) : NULL;
     if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
         !c->cos_t || !c->sin_t || !c->pos || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
-        !c->step_mask || (c->scratch_n && !c->scratch)) {
+        !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S)) {
         llama_ctx_free(c);
         return vlmc_fail(err, VLMC_ERR_NOMEM, "decoder context: out of memory (batch %d, n_ctx %d)", n_batch, n_ctx);
     }
@@ -219,7 +222,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     const llama_model *m = c->m;
     const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
     const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
-                  QD = H * hd, KD = KVH * hd, I = m->ffn_dim, V = m->vocab, half = m->rot_dim / 2;
+                  I = m->ffn_dim, half = m->rot_dim / 2;
     kv_cache *kv = &c->kv;
     vlmc_status s;
     if (T <= 0 || T > c->max_tokens)
@@ -260,21 +263,26 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         const llama_layer *w = &m->layers[l];
         /* attention block: xn = rmsnorm(x); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
         rmsnorm_f32(c->xn, c->x, R, D, &w->attn_norm, m->eps);
-        matmul_f32(c->q, c->xn, R, &w->wq, &w->bq, c->scratch, c->scratch_n); /* [R, H*hd] */
-        matmul_f32(c->k, c->xn, R, &w->wk, &w->bk, c->scratch, c->scratch_n); /* [R, KVH*hd] */
-        matmul_f32(c->v, c->xn, R, &w->wv, &w->bv, c->scratch, c->scratch_n); /* [R, KVH*hd] */
+        /* q [R, H*hd], k [R, KVH*hd], v [R, KVH*hd] */
+        matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
+                         (const tensor *const[]){&w->wq, &w->wk, &w->wv},
+                         (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
         kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
-        attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        if (T >= ATTN_GEMM_MIN_T && c->attn_S)
+            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S, c->attn_rows);
+        else
+            attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
         /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
         rmsnorm_f32(c->xn, c->x, R, D, &w->ffn_norm, m->eps);
-        matmul_f32(c->gate, c->xn, R, &w->w_gate, &w->b_gate, c->scratch, c->scratch_n); /* [R, I] */
-        matmul_f32(c->up, c->xn, R, &w->w_up, &w->b_up, c->scratch, c->scratch_n);       /* [R, I] */
+        /* gate, up: [R, I] */
+        matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R, (const tensor *const[]){&w->w_gate, &w->w_up},
+                         (const tensor *const[]){&w->b_gate, &w->b_up}, c->scratch, c->scratch_n);
         silu_mul_f32(c->gate, c->up, R * I);
         matmul_f32(c->tmp, c->gate, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
@@ -292,7 +300,6 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
             matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
         }
     }
-    (void)V; (void)KD; (void)QD;
     kv->n_past += T;
     return VLMC_OK;
 }

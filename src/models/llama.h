@@ -76,6 +76,8 @@ typedef struct llama_ctx {
     float *cos_t, *sin_t;  /* [rows, rot_dim/2] */
     int32_t *pos;          /* [rows] */
     float *scores;         /* [n_threads, n_ctx] */
+    float *attn_S;         /* [attn_rows, n_ctx] prefill score block (NULL when max_tokens is small) */
+    int attn_rows;
     float *last;           /* [n_batch, D] */
     float *step_logits;    /* [n_batch, vocab] */
     int32_t *step_ids, *step_mask; /* [n_batch] */

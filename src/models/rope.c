@@ -36,10 +36,16 @@ vlmc_status rope_inv_freq(const hf_text_config *c, int seq_len, float *inv, floa
         return VLMC_OK;
     case ROPE_DYNAMIC: {
         /* base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2)), seq_len >= max_pos */
-        double maxp = c->max_position_embeddings;
-        double sl = seq_len > maxp ? seq_len : maxp;
-        double f = rs->factor;
-        base = base * pow(f * sl / maxp - (f - 1.0), (double)dim / (double)(dim - 2));
+        const int maxp = c->max_position_embeddings;
+        const double f = rs->factor;
+        if (seq_len > maxp) {
+            /* seq_len is a torch int64 tensor here (max(position_ids) + 1), so every step is f32 */
+            float t = (float)f * (float)seq_len;
+            t = t / (float)maxp;
+            t = t - (float)(f - 1.0);
+            t = (float)pow((double)t, (double)(float)((double)dim / (double)(dim - 2)));
+            base = (double)((float)base * t);
+        } /* else: python ints and floats, base * 1 ** x = base */
         default_inv_freq(base, dim, inv);
         return VLMC_OK;
     }

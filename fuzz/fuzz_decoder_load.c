@@ -1,0 +1,38 @@
+/* libFuzzer target: arbitrary bytes as a safetensors file holding the weights of a tiny
+ * Llama (fixed config); loading must fail cleanly or give a model that runs. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/hf_config.h"
+#include "formats/json.h"
+#include "formats/safetensors.h"
+#include "models/llama.h"
+
+static const char *CFG = "{\"model_type\":\"llama\",\"vocab_size\":8,\"hidden_size\":8,\"intermediate_size\":8,"
+                         "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"num_key_value_heads\":1,"
+                         "\"tie_word_embeddings\":true}";
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    cJSON *o = cJSON_Parse(CFG);
+    hf_text_config cfg;
+    vlmc_error err;
+    if (hf_text_config_parse(o, "llama", "fuzz", &cfg, &err)) { cJSON_Delete(o); return 0; }
+    cJSON_Delete(o);
+    safetensors *st = NULL;
+    if (safetensors_open_memory(data, size, "fuzz.safetensors", &st, &err)) return 0;
+    llama_model m;
+    if (!llama_model_load(&m, &cfg, st, "model.", NULL, &err)) {
+        llama_ctx c;
+        if (!llama_ctx_init(&c, &m, 1, 4, 0, &err)) {
+            int32_t ids[3] = {1, 2, 7};
+            float logits[3 * 8];
+            llama_forward(&c, &(llama_input){.n_tokens = 3, .tokens = ids}, &(llama_output){.logits = logits}, &err);
+            llama_forward(&c, &(llama_input){.n_tokens = 2, .tokens = ids}, &(llama_output){.logits = logits}, &err);
+            llama_ctx_free(&c);
+        }
+        llama_model_free(&m);
+    }
+    safetensors_close(st);
+    return 0;
+}
