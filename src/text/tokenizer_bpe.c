@@ -62,13 +62,21 @@ static size_t pow2_at_least(size_t n) {
     return c;
 }
 
+/* Equality of short byte strings without a libc call per probe. */
+static inline bool bytes_eq(const char *a, const char *b, size_t n) {
+    if (n > 16) return !memcmp(a, b, n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 int32_t tk_bpe_lookup(const tk_bpe *b, const char *s, size_t n) {
     if (!b->vocab.slots) return -1;
     size_t i = (size_t)tk_hash(s, n) & b->vocab.mask;
     for (;;) {
         int32_t id = b->vocab.slots[i];
         if (id < 0) return -1;
-        if ((size_t)b->tok_len[id] == n && !memcmp(b->pool + b->tok_off[id], s, n)) return id;
+        if ((size_t)b->tok_len[id] == n && bytes_eq(b->pool + b->tok_off[id], s, n)) return id;
         i = (i + 1) & b->vocab.mask;
     }
 }
@@ -118,7 +126,7 @@ static bool cache_get(tk_cache *c, uint64_t h, const char *w, size_t n, int32_t 
         uint32_t wn, k;
         memcpy(&wn, e, 4);
         memcpy(&k, e + 4, 4);
-        if (wn == n && !memcmp(e + 8, w, n)) {
+        if (wn == n && bytes_eq(e + 8, w, n)) {
             if (*n_ids + k > *cap) {
                 size_t nc = (*cap ? *cap : 64);
                 while (nc < *n_ids + k) nc *= 2;

@@ -77,7 +77,8 @@ static void replace_all(tk_buf *b, const char *pat, const char *rep) {
     size_t pn = strlen(pat), rn = strlen(rep), w = 0, i = 0;
     if (!b->p) return;
     while (i < b->n) {
-        if (i + pn <= b->n && !memcmp(b->p + i, pat, pn)) {
+        /* every pattern starts with a space: test that before comparing */
+        if (b->p[i] == pat[0] && i + pn <= b->n && !memcmp(b->p + i, pat, pn)) {
             memmove(b->p + w, rep, rn);
             w += rn;
             i += pn;
