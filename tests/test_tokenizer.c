@@ -262,6 +262,61 @@ static void test_roundtrip_random(void) {
     }
 }
 
+/* Cutting long words where no vocabulary token joins two characters (a speed
+ * device for tokenizers without a pre-tokenizer) must not change any id:
+ * compare with the plain merge loop on all reference texts joined, and on
+ * random strings. */
+static void test_split_exact(void) {
+    const char *names[] = {"llama-spm", "mistral-7b-v0.1"};
+    const char *ip = shared_path("data/tokenizers/expected/inputs.json");
+    if (!ip) return;
+    cJSON *j = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(json_parse_file(ip, 1 << 24, &j, &err) == VLMC_OK, "%s", err.message)) return;
+    tk_buf all = {0};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json_get(j, "inputs")) {
+        tk_buf_put(&all, json_string(it, "text", ""), strlen(json_string(it, "text", "")));
+        tk_buf_put(&all, " \n ", 3);
+    }
+    cJSON_Delete(j);
+    for (size_t k = 0; k < 2; k++) {
+        vlmc_tokenizer *t = load_shared(names[k]);
+        if (!t) break;
+        CHECK(t->bpe.pair_keys != NULL, "%s: pair set built", names[k]);
+        uint32_t seed = 7;
+        int bad = 0;
+        for (int iter = 0; iter < 60; iter++) {
+            const char *text = all.p;
+            size_t n = all.n;
+            char buf[600];
+            if (iter > 0) { /* random slices of the joined texts, at character boundaries */
+                seed = seed * 1103515245u + 12345u;
+                size_t a = (seed >> 8) % all.n, l = 64 + (seed >> 20) % 500;
+                while (a > 0 && ((unsigned char)all.p[a] & 0xc0) == 0x80) a--;
+                if (a + l > all.n) l = all.n - a;
+                while (l > 0 && a + l < all.n && ((unsigned char)all.p[a + l] & 0xc0) == 0x80) l--;
+                memcpy(buf, all.p + a, l);
+                text = buf;
+                n = l;
+            }
+            int32_t *x = NULL, *y = NULL;
+            size_t nx = 0, ny = 0;
+            vlmc_tokenizer_encode(t, text, n, 0, &x, &nx, &err);
+            uint64_t *keep = t->bpe.pair_keys;
+            t->bpe.pair_keys = NULL;
+            vlmc_tokenizer_encode(t, text, n, 0, &y, &ny, &err);
+            t->bpe.pair_keys = keep;
+            if (!x || !y || nx != ny || memcmp(x, y, nx * sizeof *x)) bad++;
+            free(x);
+            free(y);
+        }
+        CHECK(bad == 0, "%s: %d texts tokenized differently when cut", names[k], bad);
+        vlmc_tokenizer_free(t);
+    }
+    tk_buf_free(&all);
+}
+
 static void test_invalid_input(void) {
     vlmc_tokenizer *t = load_shared("gpt2");
     if (!t) return;
@@ -439,6 +494,7 @@ int main(void) {
     TEST_RUN(test_smolvlm);
     TEST_RUN(test_special_ids);
     TEST_RUN(test_roundtrip_random);
+    TEST_RUN(test_split_exact);
     TEST_RUN(test_invalid_input);
     TEST_RUN(test_errors);
     TEST_RUN(test_components);

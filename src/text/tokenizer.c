@@ -452,6 +452,7 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
         free(ap);
         if (s) return s;
     }
+    if (!t->pretok && (s = tk_bpe_build_pairs(&t->bpe, json_path ? json_path : t->path, err))) goto out;
     if (dir && (s = load_config(t, dir, &cfg, err))) goto out;
     const char *file = json_path ? json_path : t->path;
     if ((s = finish_added(t, file, err))) goto out;

@@ -78,6 +78,8 @@ bool tk_pieces_oom(const tk_pieces *p);
 
 typedef struct tk_regex {
     pcre2_code *code;
+    char *lit; /* a literal pattern is searched with memmem instead (same matches) */
+    size_t lit_len;
 } tk_regex;
 
 /* Compiles pattern[0..n); literal = a plain string to find (HF's {"String": ..}). */
@@ -183,6 +185,13 @@ typedef struct tk_bpe {
     int32_t byte_ids[256]; /* <0xNN> tokens, -1 when missing */
     int32_t char_ids[0x800]; /* ids of single code points < 0x800, -1 when not in vocab (no prefix/suffix) */
     tk_cache *cache;
+    /* Adjacent code-point pairs that occur inside some vocabulary token (a
+     * set; NULL when not built). A word may be cut where its two neighbouring
+     * characters form no such pair: no merge can ever join them, so BPE on the
+     * parts gives the same ids. Built for tokenizers without a pre-tokenizer,
+     * whose "words" are whole texts, to keep the merge heap small. */
+    uint64_t *pair_keys;
+    size_t pair_mask;
 } tk_bpe;
 
 /* ---- added tokens --------------------------------------------------------------- */
@@ -267,6 +276,8 @@ int tk_cp_to_byte(uint32_t cp);
 vlmc_status tk_bpe_parse(const void *model_json, tk_bpe *out, const char *file, vlmc_error *err);
 vlmc_status tk_bpe_from_files(const char *vocab_path, const char *merges_path, tk_bpe *out, vlmc_error *err);
 void tk_bpe_free(tk_bpe *b);
+/* Builds pair_keys (see tk_bpe); a no-op with a subword prefix or word suffix. */
+vlmc_status tk_bpe_build_pairs(tk_bpe *b, const char *file, vlmc_error *err);
 int32_t tk_bpe_lookup(const tk_bpe *b, const char *s, size_t n);
 /* Appends the ids of one word to *ids (growing it). */
 vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap);

@@ -496,7 +496,69 @@ void tk_bpe_free(tk_bpe *b) {
     free(b->prefix);
     free(b->suffix);
     cache_free(b->cache);
+    free(b->pair_keys);
     memset(b, 0, sizeof *b);
+}
+
+#define PAIR_EMPTY UINT64_MAX
+
+static bool pair_insert(uint64_t *keys, size_t mask, uint64_t k) {
+    size_t i = (size_t)hash_pair(k) & mask;
+    while (keys[i] != PAIR_EMPTY) {
+        if (keys[i] == k) return false;
+        i = (i + 1) & mask;
+    }
+    keys[i] = k;
+    return true;
+}
+
+static bool pair_has(const tk_bpe *b, uint32_t a, uint32_t c) {
+    uint64_t k = ((uint64_t)a << 32) | c;
+    size_t i = (size_t)hash_pair(k) & b->pair_mask;
+    while (b->pair_keys[i] != PAIR_EMPTY) {
+        if (b->pair_keys[i] == k) return true;
+        i = (i + 1) & b->pair_mask;
+    }
+    return false;
+}
+
+vlmc_status tk_bpe_build_pairs(tk_bpe *b, const char *file, vlmc_error *err) {
+    if (b->prefix || b->suffix) return VLMC_OK;
+    /* at most one pair per byte of the pool */
+    size_t cap = pow2_at_least(b->pool_len + 1), used = 0;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    if (!keys) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+    memset(keys, 0xff, cap * sizeof *keys);
+    for (size_t id = 0; id < b->n_ids; id++) {
+        if (b->tok_len[id] < 0) continue;
+        const char *s = b->pool + b->tok_off[id];
+        size_t n = (size_t)b->tok_len[id], i = 0;
+        uint32_t prev = 0;
+        bool have = false;
+        while (i < n) {
+            uint32_t cp;
+            size_t k = utf8_decode(s + i, n - i, &cp);
+            if (!k) { have = false; i++; continue; }
+            if (have && pair_insert(keys, cap - 1, ((uint64_t)prev << 32) | cp)) used++;
+            prev = cp;
+            have = true;
+            i += k;
+        }
+    }
+    /* shrink to a load factor of at most 1/2 */
+    size_t cap2 = pow2_at_least(used * 2 + 1);
+    uint64_t *k2 = malloc(cap2 * sizeof *k2);
+    if (!k2) {
+        free(keys);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+    }
+    memset(k2, 0xff, cap2 * sizeof *k2);
+    for (size_t i = 0; i < cap; i++)
+        if (keys[i] != PAIR_EMPTY) pair_insert(k2, cap2 - 1, keys[i]);
+    free(keys);
+    b->pair_keys = k2;
+    b->pair_mask = cap2 - 1;
+    return VLMC_OK;
 }
 
 /* ---- the merge loop ------------------------------------------------------------------ */
@@ -661,12 +723,8 @@ out:
     return st;
 }
 
-vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
-    if (n == 0) return VLMC_OK;
-    if (b->ignore_merges) {
-        int32_t id = tk_bpe_lookup(b, w, n);
-        if (id >= 0) return push_id(ids, n_ids, cap, id) ? VLMC_OK : VLMC_ERR_NOMEM;
-    }
+/* One word (or a part of one), through the cache. */
+static vlmc_status word_cached(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
     uint64_t h = 0;
     bool cacheable = b->cache && n <= CACHE_MAX_WORD;
     if (cacheable) {
@@ -677,4 +735,32 @@ vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids,
     vlmc_status s = bpe_merge_word(b, w, n, ids, n_ids, cap);
     if (!s && cacheable && *n_ids > before) cache_put(b->cache, h, w, n, *ids + before, *n_ids - before);
     return s;
+}
+
+vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
+    if (n == 0) return VLMC_OK;
+    if (b->ignore_merges) { /* the whole word only: its parts are merged normally */
+        int32_t id = tk_bpe_lookup(b, w, n);
+        if (id >= 0) return push_id(ids, n_ids, cap, id) ? VLMC_OK : VLMC_ERR_NOMEM;
+    }
+    if (!b->pair_keys || n <= 32) return word_cached(b, w, n, ids, n_ids, cap);
+    /* cut between two in-vocabulary characters that no token joins */
+    size_t start = 0, i = 0;
+    uint32_t prev = 0;
+    bool prev_ok = false;
+    while (i < n) {
+        uint32_t cp;
+        size_t k = utf8_decode(w + i, n - i, &cp);
+        if (!k) return word_cached(b, w, n, ids, n_ids, cap); /* not reached with valid input */
+        bool ok = char_id(b, w + i, k, false, false) >= 0;
+        if (ok && prev_ok && i > start && !pair_has(b, prev, cp)) {
+            vlmc_status s = word_cached(b, w + start, i - start, ids, n_ids, cap);
+            if (s) return s;
+            start = i;
+        }
+        prev = cp;
+        prev_ok = ok;
+        i += k;
+    }
+    return word_cached(b, w + start, n - start, ids, n_ids, cap);
 }

@@ -110,12 +110,20 @@ vlmc_status tk_regex_compile(tk_regex *re, const char *pattern, size_t n, bool l
     /* JIT makes the GPT-2 style splitters several times faster; the
      * interpreter is a correct fallback when JIT is unavailable. */
     (void)pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
+    if (literal && n > 0) {
+        re->lit = malloc(n);
+        if (!re->lit) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", where);
+        memcpy(re->lit, pattern, n);
+        re->lit_len = n;
+    }
     return VLMC_OK;
 }
 
 void tk_regex_free(tk_regex *re) {
     if (re->code) pcre2_code_free(re->code);
+    free(re->lit);
     re->code = NULL;
+    re->lit = NULL;
 }
 
 uint32_t tk_regex_groups(const tk_regex *re) {
@@ -127,6 +135,13 @@ uint32_t tk_regex_groups(const tk_regex *re) {
 bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me) {
     if (from > n) return false;
+    if (re->lit) {
+        const char *p = memmem(s + from, n - from, re->lit, re->lit_len);
+        if (!p) return false;
+        *ms = (size_t)(p - s);
+        *me = *ms + re->lit_len;
+        return true;
+    }
     int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
     if (rc < 0) return false; /* no match, or a match limit: treated as no match */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
