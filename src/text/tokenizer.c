@@ -326,7 +326,12 @@ static vlmc_status finish_added(vlmc_tokenizer *t, const char *file, vlmc_error 
     for (size_t i = 0; i < t->n_added && !s; i++) {
         tk_added *a = &t->added[i];
         if (t->added_of_id[a->id] < 0) t->added_of_id[a->id] = (int32_t)i;
-        if (a->special) t->special_of_id[a->id] = true;
+        if (a->special) {
+            /* HF skips by content: a model token spelled like a special one goes too */
+            t->special_of_id[a->id] = true;
+            int32_t vid = tk_bpe_lookup(&t->bpe, a->content, a->len);
+            if (vid >= 0) t->special_of_id[vid] = true;
+        }
         free(a->match);
         a->match = NULL;
         if (a->normalized && t->normalizer) {
