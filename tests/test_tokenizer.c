@@ -317,6 +317,39 @@ static void test_split_exact(void) {
     tk_buf_free(&all);
 }
 
+/* One tokenizer shared by threads (the word cache is locked inside): the ids
+ * must be those of a serial run. */
+static void test_threads(void) {
+    vlmc_tokenizer *t = load_shared("gpt2");
+    if (!t) return;
+    enum { N = 64 };
+    static const char *const words[] = {"hello", " world", " the", " quick", "123", " émoji 😀", "\n", " don't", " x"};
+    char texts[N][256];
+    int32_t *serial[N] = {0};
+    size_t ns[N] = {0};
+    for (int i = 0; i < N; i++) {
+        texts[i][0] = 0;
+        for (int k = 0; k < 12; k++) strcat(texts[i], words[(i * 7 + k * 3) % 9]);
+        vlmc_error err = {0};
+        vlmc_tokenizer_encode(t, texts[i], strlen(texts[i]), 0, &serial[i], &ns[i], &err);
+    }
+    int bad = 0;
+#pragma omp parallel for reduction(+ : bad)
+    for (int r = 0; r < 8 * N; r++) {
+        int i = r % N;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        vlmc_error err = {0};
+        if (vlmc_tokenizer_encode(t, texts[i], strlen(texts[i]), 0, &ids, &n, &err) || n != ns[i] ||
+            memcmp(ids, serial[i], n * sizeof *ids))
+            bad++;
+        free(ids);
+    }
+    CHECK(bad == 0, "%d parallel encodes differ from the serial ones", bad);
+    for (int i = 0; i < N; i++) free(serial[i]);
+    vlmc_tokenizer_free(t);
+}
+
 static void test_invalid_input(void) {
     vlmc_tokenizer *t = load_shared("gpt2");
     if (!t) return;
@@ -495,6 +528,7 @@ int main(void) {
     TEST_RUN(test_special_ids);
     TEST_RUN(test_roundtrip_random);
     TEST_RUN(test_split_exact);
+    TEST_RUN(test_threads);
     TEST_RUN(test_invalid_input);
     TEST_RUN(test_errors);
     TEST_RUN(test_components);
