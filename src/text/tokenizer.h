@@ -87,7 +87,9 @@ vlmc_status tk_regex_compile(tk_regex *re, const char *pattern, size_t n, bool l
                              vlmc_error *err);
 void tk_regex_free(tk_regex *re);
 /* Finds the next match of re in s[0..n) at or after `from`; returns false when
- * none. md must hold at least one pair. Subjects are trusted valid UTF-8. */
+ * none. md needs only one pair: just the whole match is read (PCRE2 still
+ * reports it when the capture groups do not fit). Subjects are trusted valid
+ * UTF-8. */
 bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me);
 
@@ -245,7 +247,6 @@ struct vlmc_tokenizer {
     tk_post post;
     bool clean_up_spaces;
     int32_t bos_id, eos_id, pad_id, unk_id;
-    uint32_t max_groups; /* the most capture groups of any regex, for match data */
     bool has_bytefallback_decoder;
     /* Slow (vocab.json + merges.txt) tokenizers decode like transformers'
      * Python tokenizers: added tokens outside the model vocabulary are decoded
@@ -266,7 +267,6 @@ vlmc_status tk_pretok_parse(const void *json, tk_pretok *out, int depth, const c
 void tk_pretok_free(tk_pretok *p);
 /* Splits every piece of in that has no id yet; result in out (cleared first). */
 vlmc_status tk_pretokenize(const tk_pretok *pt, pcre2_match_data *md, tk_pieces *in, tk_pieces *out);
-uint32_t tk_regex_groups(const tk_regex *re);
 bool tk_is_whitespace(uint32_t cp); /* Rust's char::is_whitespace */
 /* The byte-level alphabet: byte -> code point and back (-1 when not one). */
 uint32_t tk_byte_to_cp(unsigned char b);

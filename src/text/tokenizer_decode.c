@@ -406,7 +406,7 @@ static vlmc_status decode_tokens(const vlmc_tokenizer *t, tk_pieces *toks, tk_bu
         return out->oom ? VLMC_ERR_NOMEM : VLMC_OK;
     }
     tk_pieces res = {0};
-    pcre2_match_data *md = pcre2_match_data_create(t->max_groups + 1, NULL);
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     if (!md) return VLMC_ERR_NOMEM;
     vlmc_status st = dec_apply(t->decoder, md, toks, &res);
     pcre2_match_data_free(md);

@@ -126,12 +126,6 @@ void tk_regex_free(tk_regex *re) {
     re->lit = NULL;
 }
 
-uint32_t tk_regex_groups(const tk_regex *re) {
-    uint32_t c = 0;
-    if (re->code) pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &c);
-    return c;
-}
-
 bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me) {
     if (from > n) return false;
@@ -143,6 +137,10 @@ bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size
         return true;
     }
     int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
+    /* JIT's small default stack can overflow on very long matches (a
+     * megabyte of spaces): the interpreter, which uses the heap, then decides */
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
     if (rc < 0) return false; /* no match, or a match limit: treated as no match */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     if (ov[0] > ov[1] || ov[1] > n) return false; /* \K tricks */
