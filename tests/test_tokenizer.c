@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testlib.h"
 #include "vlmc.h"
@@ -409,11 +410,23 @@ static void test_errors(void) {
                     &t, &err) == VLMC_ERR_FORMAT && strstr(err.message, "regex"),
           "bad regex: %s", err.message);
     CHECK(t == NULL, "nothing returned on failure");
+    char empty_dir[4096];
+    snprintf(empty_dir, sizeof empty_dir, "%s/empty", test_tmpdir());
+    mkdir(empty_dir, 0700);
+    CHECK(vlmc_tokenizer_load(empty_dir, &t, &err) == VLMC_ERR_IO && strstr(err.message, "no tokenizer.json"),
+          "folder without tokenizer files: %s", err.message);
+}
+
+/* A folder with only tokenizer.model (SentencePiece protobuf) is out of scope:
+ * a clear "unsupported", not a crash or a misleading I/O error. */
+static void test_sentencepiece_only(void) {
     const char *llama = shared_path("fixtures/tokenizer_llama");
-    if (llama) {
-        CHECK(vlmc_tokenizer_load(llama, &t, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "tokenizer.model"),
-              "sentencepiece-only folder: %s", err.message);
-    }
+    if (!llama) return;
+    vlmc_tokenizer *t = NULL;
+    vlmc_error err = {0};
+    CHECK(vlmc_tokenizer_load(llama, &t, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "tokenizer.model"),
+          "sentencepiece-only folder: %s", err.message);
+    CHECK(t == NULL, "nothing returned");
 }
 
 static void expect_tokens(const vlmc_tokenizer *t, const char *text, const char *want) {
@@ -531,6 +544,7 @@ int main(void) {
     TEST_RUN(test_threads);
     TEST_RUN(test_invalid_input);
     TEST_RUN(test_errors);
+    TEST_RUN(test_sentencepiece_only);
     TEST_RUN(test_components);
     TEST_RUN(test_slow_gpt2);
     return tests_end();
