@@ -337,9 +337,26 @@ static bool all_ascii(const char *s, size_t n) {
     return true;
 }
 
+/* True when NFC cannot change s: every character is below U+0300 or a CJK
+ * ideograph / Hangul syllable / kana letter. None of these decomposes
+ * canonically, and none is ever the second half of a canonical composition
+ * (those are combining marks and conjoining jamo, all outside these ranges). */
+static bool nfc_stable(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        size_t k = utf8_decode(s + i, n - i, &c);
+        if (!k) return false;
+        if (!(c < 0x300 || (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x3041 && c <= 0x3096) ||
+              (c >= 0x30a1 && c <= 0x30fa)))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
 static vlmc_status unicode_form(const char *s, size_t n, utf8proc_option_t opt, tk_buf *out) {
     out->n = 0;
-    if (all_ascii(s, n)) { /* every normal form leaves ASCII alone */
+    if (all_ascii(s, n) || (opt == UTF8PROC_COMPOSE && nfc_stable(s, n))) { /* nothing to change */
         tk_buf_put(out, s, n);
         return out->oom ? VLMC_ERR_NOMEM : VLMC_OK;
     }
