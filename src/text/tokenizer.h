@@ -175,10 +175,9 @@ typedef struct tk_bpe {
     int32_t *tok_len;
     size_t n_ids;     /* largest model id + 1 */
     tk_strmap vocab;  /* token string -> id (ids index tok_off/tok_len) */
-    /* (left id, right id) -> merge rank and merged id */
-    uint64_t *merge_keys;
-    uint32_t *merge_rank;
-    int32_t *merge_new;
+    /* (left id, right id) -> merge rank and merged id; one 16-byte slot per
+     * entry, so a probe touches one cache line */
+    struct tk_merge { uint64_t key; uint32_t rank; int32_t new_id; /* -1: empty slot */ } *merges;
     size_t merge_mask, n_merges;
     int32_t unk_id; /* -1 when none */
     char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix (NULL when none) */

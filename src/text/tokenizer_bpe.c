@@ -190,25 +190,25 @@ done:
 static vlmc_status merge_insert(tk_bpe *b, int32_t left, int32_t right, uint32_t rank, int32_t new_id) {
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     size_t i = (size_t)hash_pair(key) & b->merge_mask;
-    while (b->merge_new[i] >= 0) {
-        if (b->merge_keys[i] == key) break; /* a repeated merge: the later rank wins, as in HF */
+    while (b->merges[i].new_id >= 0) {
+        if (b->merges[i].key == key) break; /* a repeated merge: the later rank wins, as in HF */
         i = (i + 1) & b->merge_mask;
     }
-    if (b->merge_new[i] < 0) b->n_merges++;
-    b->merge_keys[i] = key;
-    b->merge_rank[i] = rank;
-    b->merge_new[i] = new_id;
+    if (b->merges[i].new_id < 0) b->n_merges++;
+    b->merges[i].key = key;
+    b->merges[i].rank = rank;
+    b->merges[i].new_id = new_id;
     return VLMC_OK;
 }
 
 static inline bool merge_find(const tk_bpe *b, int32_t left, int32_t right, uint32_t *rank, int32_t *new_id) {
-    if (!b->merge_new) return false;
+    if (!b->merges) return false;
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     size_t i = (size_t)hash_pair(key) & b->merge_mask;
-    while (b->merge_new[i] >= 0) {
-        if (b->merge_keys[i] == key) {
-            *rank = b->merge_rank[i];
-            *new_id = b->merge_new[i];
+    while (b->merges[i].new_id >= 0) {
+        if (b->merges[i].key == key) {
+            *rank = b->merges[i].rank;
+            *new_id = b->merges[i].new_id;
             return true;
         }
         i = (i + 1) & b->merge_mask;
@@ -303,12 +303,10 @@ static vlmc_status add_merge(tk_bpe *b, const char *l, size_t ln, const char *r,
 
 static vlmc_status alloc_merges(tk_bpe *b, size_t n, const char *file, vlmc_error *err) {
     size_t cap = pow2_at_least(n * 2 + 1);
-    b->merge_keys = malloc(cap * sizeof *b->merge_keys);
-    b->merge_rank = malloc(cap * sizeof *b->merge_rank);
-    b->merge_new = malloc(cap * sizeof *b->merge_new);
-    if (!b->merge_keys || !b->merge_rank || !b->merge_new)
+    b->merges = malloc(cap * sizeof *b->merges);
+    if (!b->merges)
         return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory for the merges", file);
-    memset(b->merge_new, 0xff, cap * sizeof *b->merge_new);
+    for (size_t i = 0; i < cap; i++) b->merges[i].new_id = -1;
     b->merge_mask = cap - 1;
     return VLMC_OK;
 }
@@ -450,12 +448,8 @@ vlmc_status tk_bpe_from_files(const char *vocab_path, const char *merges_path, t
     if ((s = file_read_all(merges_path, TK_MAX_FILE_BYTES, &text, &len, err))) goto out;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
-    free(b->merge_keys);
-    free(b->merge_rank);
-    free(b->merge_new);
-    b->merge_keys = NULL;
-    b->merge_rank = NULL;
-    b->merge_new = NULL;
+    free(b->merges);
+    b->merges = NULL;
     b->n_merges = 0;
     if ((s = alloc_merges(b, lines, merges_path, err))) goto out;
     uint32_t rank = 0;
@@ -490,9 +484,7 @@ void tk_bpe_free(tk_bpe *b) {
     free(b->tok_off);
     free(b->tok_len);
     free(b->vocab.slots);
-    free(b->merge_keys);
-    free(b->merge_rank);
-    free(b->merge_new);
+    free(b->merges);
     free(b->prefix);
     free(b->suffix);
     cache_free(b->cache);
