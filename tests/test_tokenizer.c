@@ -489,6 +489,30 @@ static void test_components(void) {
     if (t) { expect_tokens(t, "ab!!c", "ab|c"); vlmc_tokenizer_free(t); }
 }
 
+/* Added-token flags, by the `tokenizers` rules: lstrip/rstrip swallow the
+ * neighbouring whitespace, single_word refuses matches inside words, and a
+ * normalized token is matched on normalized text. */
+static void test_added_flags(void) {
+    const char *json =
+        "{\"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, "
+        "\"x\": 2, \" \": 3}, \"merges\": []}, \"added_tokens\": ["
+        "{\"id\": 4, \"content\": \"<mask>\", \"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true, \"single_word\": false},"
+        "{\"id\": 5, \"content\": \"ab\", \"special\": false, \"normalized\": false, \"lstrip\": false, \"rstrip\": false, \"single_word\": true},"
+        "{\"id\": 6, \"content\": \"XB\", \"special\": false, \"normalized\": true, \"lstrip\": false, \"rstrip\": false, \"single_word\": false}]}";
+    vlmc_tokenizer *t = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(load_text("added.json", json, &t, &err) == VLMC_OK, "%s", err.message)) return;
+    expect_tokens(t, "a  <mask>  b", "a|<mask>|b");
+    expect_tokens(t, "xab ab", "x|a|b| |ab");
+    expect_tokens(t, "aXbxb", "a|XB|XB"); /* "xb" after lowercasing matches the normalized "XB" -> "xb" */
+    int32_t ids[] = {0, 4, 5, 1};
+    char *out = NULL;
+    CHECK(vlmc_tokenizer_decode(t, ids, 4, 1, &out, NULL, &err) == VLMC_OK && !strcmp(out, "a ab b"),
+          "no decoder: tokens joined by spaces, special <mask> skipped, got \"%s\"", out ? out : "");
+    free(out);
+    vlmc_tokenizer_free(t);
+}
+
 /* GPT-2's slow files (vocab.json + merges.txt) against their recorded outputs. */
 static void test_slow_gpt2(void) {
     const char *dir = shared_path("fixtures/tokenizer_gpt2");
@@ -546,6 +570,7 @@ int main(void) {
     TEST_RUN(test_errors);
     TEST_RUN(test_sentencepiece_only);
     TEST_RUN(test_components);
+    TEST_RUN(test_added_flags);
     TEST_RUN(test_slow_gpt2);
     return tests_end();
 }
