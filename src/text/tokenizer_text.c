@@ -603,7 +603,10 @@ vlmc_status tk_pretok_parse(const void *json, tk_pretok *out, int depth, const c
         else return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: Punctuation behavior \"%s\" is unknown", file, b);
     } else if (!strcmp(t, "Whitespace")) {
         out->type = TP_WHITESPACE;
-        static const char ws[] = "\\w+|[^\\w\\s]+";
+        /* HF's \w+|[^\w\s]+ in the Rust regex crate, whose \w is Unicode's
+         * word class; PCRE2 10.42's \w lacks the marks, so spell it out */
+        static const char ws[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+                                 "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
         return tk_regex_compile(&out->re, ws, sizeof ws - 1, false, "Whitespace pattern", err);
     } else if (!strcmp(t, "WhitespaceSplit")) {
         out->type = TP_WHITESPACE_SPLIT;
