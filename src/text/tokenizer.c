@@ -157,11 +157,15 @@ static vlmc_status add_token(vlmc_tokenizer *t, const cJSON *j, int64_t id, cons
     const cJSON *c = json_get(j, "content");
     if (!cJSON_IsString(c)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs a string \"content\"", file, what);
     if (id < 0 || id >= TK_MAX_VOCAB) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has id %lld out of range", file, what, (long long)id);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id == id) return VLMC_OK; /* tokenizer.json's entry wins over the config's */
-    tk_added *na = realloc(t->added, (t->n_added + 1) * sizeof *na);
-    if (!na) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
-    t->added = na;
+    /* a repeated id is resolved in finish_added: the first entry (tokenizer.json's
+     * before tokenizer_config.json's) wins */
+    if (t->n_added == t->cap_added) {
+        size_t cap = t->cap_added ? 2 * t->cap_added : 64;
+        tk_added *na = realloc(t->added, cap * sizeof *na);
+        if (!na) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+        t->added = na;
+        t->cap_added = cap;
+    }
     tk_added *a = &t->added[t->n_added];
     memset(a, 0, sizeof *a);
     a->content = strdup(c->valuestring);
@@ -325,7 +329,8 @@ static vlmc_status finish_added(vlmc_tokenizer *t, const char *file, vlmc_error 
     vlmc_status s = VLMC_OK;
     for (size_t i = 0; i < t->n_added && !s; i++) {
         tk_added *a = &t->added[i];
-        if (t->added_of_id[a->id] < 0) t->added_of_id[a->id] = (int32_t)i;
+        if (t->added_of_id[a->id] >= 0) continue; /* a later entry for the same id */
+        t->added_of_id[a->id] = (int32_t)i;
         if (a->special) {
             /* HF skips by content: a model token spelled like a special one goes too */
             t->special_of_id[a->id] = true;

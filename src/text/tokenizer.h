@@ -238,7 +238,7 @@ struct vlmc_tokenizer {
     tk_decoder *decoder;
     tk_bpe bpe;
     tk_added *added;
-    size_t n_added;
+    size_t n_added, cap_added;
     tk_trie trie_raw, trie_norm; /* non-normalized / normalized added tokens */
     int32_t *added_of_id; /* id -> index into added[] (-1), n_ids entries */
     bool *special_of_id;  /* id -> is a special added token */
