@@ -121,11 +121,12 @@ static void split_added(const vlmc_tokenizer *t, const tk_trie *trie, const char
             size_t k;
             while (stop < n && (k = utf8_decode(s + stop, n - stop, &c)) && tk_is_whitespace(c)) stop += k;
         }
-        if (start < start_off) continue; /* overlaps what an rstrip already took */
+        /* As HF: a match inside whitespace an rstrip already took (only possible
+         * for tokens that begin with whitespace) still yields its token, and
+         * the offset moves to its end. */
         if (start_off < start) tk_pieces_add(out, s + start_off, start - start_off, -1, at_start && start_off == 0);
         tk_pieces_add(out, s + start, stop - start, a->id, at_start && start == 0);
         start_off = stop;
-        if (i < stop) i = stop;
     }
     if (start_off < n || n == 0) tk_pieces_add(out, s + start_off, n - start_off, -1, at_start && start_off == 0);
 }
