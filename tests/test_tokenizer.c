@@ -361,6 +361,14 @@ static void test_invalid_input(void) {
     CHECK(strstr(err.message, "UTF-8") != NULL, "message names the problem: %s", err.message);
     CHECK(vlmc_tokenizer_encode(t, "", 0, 1, &ids, &n, &err) == VLMC_OK && n == 0, "empty text");
     free(ids);
+    char *js = NULL;
+    const char *line = "\"a\\u0000b\"";
+    CHECK(vlmc_tokenizer_jsonl(t, line, strlen(line), 0, &js, &err) == VLMC_OK && js &&
+              strstr(js, "\"decoded\": \"a\\u0000b\""),
+          "jsonl keeps NUL: %s", js ? js : err.message);
+    free(js);
+    js = NULL;
+    CHECK(vlmc_tokenizer_jsonl(t, "[1]", 3, 0, &js, &err) == VLMC_ERR_FORMAT && !js, "jsonl wants a string");
     int32_t odd[] = {-5, 50256, 1 << 30, 15496};
     char *out = NULL;
     CHECK(vlmc_tokenizer_decode(t, odd, 4, 1, &out, NULL, &err) == VLMC_OK && !strcmp(out, "Hello"),

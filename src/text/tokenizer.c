@@ -741,23 +741,81 @@ static void json_str(tk_buf *b, const char *s, size_t n) {
     tk_buf_putc(b, '"');
 }
 
+static int hexval(char c) {
+    return (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+}
+
+static bool hex4(const char *p, const char *end, uint32_t *v) {
+    if (end - p < 4) return false;
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return false;
+        *v = *v * 16 + (uint32_t)h;
+    }
+    return true;
+}
+
+/* One JSON string literal (with surrounding whitespace) into out, keeping
+ * \u0000 as a NUL byte, which cJSON's C strings would cut off. */
+static bool parse_json_string(const char *s, size_t n, tk_buf *out) {
+    const char *p = s, *end = s + n;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    if (p >= end || *p++ != '"') return false;
+    for (;;) {
+        if (p >= end) return false;
+        unsigned char c = (unsigned char)*p++;
+        if (c == '"') break;
+        if (c < 0x20) return false;
+        if (c != '\\') { tk_buf_putc(out, (char)c); continue; }
+        if (p >= end) return false;
+        char e = *p++;
+        uint32_t cp;
+        switch (e) {
+        case '"': tk_buf_putc(out, '"'); break;
+        case '\\': tk_buf_putc(out, '\\'); break;
+        case '/': tk_buf_putc(out, '/'); break;
+        case 'b': tk_buf_putc(out, '\b'); break;
+        case 'f': tk_buf_putc(out, '\f'); break;
+        case 'n': tk_buf_putc(out, '\n'); break;
+        case 'r': tk_buf_putc(out, '\r'); break;
+        case 't': tk_buf_putc(out, '\t'); break;
+        case 'u':
+            if (!hex4(p, end, &cp)) return false;
+            p += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) { /* a surrogate pair */
+                uint32_t lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, end, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    return false;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            } else if (cp >= 0xdc00 && cp <= 0xdfff)
+                return false;
+            tk_buf_put_cp(out, cp);
+            break;
+        default: return false;
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p == end && !out->oom;
+}
+
 vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *t, const char *line, size_t len, int add_special,
                                  char **json_out, vlmc_error *err) {
     *json_out = NULL;
     if (!t || !line) return vlmc_fail(err, VLMC_ERR_ARG, "tokenize jsonl: no tokenizer or line");
-    cJSON *j = NULL;
-    vlmc_status s = json_parse(line, len, "jsonl input line", &j, err);
-    if (s) return s;
-    if (!cJSON_IsString(j)) {
-        cJSON_Delete(j);
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "jsonl input line: expected a JSON string");
+    tk_buf in = {0};
+    if (!utf8_valid(line, len) || !parse_json_string(line, len, &in)) {
+        tk_buf_free(&in);
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "jsonl input line: expected one JSON string");
     }
+    tk_buf_put(&in, "", 0);
     int32_t *ids = NULL;
     size_t n = 0;
     char *d1 = NULL, *d2 = NULL;
     size_t l1 = 0, l2 = 0;
     tk_buf b = {0};
-    s = vlmc_tokenizer_encode(t, j->valuestring, strlen(j->valuestring), add_special, &ids, &n, err);
+    vlmc_status s = vlmc_tokenizer_encode(t, in.p, in.n, add_special, &ids, &n, err);
     if (!s) s = vlmc_tokenizer_decode(t, ids, n, 0, &d1, &l1, err);
     if (!s) s = vlmc_tokenizer_decode(t, ids, n, 1, &d2, &l2, err);
     if (!s) {
@@ -781,7 +839,7 @@ vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *t, const char *line, size
         tk_buf_putc(&b, '}');
         if (b.oom) s = vlmc_fail(err, VLMC_ERR_NOMEM, "jsonl: out of memory");
     }
-    cJSON_Delete(j);
+    tk_buf_free(&in);
     free(ids);
     free(d1);
     free(d2);
