@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testlib.h"
 #include "vlmc.h"
@@ -262,6 +263,94 @@ static void test_roundtrip_random(void) {
     }
 }
 
+/* Cutting long words where no vocabulary token joins two characters (a speed
+ * device for tokenizers without a pre-tokenizer) must not change any id:
+ * compare with the plain merge loop on all reference texts joined, and on
+ * random strings. */
+static void test_split_exact(void) {
+    const char *names[] = {"llama-spm", "mistral-7b-v0.1"};
+    const char *ip = shared_path("data/tokenizers/expected/inputs.json");
+    if (!ip) return;
+    cJSON *j = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(json_parse_file(ip, 1 << 24, &j, &err) == VLMC_OK, "%s", err.message)) return;
+    tk_buf all = {0};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, json_get(j, "inputs")) {
+        tk_buf_put(&all, json_string(it, "text", ""), strlen(json_string(it, "text", "")));
+        tk_buf_put(&all, " \n ", 3);
+    }
+    cJSON_Delete(j);
+    for (size_t k = 0; k < 2; k++) {
+        vlmc_tokenizer *t = load_shared(names[k]);
+        if (!t) break;
+        CHECK(t->bpe.pair_keys != NULL, "%s: pair set built", names[k]);
+        uint32_t seed = 7;
+        int bad = 0;
+        for (int iter = 0; iter < 60; iter++) {
+            const char *text = all.p;
+            size_t n = all.n;
+            char buf[600];
+            if (iter > 0) { /* random slices of the joined texts, at character boundaries */
+                seed = seed * 1103515245u + 12345u;
+                size_t a = (seed >> 8) % all.n, l = 64 + (seed >> 20) % 500;
+                while (a > 0 && ((unsigned char)all.p[a] & 0xc0) == 0x80) a--;
+                if (a + l > all.n) l = all.n - a;
+                while (l > 0 && a + l < all.n && ((unsigned char)all.p[a + l] & 0xc0) == 0x80) l--;
+                memcpy(buf, all.p + a, l);
+                text = buf;
+                n = l;
+            }
+            int32_t *x = NULL, *y = NULL;
+            size_t nx = 0, ny = 0;
+            vlmc_tokenizer_encode(t, text, n, 0, &x, &nx, &err);
+            uint64_t *keep = t->bpe.pair_keys;
+            t->bpe.pair_keys = NULL;
+            vlmc_tokenizer_encode(t, text, n, 0, &y, &ny, &err);
+            t->bpe.pair_keys = keep;
+            if (!x || !y || nx != ny || memcmp(x, y, nx * sizeof *x)) bad++;
+            free(x);
+            free(y);
+        }
+        CHECK(bad == 0, "%s: %d texts tokenized differently when cut", names[k], bad);
+        vlmc_tokenizer_free(t);
+    }
+    tk_buf_free(&all);
+}
+
+/* One tokenizer shared by threads (the word cache is locked inside): the ids
+ * must be those of a serial run. */
+static void test_threads(void) {
+    vlmc_tokenizer *t = load_shared("gpt2");
+    if (!t) return;
+    enum { N = 64 };
+    static const char *const words[] = {"hello", " world", " the", " quick", "123", " émoji 😀", "\n", " don't", " x"};
+    char texts[N][256];
+    int32_t *serial[N] = {0};
+    size_t ns[N] = {0};
+    for (int i = 0; i < N; i++) {
+        texts[i][0] = 0;
+        for (int k = 0; k < 12; k++) strcat(texts[i], words[(i * 7 + k * 3) % 9]);
+        vlmc_error err = {0};
+        vlmc_tokenizer_encode(t, texts[i], strlen(texts[i]), 0, &serial[i], &ns[i], &err);
+    }
+    int bad = 0;
+#pragma omp parallel for reduction(+ : bad)
+    for (int r = 0; r < 8 * N; r++) {
+        int i = r % N;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        vlmc_error err = {0};
+        if (vlmc_tokenizer_encode(t, texts[i], strlen(texts[i]), 0, &ids, &n, &err) || n != ns[i] ||
+            memcmp(ids, serial[i], n * sizeof *ids))
+            bad++;
+        free(ids);
+    }
+    CHECK(bad == 0, "%d parallel encodes differ from the serial ones", bad);
+    for (int i = 0; i < N; i++) free(serial[i]);
+    vlmc_tokenizer_free(t);
+}
+
 static void test_invalid_input(void) {
     vlmc_tokenizer *t = load_shared("gpt2");
     if (!t) return;
@@ -272,6 +361,14 @@ static void test_invalid_input(void) {
     CHECK(strstr(err.message, "UTF-8") != NULL, "message names the problem: %s", err.message);
     CHECK(vlmc_tokenizer_encode(t, "", 0, 1, &ids, &n, &err) == VLMC_OK && n == 0, "empty text");
     free(ids);
+    char *js = NULL;
+    const char *line = "\"a\\u0000b\"";
+    CHECK(vlmc_tokenizer_jsonl(t, line, strlen(line), 0, &js, &err) == VLMC_OK && js &&
+              strstr(js, "\"decoded\": \"a\\u0000b\""),
+          "jsonl keeps NUL: %s", js ? js : err.message);
+    free(js);
+    js = NULL;
+    CHECK(vlmc_tokenizer_jsonl(t, "[1]", 3, 0, &js, &err) == VLMC_ERR_FORMAT && !js, "jsonl wants a string");
     int32_t odd[] = {-5, 50256, 1 << 30, 15496};
     char *out = NULL;
     CHECK(vlmc_tokenizer_decode(t, odd, 4, 1, &out, NULL, &err) == VLMC_OK && !strcmp(out, "Hello"),
@@ -321,11 +418,23 @@ static void test_errors(void) {
                     &t, &err) == VLMC_ERR_FORMAT && strstr(err.message, "regex"),
           "bad regex: %s", err.message);
     CHECK(t == NULL, "nothing returned on failure");
+    char empty_dir[4096];
+    snprintf(empty_dir, sizeof empty_dir, "%s/empty", test_tmpdir());
+    mkdir(empty_dir, 0700);
+    CHECK(vlmc_tokenizer_load(empty_dir, &t, &err) == VLMC_ERR_IO && strstr(err.message, "no tokenizer.json"),
+          "folder without tokenizer files: %s", err.message);
+}
+
+/* A folder with only tokenizer.model (SentencePiece protobuf) is out of scope:
+ * a clear "unsupported", not a crash or a misleading I/O error. */
+static void test_sentencepiece_only(void) {
     const char *llama = shared_path("fixtures/tokenizer_llama");
-    if (llama) {
-        CHECK(vlmc_tokenizer_load(llama, &t, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "tokenizer.model"),
-              "sentencepiece-only folder: %s", err.message);
-    }
+    if (!llama) return;
+    vlmc_tokenizer *t = NULL;
+    vlmc_error err = {0};
+    CHECK(vlmc_tokenizer_load(llama, &t, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "tokenizer.model"),
+          "sentencepiece-only folder: %s", err.message);
+    CHECK(t == NULL, "nothing returned");
 }
 
 static void expect_tokens(const vlmc_tokenizer *t, const char *text, const char *want) {
@@ -388,6 +497,30 @@ static void test_components(void) {
     if (t) { expect_tokens(t, "ab!!c", "ab|c"); vlmc_tokenizer_free(t); }
 }
 
+/* Added-token flags, by the `tokenizers` rules: lstrip/rstrip swallow the
+ * neighbouring whitespace, single_word refuses matches inside words, and a
+ * normalized token is matched on normalized text. */
+static void test_added_flags(void) {
+    const char *json =
+        "{\"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, "
+        "\"x\": 2, \" \": 3}, \"merges\": []}, \"added_tokens\": ["
+        "{\"id\": 4, \"content\": \"<mask>\", \"special\": true, \"normalized\": false, \"lstrip\": true, \"rstrip\": true, \"single_word\": false},"
+        "{\"id\": 5, \"content\": \"ab\", \"special\": false, \"normalized\": false, \"lstrip\": false, \"rstrip\": false, \"single_word\": true},"
+        "{\"id\": 6, \"content\": \"XB\", \"special\": false, \"normalized\": true, \"lstrip\": false, \"rstrip\": false, \"single_word\": false}]}";
+    vlmc_tokenizer *t = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(load_text("added.json", json, &t, &err) == VLMC_OK, "%s", err.message)) return;
+    expect_tokens(t, "a  <mask>  b", "a|<mask>|b");
+    expect_tokens(t, "xab ab", "x|a|b| |ab");
+    expect_tokens(t, "aXbxb", "a|XB|XB"); /* "xb" after lowercasing matches the normalized "XB" -> "xb" */
+    int32_t ids[] = {0, 4, 5, 1};
+    char *out = NULL;
+    CHECK(vlmc_tokenizer_decode(t, ids, 4, 1, &out, NULL, &err) == VLMC_OK && !strcmp(out, "a ab b"),
+          "no decoder: tokens joined by spaces, special <mask> skipped, got \"%s\"", out ? out : "");
+    free(out);
+    vlmc_tokenizer_free(t);
+}
+
 /* GPT-2's slow files (vocab.json + merges.txt) against their recorded outputs. */
 static void test_slow_gpt2(void) {
     const char *dir = shared_path("fixtures/tokenizer_gpt2");
@@ -439,9 +572,13 @@ int main(void) {
     TEST_RUN(test_smolvlm);
     TEST_RUN(test_special_ids);
     TEST_RUN(test_roundtrip_random);
+    TEST_RUN(test_split_exact);
+    TEST_RUN(test_threads);
     TEST_RUN(test_invalid_input);
     TEST_RUN(test_errors);
+    TEST_RUN(test_sentencepiece_only);
     TEST_RUN(test_components);
+    TEST_RUN(test_added_flags);
     TEST_RUN(test_slow_gpt2);
     return tests_end();
 }

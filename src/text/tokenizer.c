@@ -121,11 +121,12 @@ static void split_added(const vlmc_tokenizer *t, const tk_trie *trie, const char
             size_t k;
             while (stop < n && (k = utf8_decode(s + stop, n - stop, &c)) && tk_is_whitespace(c)) stop += k;
         }
-        if (start < start_off) continue; /* overlaps what an rstrip already took */
+        /* As HF: a match inside whitespace an rstrip already took (only possible
+         * for tokens that begin with whitespace) still yields its token, and
+         * the offset moves to its end. */
         if (start_off < start) tk_pieces_add(out, s + start_off, start - start_off, -1, at_start && start_off == 0);
         tk_pieces_add(out, s + start, stop - start, a->id, at_start && start == 0);
         start_off = stop;
-        if (i < stop) i = stop;
     }
     if (start_off < n || n == 0) tk_pieces_add(out, s + start_off, n - start_off, -1, at_start && start_off == 0);
 }
@@ -157,11 +158,15 @@ static vlmc_status add_token(vlmc_tokenizer *t, const cJSON *j, int64_t id, cons
     const cJSON *c = json_get(j, "content");
     if (!cJSON_IsString(c)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs a string \"content\"", file, what);
     if (id < 0 || id >= TK_MAX_VOCAB) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has id %lld out of range", file, what, (long long)id);
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id == id) return VLMC_OK; /* tokenizer.json's entry wins over the config's */
-    tk_added *na = realloc(t->added, (t->n_added + 1) * sizeof *na);
-    if (!na) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
-    t->added = na;
+    /* a repeated id is resolved in finish_added: the first entry (tokenizer.json's
+     * before tokenizer_config.json's) wins */
+    if (t->n_added == t->cap_added) {
+        size_t cap = t->cap_added ? 2 * t->cap_added : 64;
+        tk_added *na = realloc(t->added, cap * sizeof *na);
+        if (!na) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+        t->added = na;
+        t->cap_added = cap;
+    }
     tk_added *a = &t->added[t->n_added];
     memset(a, 0, sizeof *a);
     a->content = strdup(c->valuestring);
@@ -325,8 +330,14 @@ static vlmc_status finish_added(vlmc_tokenizer *t, const char *file, vlmc_error 
     vlmc_status s = VLMC_OK;
     for (size_t i = 0; i < t->n_added && !s; i++) {
         tk_added *a = &t->added[i];
-        if (t->added_of_id[a->id] < 0) t->added_of_id[a->id] = (int32_t)i;
-        if (a->special) t->special_of_id[a->id] = true;
+        if (t->added_of_id[a->id] >= 0) continue; /* a later entry for the same id */
+        t->added_of_id[a->id] = (int32_t)i;
+        if (a->special) {
+            /* HF skips by content: a model token spelled like a special one goes too */
+            t->special_of_id[a->id] = true;
+            int32_t vid = tk_bpe_lookup(&t->bpe, a->content, a->len);
+            if (vid >= 0) t->special_of_id[vid] = true;
+        }
         free(a->match);
         a->match = NULL;
         if (a->normalized && t->normalizer) {
@@ -452,6 +463,7 @@ static vlmc_status tokenizer_build(vlmc_tokenizer *t, const char *json_path, con
         free(ap);
         if (s) return s;
     }
+    if (!t->pretok && (s = tk_bpe_build_pairs(&t->bpe, json_path ? json_path : t->path, err))) goto out;
     if (dir && (s = load_config(t, dir, &cfg, err))) goto out;
     const char *file = json_path ? json_path : t->path;
     if ((s = finish_added(t, file, err))) goto out;
@@ -729,23 +741,81 @@ static void json_str(tk_buf *b, const char *s, size_t n) {
     tk_buf_putc(b, '"');
 }
 
+static int hexval(char c) {
+    return (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+}
+
+static bool hex4(const char *p, const char *end, uint32_t *v) {
+    if (end - p < 4) return false;
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(p[i]);
+        if (h < 0) return false;
+        *v = *v * 16 + (uint32_t)h;
+    }
+    return true;
+}
+
+/* One JSON string literal (with surrounding whitespace) into out, keeping
+ * \u0000 as a NUL byte, which cJSON's C strings would cut off. */
+static bool parse_json_string(const char *s, size_t n, tk_buf *out) {
+    const char *p = s, *end = s + n;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    if (p >= end || *p++ != '"') return false;
+    for (;;) {
+        if (p >= end) return false;
+        unsigned char c = (unsigned char)*p++;
+        if (c == '"') break;
+        if (c < 0x20) return false;
+        if (c != '\\') { tk_buf_putc(out, (char)c); continue; }
+        if (p >= end) return false;
+        char e = *p++;
+        uint32_t cp;
+        switch (e) {
+        case '"': tk_buf_putc(out, '"'); break;
+        case '\\': tk_buf_putc(out, '\\'); break;
+        case '/': tk_buf_putc(out, '/'); break;
+        case 'b': tk_buf_putc(out, '\b'); break;
+        case 'f': tk_buf_putc(out, '\f'); break;
+        case 'n': tk_buf_putc(out, '\n'); break;
+        case 'r': tk_buf_putc(out, '\r'); break;
+        case 't': tk_buf_putc(out, '\t'); break;
+        case 'u':
+            if (!hex4(p, end, &cp)) return false;
+            p += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) { /* a surrogate pair */
+                uint32_t lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !hex4(p + 2, end, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    return false;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            } else if (cp >= 0xdc00 && cp <= 0xdfff)
+                return false;
+            tk_buf_put_cp(out, cp);
+            break;
+        default: return false;
+        }
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    return p == end && !out->oom;
+}
+
 vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *t, const char *line, size_t len, int add_special,
                                  char **json_out, vlmc_error *err) {
     *json_out = NULL;
     if (!t || !line) return vlmc_fail(err, VLMC_ERR_ARG, "tokenize jsonl: no tokenizer or line");
-    cJSON *j = NULL;
-    vlmc_status s = json_parse(line, len, "jsonl input line", &j, err);
-    if (s) return s;
-    if (!cJSON_IsString(j)) {
-        cJSON_Delete(j);
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "jsonl input line: expected a JSON string");
+    tk_buf in = {0};
+    if (!utf8_valid(line, len) || !parse_json_string(line, len, &in)) {
+        tk_buf_free(&in);
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "jsonl input line: expected one JSON string");
     }
+    tk_buf_put(&in, "", 0);
     int32_t *ids = NULL;
     size_t n = 0;
     char *d1 = NULL, *d2 = NULL;
     size_t l1 = 0, l2 = 0;
     tk_buf b = {0};
-    s = vlmc_tokenizer_encode(t, j->valuestring, strlen(j->valuestring), add_special, &ids, &n, err);
+    vlmc_status s = vlmc_tokenizer_encode(t, in.p, in.n, add_special, &ids, &n, err);
     if (!s) s = vlmc_tokenizer_decode(t, ids, n, 0, &d1, &l1, err);
     if (!s) s = vlmc_tokenizer_decode(t, ids, n, 1, &d2, &l2, err);
     if (!s) {
@@ -769,7 +839,7 @@ vlmc_status vlmc_tokenizer_jsonl(const vlmc_tokenizer *t, const char *line, size
         tk_buf_putc(&b, '}');
         if (b.oom) s = vlmc_fail(err, VLMC_ERR_NOMEM, "jsonl: out of memory");
     }
-    cJSON_Delete(j);
+    tk_buf_free(&in);
     free(ids);
     free(d1);
     free(d2);

@@ -78,6 +78,8 @@ bool tk_pieces_oom(const tk_pieces *p);
 
 typedef struct tk_regex {
     pcre2_code *code;
+    char *lit; /* a literal pattern is searched with memmem instead (same matches) */
+    size_t lit_len;
 } tk_regex;
 
 /* Compiles pattern[0..n); literal = a plain string to find (HF's {"String": ..}). */
@@ -85,7 +87,9 @@ vlmc_status tk_regex_compile(tk_regex *re, const char *pattern, size_t n, bool l
                              vlmc_error *err);
 void tk_regex_free(tk_regex *re);
 /* Finds the next match of re in s[0..n) at or after `from`; returns false when
- * none. md must hold at least one pair. Subjects are trusted valid UTF-8. */
+ * none. md needs only one pair: just the whole match is read (PCRE2 still
+ * reports it when the capture groups do not fit). Subjects are trusted valid
+ * UTF-8. */
 bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me);
 
@@ -171,10 +175,9 @@ typedef struct tk_bpe {
     int32_t *tok_len;
     size_t n_ids;     /* largest model id + 1 */
     tk_strmap vocab;  /* token string -> id (ids index tok_off/tok_len) */
-    /* (left id, right id) -> merge rank and merged id */
-    uint64_t *merge_keys;
-    uint32_t *merge_rank;
-    int32_t *merge_new;
+    /* (left id, right id) -> merge rank and merged id; one 16-byte slot per
+     * entry, so a probe touches one cache line */
+    struct tk_merge { uint64_t key; uint32_t rank; int32_t new_id; /* -1: empty slot */ } *merges;
     size_t merge_mask, n_merges;
     int32_t unk_id; /* -1 when none */
     char *prefix, *suffix; /* continuing_subword_prefix, end_of_word_suffix (NULL when none) */
@@ -183,6 +186,13 @@ typedef struct tk_bpe {
     int32_t byte_ids[256]; /* <0xNN> tokens, -1 when missing */
     int32_t char_ids[0x800]; /* ids of single code points < 0x800, -1 when not in vocab (no prefix/suffix) */
     tk_cache *cache;
+    /* Adjacent code-point pairs that occur inside some vocabulary token (a
+     * set; NULL when not built). A word may be cut where its two neighbouring
+     * characters form no such pair: no merge can ever join them, so BPE on the
+     * parts gives the same ids. Built for tokenizers without a pre-tokenizer,
+     * whose "words" are whole texts, to keep the merge heap small. */
+    uint64_t *pair_keys;
+    size_t pair_mask;
 } tk_bpe;
 
 /* ---- added tokens --------------------------------------------------------------- */
@@ -228,7 +238,7 @@ struct vlmc_tokenizer {
     tk_decoder *decoder;
     tk_bpe bpe;
     tk_added *added;
-    size_t n_added;
+    size_t n_added, cap_added;
     tk_trie trie_raw, trie_norm; /* non-normalized / normalized added tokens */
     int32_t *added_of_id; /* id -> index into added[] (-1), n_ids entries */
     bool *special_of_id;  /* id -> is a special added token */
@@ -236,7 +246,6 @@ struct vlmc_tokenizer {
     tk_post post;
     bool clean_up_spaces;
     int32_t bos_id, eos_id, pad_id, unk_id;
-    uint32_t max_groups; /* the most capture groups of any regex, for match data */
     bool has_bytefallback_decoder;
     /* Slow (vocab.json + merges.txt) tokenizers decode like transformers'
      * Python tokenizers: added tokens outside the model vocabulary are decoded
@@ -257,7 +266,6 @@ vlmc_status tk_pretok_parse(const void *json, tk_pretok *out, int depth, const c
 void tk_pretok_free(tk_pretok *p);
 /* Splits every piece of in that has no id yet; result in out (cleared first). */
 vlmc_status tk_pretokenize(const tk_pretok *pt, pcre2_match_data *md, tk_pieces *in, tk_pieces *out);
-uint32_t tk_regex_groups(const tk_regex *re);
 bool tk_is_whitespace(uint32_t cp); /* Rust's char::is_whitespace */
 /* The byte-level alphabet: byte -> code point and back (-1 when not one). */
 uint32_t tk_byte_to_cp(unsigned char b);
@@ -267,6 +275,8 @@ int tk_cp_to_byte(uint32_t cp);
 vlmc_status tk_bpe_parse(const void *model_json, tk_bpe *out, const char *file, vlmc_error *err);
 vlmc_status tk_bpe_from_files(const char *vocab_path, const char *merges_path, tk_bpe *out, vlmc_error *err);
 void tk_bpe_free(tk_bpe *b);
+/* Builds pair_keys (see tk_bpe); a no-op with a subword prefix or word suffix. */
+vlmc_status tk_bpe_build_pairs(tk_bpe *b, const char *file, vlmc_error *err);
 int32_t tk_bpe_lookup(const tk_bpe *b, const char *s, size_t n);
 /* Appends the ids of one word to *ids (growing it). */
 vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap);

@@ -62,13 +62,21 @@ static size_t pow2_at_least(size_t n) {
     return c;
 }
 
+/* Equality of short byte strings without a libc call per probe. */
+static inline bool bytes_eq(const char *a, const char *b, size_t n) {
+    if (n > 16) return !memcmp(a, b, n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 int32_t tk_bpe_lookup(const tk_bpe *b, const char *s, size_t n) {
     if (!b->vocab.slots) return -1;
     size_t i = (size_t)tk_hash(s, n) & b->vocab.mask;
     for (;;) {
         int32_t id = b->vocab.slots[i];
         if (id < 0) return -1;
-        if ((size_t)b->tok_len[id] == n && !memcmp(b->pool + b->tok_off[id], s, n)) return id;
+        if ((size_t)b->tok_len[id] == n && bytes_eq(b->pool + b->tok_off[id], s, n)) return id;
         i = (i + 1) & b->vocab.mask;
     }
 }
@@ -118,7 +126,7 @@ static bool cache_get(tk_cache *c, uint64_t h, const char *w, size_t n, int32_t 
         uint32_t wn, k;
         memcpy(&wn, e, 4);
         memcpy(&k, e + 4, 4);
-        if (wn == n && !memcmp(e + 8, w, n)) {
+        if (wn == n && bytes_eq(e + 8, w, n)) {
             if (*n_ids + k > *cap) {
                 size_t nc = (*cap ? *cap : 64);
                 while (nc < *n_ids + k) nc *= 2;
@@ -182,25 +190,25 @@ done:
 static vlmc_status merge_insert(tk_bpe *b, int32_t left, int32_t right, uint32_t rank, int32_t new_id) {
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     size_t i = (size_t)hash_pair(key) & b->merge_mask;
-    while (b->merge_new[i] >= 0) {
-        if (b->merge_keys[i] == key) break; /* a repeated merge: the later rank wins, as in HF */
+    while (b->merges[i].new_id >= 0) {
+        if (b->merges[i].key == key) break; /* a repeated merge: the later rank wins, as in HF */
         i = (i + 1) & b->merge_mask;
     }
-    if (b->merge_new[i] < 0) b->n_merges++;
-    b->merge_keys[i] = key;
-    b->merge_rank[i] = rank;
-    b->merge_new[i] = new_id;
+    if (b->merges[i].new_id < 0) b->n_merges++;
+    b->merges[i].key = key;
+    b->merges[i].rank = rank;
+    b->merges[i].new_id = new_id;
     return VLMC_OK;
 }
 
 static inline bool merge_find(const tk_bpe *b, int32_t left, int32_t right, uint32_t *rank, int32_t *new_id) {
-    if (!b->merge_new) return false;
+    if (!b->merges) return false;
     uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
     size_t i = (size_t)hash_pair(key) & b->merge_mask;
-    while (b->merge_new[i] >= 0) {
-        if (b->merge_keys[i] == key) {
-            *rank = b->merge_rank[i];
-            *new_id = b->merge_new[i];
+    while (b->merges[i].new_id >= 0) {
+        if (b->merges[i].key == key) {
+            *rank = b->merges[i].rank;
+            *new_id = b->merges[i].new_id;
             return true;
         }
         i = (i + 1) & b->merge_mask;
@@ -295,12 +303,10 @@ static vlmc_status add_merge(tk_bpe *b, const char *l, size_t ln, const char *r,
 
 static vlmc_status alloc_merges(tk_bpe *b, size_t n, const char *file, vlmc_error *err) {
     size_t cap = pow2_at_least(n * 2 + 1);
-    b->merge_keys = malloc(cap * sizeof *b->merge_keys);
-    b->merge_rank = malloc(cap * sizeof *b->merge_rank);
-    b->merge_new = malloc(cap * sizeof *b->merge_new);
-    if (!b->merge_keys || !b->merge_rank || !b->merge_new)
+    b->merges = malloc(cap * sizeof *b->merges);
+    if (!b->merges)
         return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory for the merges", file);
-    memset(b->merge_new, 0xff, cap * sizeof *b->merge_new);
+    for (size_t i = 0; i < cap; i++) b->merges[i].new_id = -1;
     b->merge_mask = cap - 1;
     return VLMC_OK;
 }
@@ -442,12 +448,8 @@ vlmc_status tk_bpe_from_files(const char *vocab_path, const char *merges_path, t
     if ((s = file_read_all(merges_path, TK_MAX_FILE_BYTES, &text, &len, err))) goto out;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
-    free(b->merge_keys);
-    free(b->merge_rank);
-    free(b->merge_new);
-    b->merge_keys = NULL;
-    b->merge_rank = NULL;
-    b->merge_new = NULL;
+    free(b->merges);
+    b->merges = NULL;
     b->n_merges = 0;
     if ((s = alloc_merges(b, lines, merges_path, err))) goto out;
     uint32_t rank = 0;
@@ -482,13 +484,73 @@ void tk_bpe_free(tk_bpe *b) {
     free(b->tok_off);
     free(b->tok_len);
     free(b->vocab.slots);
-    free(b->merge_keys);
-    free(b->merge_rank);
-    free(b->merge_new);
+    free(b->merges);
     free(b->prefix);
     free(b->suffix);
     cache_free(b->cache);
+    free(b->pair_keys);
     memset(b, 0, sizeof *b);
+}
+
+#define PAIR_EMPTY UINT64_MAX
+
+static bool pair_insert(uint64_t *keys, size_t mask, uint64_t k) {
+    size_t i = (size_t)hash_pair(k) & mask;
+    while (keys[i] != PAIR_EMPTY) {
+        if (keys[i] == k) return false;
+        i = (i + 1) & mask;
+    }
+    keys[i] = k;
+    return true;
+}
+
+static bool pair_has(const tk_bpe *b, uint32_t a, uint32_t c) {
+    uint64_t k = ((uint64_t)a << 32) | c;
+    size_t i = (size_t)hash_pair(k) & b->pair_mask;
+    while (b->pair_keys[i] != PAIR_EMPTY) {
+        if (b->pair_keys[i] == k) return true;
+        i = (i + 1) & b->pair_mask;
+    }
+    return false;
+}
+
+vlmc_status tk_bpe_build_pairs(tk_bpe *b, const char *file, vlmc_error *err) {
+    if (b->prefix || b->suffix) return VLMC_OK;
+    /* at most one pair per byte of the pool */
+    size_t cap = pow2_at_least(b->pool_len + 1), used = 0;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    if (!keys) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+    memset(keys, 0xff, cap * sizeof *keys);
+    for (size_t id = 0; id < b->n_ids; id++) {
+        if (b->tok_len[id] < 0) continue;
+        const char *s = b->pool + b->tok_off[id];
+        size_t n = (size_t)b->tok_len[id], i = 0;
+        uint32_t prev = 0;
+        bool have = false;
+        while (i < n) {
+            uint32_t cp;
+            size_t k = utf8_decode(s + i, n - i, &cp);
+            if (!k) { have = false; i++; continue; }
+            if (have && pair_insert(keys, cap - 1, ((uint64_t)prev << 32) | cp)) used++;
+            prev = cp;
+            have = true;
+            i += k;
+        }
+    }
+    /* shrink to a load factor of at most 1/2 */
+    size_t cap2 = pow2_at_least(used * 2 + 1);
+    uint64_t *k2 = malloc(cap2 * sizeof *k2);
+    if (!k2) {
+        free(keys);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", file);
+    }
+    memset(k2, 0xff, cap2 * sizeof *k2);
+    for (size_t i = 0; i < cap; i++)
+        if (keys[i] != PAIR_EMPTY) pair_insert(k2, cap2 - 1, keys[i]);
+    free(keys);
+    b->pair_keys = k2;
+    b->pair_mask = cap2 - 1;
+    return VLMC_OK;
 }
 
 /* ---- the merge loop ------------------------------------------------------------------ */
@@ -653,12 +715,8 @@ out:
     return st;
 }
 
-vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
-    if (n == 0) return VLMC_OK;
-    if (b->ignore_merges) {
-        int32_t id = tk_bpe_lookup(b, w, n);
-        if (id >= 0) return push_id(ids, n_ids, cap, id) ? VLMC_OK : VLMC_ERR_NOMEM;
-    }
+/* One word (or a part of one), through the cache. */
+static vlmc_status word_cached(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
     uint64_t h = 0;
     bool cacheable = b->cache && n <= CACHE_MAX_WORD;
     if (cacheable) {
@@ -669,4 +727,32 @@ vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids,
     vlmc_status s = bpe_merge_word(b, w, n, ids, n_ids, cap);
     if (!s && cacheable && *n_ids > before) cache_put(b->cache, h, w, n, *ids + before, *n_ids - before);
     return s;
+}
+
+vlmc_status tk_bpe_word(const tk_bpe *b, const char *w, size_t n, int32_t **ids, size_t *n_ids, size_t *cap) {
+    if (n == 0) return VLMC_OK;
+    if (b->ignore_merges) { /* the whole word only: its parts are merged normally */
+        int32_t id = tk_bpe_lookup(b, w, n);
+        if (id >= 0) return push_id(ids, n_ids, cap, id) ? VLMC_OK : VLMC_ERR_NOMEM;
+    }
+    if (!b->pair_keys || n <= 32) return word_cached(b, w, n, ids, n_ids, cap);
+    /* cut between two in-vocabulary characters that no token joins */
+    size_t start = 0, i = 0;
+    uint32_t prev = 0;
+    bool prev_ok = false;
+    while (i < n) {
+        uint32_t cp;
+        size_t k = utf8_decode(w + i, n - i, &cp);
+        if (!k) return word_cached(b, w, n, ids, n_ids, cap); /* not reached with valid input */
+        bool ok = char_id(b, w + i, k, false, false) >= 0;
+        if (ok && prev_ok && i > start && !pair_has(b, prev, cp)) {
+            vlmc_status s = word_cached(b, w + start, i - start, ids, n_ids, cap);
+            if (s) return s;
+            start = i;
+        }
+        prev = cp;
+        prev_ok = ok;
+        i += k;
+    }
+    return word_cached(b, w + start, n - start, ids, n_ids, cap);
 }

@@ -77,7 +77,8 @@ static void replace_all(tk_buf *b, const char *pat, const char *rep) {
     size_t pn = strlen(pat), rn = strlen(rep), w = 0, i = 0;
     if (!b->p) return;
     while (i < b->n) {
-        if (i + pn <= b->n && !memcmp(b->p + i, pat, pn)) {
+        /* every pattern starts with a space: test that before comparing */
+        if (b->p[i] == pat[0] && i + pn <= b->n && !memcmp(b->p + i, pat, pn)) {
             memmove(b->p + w, rep, rn);
             w += rn;
             i += pn;
@@ -92,6 +93,15 @@ void tk_cleanup(tk_buf *b) {
     static const char *const rules[][2] = {
         {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
         {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) replace_all(b, rules[i][0], rules[i][1]);
+}
+
+/* The WordPiece decoder's own clean-up: the same rules plus " do not". */
+static void wordpiece_cleanup(tk_buf *b) {
+    static const char *const rules[][2] = {
+        {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+        {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
     };
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) replace_all(b, rules[i][0], rules[i][1]);
 }
@@ -311,17 +321,17 @@ static vlmc_status dec_apply(const tk_decoder *d, pcre2_match_data *md, tk_piece
             const char *s = tk_piece_str(in, i);
             size_t n = in->v[i].len, at = 0, ms, me;
             tk_pieces_begin(out, -1, false);
-            while (at < n && tk_regex_next(&d->re, md, s, n, at, &ms, &me)) {
-                if (me == ms) { /* empty matches replace nothing here */
-                    size_t k = 1;
-                    while (ms + k < n && ((unsigned char)s[ms + k] & 0xc0) == 0x80) k++;
-                    tk_buf_put(&out->text, s + at, ms + k - at);
-                    at = ms + k;
-                    continue;
-                }
+            while (at <= n && tk_regex_next(&d->re, md, s, n, at, &ms, &me)) {
                 tk_buf_put(&out->text, s + at, ms - at);
                 tk_buf_put(&out->text, d->str, d->str_len);
-                at = me;
+                if (me == ms) { /* an empty match inserts the content, then steps one character */
+                    if (ms >= n) { at = n + 1; break; }
+                    size_t k = 1;
+                    while (ms + k < n && ((unsigned char)s[ms + k] & 0xc0) == 0x80) k++;
+                    tk_buf_put(&out->text, s + ms, k);
+                    at = ms + k;
+                } else
+                    at = me;
             }
             if (at < n) tk_buf_put(&out->text, s + at, n - at);
             tk_pieces_end(out);
@@ -341,7 +351,7 @@ static vlmc_status dec_apply(const tk_decoder *d, pcre2_match_data *md, tk_piece
             if (d->cleanup && !out->text.oom) {
                 tk_buf tmp = {0};
                 tk_buf_put(&tmp, out->text.p + at, out->text.n - at);
-                tk_cleanup(&tmp);
+                wordpiece_cleanup(&tmp);
                 out->text.n = at;
                 tk_buf_put(&out->text, tmp.p ? tmp.p : "", tmp.n);
                 tk_buf_free(&tmp);
@@ -396,7 +406,7 @@ static vlmc_status decode_tokens(const vlmc_tokenizer *t, tk_pieces *toks, tk_bu
         return out->oom ? VLMC_ERR_NOMEM : VLMC_OK;
     }
     tk_pieces res = {0};
-    pcre2_match_data *md = pcre2_match_data_create(t->max_groups + 1, NULL);
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
     if (!md) return VLMC_ERR_NOMEM;
     vlmc_status st = dec_apply(t->decoder, md, toks, &res);
     pcre2_match_data_free(md);

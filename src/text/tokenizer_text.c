@@ -110,24 +110,37 @@ vlmc_status tk_regex_compile(tk_regex *re, const char *pattern, size_t n, bool l
     /* JIT makes the GPT-2 style splitters several times faster; the
      * interpreter is a correct fallback when JIT is unavailable. */
     (void)pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);
+    if (literal && n > 0) {
+        re->lit = malloc(n);
+        if (!re->lit) return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", where);
+        memcpy(re->lit, pattern, n);
+        re->lit_len = n;
+    }
     return VLMC_OK;
 }
 
 void tk_regex_free(tk_regex *re) {
     if (re->code) pcre2_code_free(re->code);
+    free(re->lit);
     re->code = NULL;
-}
-
-uint32_t tk_regex_groups(const tk_regex *re) {
-    uint32_t c = 0;
-    if (re->code) pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &c);
-    return c;
+    re->lit = NULL;
 }
 
 bool tk_regex_next(const tk_regex *re, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms,
                    size_t *me) {
     if (from > n) return false;
+    if (re->lit) {
+        const char *p = memmem(s + from, n - from, re->lit, re->lit_len);
+        if (!p) return false;
+        *ms = (size_t)(p - s);
+        *me = *ms + re->lit_len;
+        return true;
+    }
     int rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
+    /* JIT's small default stack can overflow on very long matches (a
+     * megabyte of spaces): the interpreter, which uses the heap, then decides */
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+        rc = pcre2_match(re->code, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
     if (rc < 0) return false; /* no match, or a match limit: treated as no match */
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     if (ov[0] > ov[1] || ov[1] > n) return false; /* \K tricks */
@@ -324,9 +337,26 @@ static bool all_ascii(const char *s, size_t n) {
     return true;
 }
 
+/* True when NFC cannot change s: every character is below U+0300 or a CJK
+ * ideograph / Hangul syllable / kana letter. None of these decomposes
+ * canonically, and none is ever the second half of a canonical composition
+ * (those are combining marks and conjoining jamo, all outside these ranges). */
+static bool nfc_stable(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        size_t k = utf8_decode(s + i, n - i, &c);
+        if (!k) return false;
+        if (!(c < 0x300 || (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x3041 && c <= 0x3096) ||
+              (c >= 0x30a1 && c <= 0x30fa)))
+            return false;
+        i += k;
+    }
+    return true;
+}
+
 static vlmc_status unicode_form(const char *s, size_t n, utf8proc_option_t opt, tk_buf *out) {
     out->n = 0;
-    if (all_ascii(s, n)) { /* every normal form leaves ASCII alone */
+    if (all_ascii(s, n) || (opt == UTF8PROC_COMPOSE && nfc_stable(s, n))) { /* nothing to change */
         tk_buf_put(out, s, n);
         return out->oom ? VLMC_ERR_NOMEM : VLMC_OK;
     }
@@ -573,7 +603,10 @@ vlmc_status tk_pretok_parse(const void *json, tk_pretok *out, int depth, const c
         else return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: Punctuation behavior \"%s\" is unknown", file, b);
     } else if (!strcmp(t, "Whitespace")) {
         out->type = TP_WHITESPACE;
-        static const char ws[] = "\\w+|[^\\w\\s]+";
+        /* HF's \w+|[^\w\s]+ in the Rust regex crate, whose \w is Unicode's
+         * word class; PCRE2 10.42's \w lacks the marks, so spell it out */
+        static const char ws[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+                                 "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
         return tk_regex_compile(&out->re, ws, sizeof ws - 1, false, "Whitespace pattern", err);
     } else if (!strcmp(t, "WhitespaceSplit")) {
         out->type = TP_WHITESPACE_SPLIT;
