@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const gguf_kv *kv = gguf_kv_at(g, i);
         for (uint64_t j = 0; kv->str_items && j < kv->arr_count; j++)
             if (kv->str_items[j].len) sink ^= (unsigned char)kv->str_items[j].ptr[kv->str_items[j].len - 1];
-        if (kv->type == GGUF_ARRAY && kv->arr_count) sink ^= (unsigned char)gguf_array_number(kv, kv->arr_count - 1);
+        if (kv->type == GGUF_ARRAY && kv->arr_count) sink ^= gguf_array_number(kv, kv->arr_count - 1) != 0.0;
     }
     (void)sink;
     gguf_close(g);
