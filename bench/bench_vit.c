@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
 
 #include "formats/hf_config.h"
@@ -109,10 +110,34 @@ static char *build(const hf_vision_config *c, size_t *size) {
     return buf;
 }
 
-static double now(void) {
+static double clock_s(clockid_t id) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_now(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+
+/* GFLOPS of one big SGEMM right now: the machine's state (other load) at the time of the run. */
+static double calibrate(void) {
+    int M = 1024, N = 3072, K = 768;
+    float *a = calloc((size_t)M * K, 4), *b = calloc((size_t)N * K, 4), *c = calloc((size_t)M * N, 4);
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a); free(b); free(c);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+/* Multiply-adds ×2 of one tile: the patch GEMM, 4 D×D + 2 D×F projections per token, and QK^T, AV. */
+static double encoder_flops(const hf_vision_config *c, int T) {
+    double D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, Np = T;
+    double per_layer = T * (4 * D * D + 2 * D * F) + 2.0 * T * T * D;
+    return 2.0 * (c->num_hidden_layers * per_layer + Np * D * c->num_channels * P * P);
 }
 
 static int run(const char *label, const hf_vision_config *c, int reps, int tiles) {
@@ -130,20 +155,24 @@ static int run(const char *label, const hf_vision_config *c, int reps, int tiles
     float *px = malloc(npx * sizeof(float)), *out = malloc((size_t)tiles * T * m.D * sizeof(float));
     for (size_t i = 0; i < npx; i++) px[i] = frand();
     vit_outputs o = {.last_hidden_state = out};
-    double best = 1e30, total = 0;
+    double best = 1e30, total = 0, cpu = 0;
     for (int r = 0; r <= reps; r++) { /* rep 0 warms up */
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         if (vit_encode(&m, px, tiles, S, S, NULL, &o, &err)) {
             fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         double dt = now() - t0;
         if (r == 0) continue;
+        cpu += cpu_now() - c0;
         total += dt;
         if (dt < best) best = dt;
     }
-    printf("%-24s %4d tokens  %d tile(s)/batch  %.3f s/tile (best), %.3f s/tile (mean of %d)  weights %.0f MiB\n",
-           label, T, tiles, best / tiles, total / reps / tiles, reps, (double)size / (1 << 20));
+    double gf = encoder_flops(c, T) / 1e9;
+    printf("%-20s %4d tokens, %.0f GFLOP/tile, %d tile(s)/batch: %.3f s/tile best, %.3f mean of %d (%.0f GFLOPS); "
+           "CPU %.2f s/tile; weights %.0f MiB\n",
+           label, T, gf, tiles, best / tiles, total / reps / tiles, reps, gf * tiles / best, cpu / reps / tiles,
+           (double)size / (1 << 20));
     vit_free(&m);
     safetensors_close(st);
     free(buf);
@@ -159,7 +188,15 @@ int main(int argc, char **argv) {
         return 2;
     }
     omp_set_num_threads(threads);
-    printf("threads %d, f32 weights, f32 compute\n", threads);
+    printf("threads %d, f32 weights, f32 compute; load average now: ", threads);
+    FILE *la = fopen("/proc/loadavg", "r");
+    char line[128] = "?";
+    if (la) {
+        if (!fgets(line, sizeof line, la)) line[0] = 0;
+        fclose(la);
+    }
+    printf("%s", line);
+    printf("calibration: one 1024x3072x768 SGEMM runs at %.0f GFLOPS\n", calibrate());
     hf_vision_config siglip = {.model_type = "siglip_vision_model", .hidden_size = 768, .intermediate_size = 3072,
                                .num_hidden_layers = 12, .num_attention_heads = 12, .num_channels = 3,
                                .image_size = 512, .patch_size = 16, .layer_norm_eps = 1e-6,

@@ -621,6 +621,9 @@ static void test_kernels(void) {
     CHECK(worst < 3e-7, "fast_expf relative error %g", worst);
     CHECK(fast_expf(-1e30f) == 0.0f && fast_expf(-FLT_MAX) == 0.0f && fast_expf(-90.0f) == 0.0f, "underflow");
     CHECK(isfinite(fast_expf(1e30f)) && fast_expf(1e30f) > 1e38f && fast_expf(0.0f) == 1.0f, "overflow / exp(0)");
+    float imgs[3][4] = {{0, 0, 0, 0}, {0, 0, -0.0f, 1e-30f}, {0, 0, 0, 0}};
+    int keep[3] = {-1, -1, -1};
+    CHECK(vit_real_images(&imgs[0][0], 3, 4, keep) == 1 && keep[0] == 1, "real images");
     act_kind a;
     vlmc_error err = {0};
     CHECK(act_from_name("gelu_pytorch_tanh", "cfg", &a, &err) == VLMC_OK && a == ACT_GELU_TANH, "act name");

@@ -389,6 +389,17 @@ void vit_patch_mask_from_pixels(const uint8_t *pixel_mask, int n, int height, in
             }
 }
 
+int vit_real_images(const float *pixels, int n, size_t per_image, int *keep) {
+    int k = 0;
+    for (int b = 0; b < n; b++) {
+        const float *p = pixels + (size_t)b * per_image;
+        size_t i = 0;
+        while (i < per_image && p[i] == 0.0f) i++;
+        if (i < per_image) keep[k++] = b;
+    }
+    return k;
+}
+
 /* ---- encoder ------------------------------------------------------------------------------------------ */
 
 typedef struct work {
