@@ -2,7 +2,8 @@
  *   SigLIP-B/16 at 512×512: hidden 768, 12 layers, 12 heads, mlp 3072, patch 16 → 1024 patches
  *   CLIP ViT-L/14-336:      hidden 1024, 24 layers, 16 heads, mlp 4096, patch 14 → 577 tokens
  * The weights are an in-memory safetensors image opened with safetensors_open_memory, so the load path is the real
- * one. Usage: build/bench/bench_vit [threads (default 2)] [reps (default 3)] [tiles per batch (default 1)] */
+ * one. Usage: build/bench/bench_vit [threads (default 2)] [reps (default 3)] [tiles per batch (default 1)] [f32|bf16]
+ * (bf16: the weights are stored as BF16 and converted per GEMM; compute stays f32). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ static void add(spec *s, int *n, const char *name, int ndim, int64_t a, int64_t 
 }
 
 /* A safetensors image of a random tower; *size gets its length. */
-static char *build(const hf_vision_config *c, size_t *size) {
+static char *build(const hf_vision_config *c, bool bf16, size_t *size) {
     int D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, side = c->image_size / P;
     bool clip = !strcmp(c->model_type, "clip_vision_model");
     int cap = 16 + 16 * c->num_hidden_layers, n = 0;
@@ -79,13 +80,13 @@ static char *build(const hf_vision_config *c, size_t *size) {
             cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)s[i].shape[k]));
             numel *= (size_t)s[i].shape[k];
         }
-        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddStringToObject(e, "dtype", bf16 ? "BF16" : "F32");
         cJSON_AddItemToObject(e, "shape", sh);
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + numel * 4)));
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + numel * (bf16 ? 2 : 4))));
         cJSON_AddItemToObject(e, "data_offsets", o);
         cJSON_AddItemToObject(hdr, s[i].name, e);
-        off += numel * 4;
+        off += numel * (bf16 ? 2 : 4);
     }
     char *json = cJSON_PrintUnformatted(hdr);
     size_t hl = strlen(json), hpad = (hl + 7) / 8 * 8;
@@ -96,13 +97,17 @@ static char *build(const hf_vision_config *c, size_t *size) {
     memcpy(buf + 8, json, hl);
     memset(buf + 8 + hl, ' ', hpad - hl);
     float *data = (float *)(buf + 8 + hpad);
+    uint16_t *data16 = (uint16_t *)(buf + 8 + hpad);
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = 1;
         for (int d = 0; d < s[i].ndim; d++) numel *= (size_t)s[i].shape[d];
         float scale = 0.02f * sqrtf(3.0f); /* uniform with std 0.02, as HF's initializer_range */
-        for (size_t j = 0; j < numel; j++, k++)
-            data[k] = s[i].fill == 1 ? 1.0f : s[i].fill == 2 ? 0.0f : scale * frand();
+        for (size_t j = 0; j < numel; j++, k++) {
+            float v = s[i].fill == 1 ? 1.0f : s[i].fill == 2 ? 0.0f : scale * frand();
+            if (bf16) data16[k] = f32_to_bf16(v);
+            else data[k] = v;
+        }
     }
     free(json);
     cJSON_Delete(hdr);
@@ -140,9 +145,9 @@ static double encoder_flops(const hf_vision_config *c, int T) {
     return 2.0 * (c->num_hidden_layers * per_layer + Np * D * c->num_channels * P * P);
 }
 
-static int run(const char *label, const hf_vision_config *c, int reps, int tiles) {
+static int run(const char *label, const hf_vision_config *c, int reps, int tiles, bool bf16) {
     size_t size;
-    char *buf = build(c, &size);
+    char *buf = build(c, bf16, &size);
     safetensors *st = NULL;
     vlmc_error err = {0};
     vit_model m;
@@ -183,12 +188,13 @@ static int run(const char *label, const hf_vision_config *c, int reps, int tiles
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 3, tiles = argc > 3 ? atoi(argv[3]) : 1;
+    bool bf16 = argc > 4 && !strcmp(argv[4], "bf16");
     if (threads < 1 || reps < 1 || tiles < 1) {
-        fprintf(stderr, "usage: bench_vit [threads] [reps] [tiles]\n");
+        fprintf(stderr, "usage: bench_vit [threads] [reps] [tiles] [f32|bf16]\n");
         return 2;
     }
     omp_set_num_threads(threads);
-    printf("threads %d, f32 weights, f32 compute; load average now: ", threads);
+    printf("threads %d, %s weights, f32 compute; load average now: ", threads, bf16 ? "bf16" : "f32");
     FILE *la = fopen("/proc/loadavg", "r");
     char line[128] = "?";
     if (la) {
@@ -204,5 +210,5 @@ int main(int argc, char **argv) {
     hf_vision_config clip = {.model_type = "clip_vision_model", .hidden_size = 1024, .intermediate_size = 4096,
                              .num_hidden_layers = 24, .num_attention_heads = 16, .num_channels = 3, .image_size = 336,
                              .patch_size = 14, .layer_norm_eps = 1e-5, .hidden_act = "quick_gelu"};
-    return run("SigLIP-B/16 512x512", &siglip, reps, tiles) || run("CLIP ViT-L/14-336", &clip, reps, tiles);
+    return run("SigLIP-B/16 512x512", &siglip, reps, tiles, bf16) || run("CLIP ViT-L/14-336", &clip, reps, tiles, bf16);
 }
