@@ -3,6 +3,7 @@
  *   CLIP ViT-L/14-336:      hidden 1024, 24 layers, 16 heads, mlp 4096, patch 14 → 577 tokens
  * The weights are an in-memory safetensors image opened with safetensors_open_memory, so the load path is the real
  * one. Usage: build/bench/bench_vit [threads (default 2)] [reps (default 3)] [tiles per batch (default 1)] [f32|bf16]
+ * [siglip|clip]
  * (bf16: the weights are stored as BF16 and converted per GEMM; compute stays f32). */
 #include <math.h>
 #include <omp.h>
@@ -189,8 +190,9 @@ static int run(const char *label, const hf_vision_config *c, int reps, int tiles
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 3, tiles = argc > 3 ? atoi(argv[3]) : 1;
     bool bf16 = argc > 4 && !strcmp(argv[4], "bf16");
+    const char *only = argc > 5 ? argv[5] : ""; /* "siglip" or "clip": run just that one */
     if (threads < 1 || reps < 1 || tiles < 1) {
-        fprintf(stderr, "usage: bench_vit [threads] [reps] [tiles] [f32|bf16]\n");
+        fprintf(stderr, "usage: bench_vit [threads] [reps] [tiles] [f32|bf16] [siglip|clip]\n");
         return 2;
     }
     omp_set_num_threads(threads);
@@ -210,5 +212,7 @@ int main(int argc, char **argv) {
     hf_vision_config clip = {.model_type = "clip_vision_model", .hidden_size = 1024, .intermediate_size = 4096,
                              .num_hidden_layers = 24, .num_attention_heads = 16, .num_channels = 3, .image_size = 336,
                              .patch_size = 14, .layer_norm_eps = 1e-5, .hidden_act = "quick_gelu"};
-    return run("SigLIP-B/16 512x512", &siglip, reps, tiles, bf16) || run("CLIP ViT-L/14-336", &clip, reps, tiles, bf16);
+    if (strcmp(only, "clip") && run("SigLIP-B/16 512x512", &siglip, reps, tiles, bf16)) return 1;
+    if (strcmp(only, "siglip") && run("CLIP ViT-L/14-336", &clip, reps, tiles, bf16)) return 1;
+    return 0;
 }
