@@ -473,6 +473,8 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     if (height < m->P || width < m->P || height % m->P || width % m->P)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: input %d×%d is not a whole number of %d-pixel patches", m->file, height,
                          width, m->P);
+    if ((long long)(height / m->P) * (width / m->P) > (1 << 20))
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: input %d×%d has more than 2^20 patches", m->file, height, width);
     if (patch_mask && m->kind != VIT_IDEFICS3)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: a patch mask applies to Idefics3 only", m->file);
     if (o->pooler_output && m->kind == VIT_SIGLIP && !m->has_head)
