@@ -257,24 +257,33 @@ static const float *weight_f32(const tensor *w, float *scratch) {
     return scratch;
 }
 
-static void add_bias(float *y, const float *b, size_t M, size_t N) {
-    if (!b) return;
+/* y[i, :] = b (set) or y[i, :] += b, for M rows of N. */
+static void put_bias(float *y, const float *b, size_t M, size_t N, bool add) {
     #pragma omp parallel for schedule(static) if (M * N > 65536)
-    for (size_t i = 0; i < M; i++)
-        for (size_t j = 0; j < N; j++) y[i * N + j] += b[j];
+    for (size_t i = 0; i < M; i++) {
+        float *yi = y + i * N;
+        if (add)
+            for (size_t j = 0; j < N; j++) yi[j] += b[j];
+        else
+            memcpy(yi, b, N * sizeof(float));
+    }
 }
 
 void vision_linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
                    bool accumulate) {
     const int N = (int)w->shape[0], K = (int)w->shape[1];
     const float *W = weight_f32(w, scratch);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y, N);
-    add_bias(y, b, M, (size_t)N);
+    /* The bias goes into y first and the GEMM accumulates onto it (beta = 1): one pass over y instead of
+     * zeroing it and adding the bias afterwards. */
+    if (b) put_bias(y, b, M, (size_t)N, accumulate);
+    float beta = (b || accumulate) ? 1.0f : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, beta, y, N);
 }
 
 /* In place: row = softmax(row) over n values (max-subtracted, as torch.softmax). */
 static void softmax_row(float *row, int n) {
     float mx = row[0];
+    #pragma omp simd reduction(max : mx)
     for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
     #pragma omp simd
     for (int j = 0; j < n; j++) row[j] = fast_expf(row[j] - mx);
@@ -304,8 +313,11 @@ static void attention(float *out, int ldo, const float *q, int ldq, const float 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
         for (int i = 0; i < Tq; i++) {
             float *row = S + (size_t)i * Tk;
-            if (keymask)
-                for (int j = 0; j < Tk; j++) row[j] += keymask[(size_t)b * Tk + j];
+            if (keymask) {
+                const float *km = keymask + (size_t)b * Tk;
+                #pragma omp simd
+                for (int j = 0; j < Tk; j++) row[j] += km[j];
+            }
             softmax_row(row, Tk);
         }
         /* O[Tq, hd] = S V */
