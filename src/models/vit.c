@@ -329,7 +329,12 @@ static void attention(float *out, int ldo, const float *q, int ldq, const float 
 /* ---- Idefics3 position ids ------------------------------------------------------------------------------ */
 
 /* torch.arange(start, end, step) for a float32 result: length ceil((end - start) / step) in double, values
- * (float)(start + i·step) computed in double (CPU accumulate type). */
+ * (float)(start + i·step) computed in double (CPU accumulate type), as torch's scalar CPU loop does.
+ * Caveat: torch's vectorized loop (runs of 2·V elements, V = 8 with AVX2, 16 with AVX-512) rounds each chunk's
+ * base to float first, so for some patch grids the bucketized ids depend on PyTorch's SIMD width. Worked out
+ * for every mask size: grids of up to 18 patches per side, and 24, 26, 27, 32 (the released Idefics3 / SmolVLM
+ * towers use 26 and 32), bucketize identically under all three schemes; others (e.g. 19, 25, 29) can differ by
+ * one bucket between PyTorch builds, and this code follows the scalar one. */
 static int arange_f32(double start, double end, double step, float *out, int cap) {
     double len = ceil((end - start) / step);
     if (!(len >= 0) || len > cap) return -1;
