@@ -595,6 +595,61 @@ static void test_llava_new_layout(void) {
     fx_close(&f);
 }
 
+/* vlm_image_features: the whole image path per family, against the fixtures' final image features. */
+static void image_features_case(const char *name, const char *ref_name, bool add_padding_image) {
+    fx f;
+    if (!fx_open(name, &f)) return;
+    vlmc_error err = {0};
+    vit_model m;
+    projector pj;
+    if (!CHECK(vlm_vision_load(f.st, &f.cfg, &m, &pj, &err) == VLMC_OK, "%s", err.message)) {
+        fx_close(&f);
+        return;
+    }
+    vfx_array px, ref, sizes = {0}, pmask = {0};
+    if (vfx_load(f.dir, "pixel_values", &px) && vfx_load(f.dir, ref_name, &ref)) {
+        bool five = px.ndim == 5;
+        int n = (int)(five ? px.shape[1] : px.shape[0]), S = (int)px.shape[px.ndim - 1], ih = 0, iw = 0;
+        if (!strcmp(name, "llava_next") && vfx_load(f.dir, "image_sizes", &sizes)) {
+            ih = ((const int32_t *)sizes.data)[0];
+            iw = ((const int32_t *)sizes.data)[1];
+        }
+        size_t per = (size_t)3 * S * S;
+        float *pix = calloc((size_t)(n + 1) * per, sizeof(float)); /* room for one padding image */
+        memcpy(pix, px.data, (size_t)n * per * sizeof(float));
+        uint8_t *pm = NULL;
+        if (!strcmp(name, "idefics3") && vfx_load(f.dir, "pixel_attention_mask", &pmask)) {
+            pm = calloc((size_t)(n + 1) * S * S, 1);
+            for (size_t i = 0; i < pmask.numel; i++) pm[i] = ((const int32_t *)pmask.data)[i] != 0;
+        }
+        int nn = n + (add_padding_image ? 1 : 0);
+        float *out = NULL;
+        size_t rows = 0;
+        char what[64];
+        snprintf(what, sizeof what, "%s image features%s", name, add_padding_image ? " (+pad)" : "");
+        if (CHECK(vlm_image_features(&m, &pj, &f.cfg, pix, nn, S, S, pm, ih, iw, &out, &rows, &err) == VLMC_OK, "%s",
+                  err.message) &&
+            CHECK(rows * (size_t)pj.out_dim == ref.numel, "%zu rows of %d vs %zu values", rows, pj.out_dim, ref.numel))
+            vfx_compare(what, out, &ref, REL);
+        free(out);
+        free(pix);
+        free(pm);
+    }
+    vfx_free(&px); vfx_free(&ref); vfx_free(&sizes); vfx_free(&pmask);
+    projector_free(&pj);
+    vit_free(&m);
+    fx_close(&f);
+}
+
+static void test_image_features(void) {
+    image_features_case("llava", "projector_output", false);
+    image_features_case("llava_batch", "projector_output", false);
+    image_features_case("llava_next", "packed_image_features", false);
+    image_features_case("llava_next", "packed_image_features", true); /* a padded extra tile is ignored */
+    image_features_case("idefics3", "projector_output", false);
+    image_features_case("idefics3", "projector_output", true);        /* an all-zero image is dropped */
+}
+
 /* ---- kernels ------------------------------------------------------------------------------------------------ */
 
 static void test_kernels(void) {
@@ -621,6 +676,9 @@ static void test_kernels(void) {
     CHECK(worst < 3e-7, "fast_expf relative error %g", worst);
     CHECK(fast_expf(-1e30f) == 0.0f && fast_expf(-FLT_MAX) == 0.0f && fast_expf(-90.0f) == 0.0f, "underflow");
     CHECK(isfinite(fast_expf(1e30f)) && fast_expf(1e30f) > 1e38f && fast_expf(0.0f) == 1.0f, "overflow / exp(0)");
+    float imgs[3][4] = {{0, 0, 0, 0}, {0, 0, -0.0f, 1e-30f}, {0, 0, 0, 0}};
+    int keep[3] = {-1, -1, -1};
+    CHECK(vit_real_images(&imgs[0][0], 3, 4, keep) == 1 && keep[0] == 1, "real images");
     act_kind a;
     vlmc_error err = {0};
     CHECK(act_from_name("gelu_pytorch_tanh", "cfg", &a, &err) == VLMC_OK && a == ACT_GELU_TANH, "act name");
@@ -645,5 +703,6 @@ int main(void) {
     TEST_RUN(test_feature_layer_list);
     TEST_RUN(test_siglip_without_head);
     TEST_RUN(test_llava_new_layout);
+    TEST_RUN(test_image_features);
     return tests_end();
 }

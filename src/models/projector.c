@@ -341,3 +341,107 @@ vlmc_status llava_next_pack(const projector *p, const float *features, int n_til
     }
     return VLMC_OK;
 }
+
+/* ---- the whole image path ---------------------------------------------------------------------------------- */
+
+vlmc_status vlm_image_features(const vit_model *vit, const projector *proj, const hf_config *cfg, const float *pixels,
+                               int n, int height, int width, const uint8_t *pixel_mask, int image_h, int image_w,
+                               float **out, size_t *n_rows, vlmc_error *err) {
+    *out = NULL;
+    *n_rows = 0;
+    if (n <= 0 || height <= 0 || width <= 0)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: no image to encode", proj->file);
+    const size_t per_image = (size_t)vit->C * height * width;
+    vlmc_status s = VLMC_OK;
+    float *sel = NULL, *feat = NULL, *packed = NULL, *kept = NULL;
+    uint8_t *pmask = NULL;
+    int *keep = NULL;
+
+    if (proj->kind == PROJ_IDEFICS3) {
+        /* Idefics3Model.forward: drop padding images, patch mask from the pixel mask, last_hidden_state, connector */
+        keep = malloc((size_t)n * sizeof(int));
+        if (!keep) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        int nr = vit_real_images(pixels, n, per_image, keep);
+        if (nr == 0) {
+            free(keep);
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: every image is padding (all zero)", proj->file);
+        }
+        int T = vit_tokens(vit, height, width), tout = projector_out_tokens(proj, T);
+        if (tout <= 0) {
+            free(keep);
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: %d×%d tiles do not pixel-shuffle by %d", proj->file, height, width,
+                             proj->scale_factor);
+        }
+        const int gh = height / vit->P, gw = width / vit->P;
+        kept = malloc((size_t)nr * per_image * sizeof(float));
+        feat = malloc((size_t)nr * T * vit->D * sizeof(float));
+        if (pixel_mask) pmask = malloc((size_t)nr * gh * gw);
+        *out = malloc((size_t)nr * tout * proj->out_dim * sizeof(float));
+        if (!kept || !feat || (pixel_mask && !pmask) || !*out) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < nr; i++) {
+            memcpy(kept + (size_t)i * per_image, pixels + (size_t)keep[i] * per_image, per_image * sizeof(float));
+            if (pixel_mask)
+                vit_patch_mask_from_pixels(pixel_mask + (size_t)keep[i] * height * width, 1, height, width, vit->P,
+                                           pmask + (size_t)i * gh * gw);
+        }
+        vit_outputs o = {.last_hidden_state = feat};
+        if ((s = vit_encode(vit, kept, nr, height, width, pmask, &o, err)) ||
+            (s = projector_forward(proj, feat, nr, T, vit->D, *out, err)))
+            goto done;
+        *n_rows = (size_t)nr * tout;
+        goto done;
+    }
+
+    /* LLaVA / LLaVA-NeXT: hidden_states[vision_feature_layer(s)], strategy, multi_modal_projector */
+    int use = n;
+    if (proj->image_newline) {
+        int nt;
+        if ((s = llava_next_num_tiles(proj, image_h, image_w, &nt, err))) return s;
+        if (nt > n)
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: image size %d×%d needs %d tiles, got %d", proj->file, image_h,
+                             image_w, nt, n);
+        use = nt;
+    }
+    vit_outputs o = {0};
+    if ((s = vit_select_from_config(cfg, NULL, &o, err))) return s;
+    int tokens, feats;
+    vit_selected_shape(vit, &o, height, width, &tokens, &feats);
+    sel = malloc((size_t)use * tokens * feats * sizeof(float));
+    feat = malloc((size_t)use * tokens * proj->out_dim * sizeof(float));
+    if (!sel || !feat) {
+        s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    o.selected = sel;
+    if ((s = vit_encode(vit, pixels, use, height, width, NULL, &o, err)) ||
+        (s = projector_forward(proj, sel, use, tokens, feats, feat, err)))
+        goto done;
+    if (!proj->image_newline) {
+        *out = feat;
+        feat = NULL;
+        *n_rows = (size_t)use * tokens;
+        goto done;
+    }
+    size_t len;
+    if ((s = llava_next_packed_len(proj, use, tokens, image_h, image_w, &len, err))) goto done;
+    packed = malloc(len * proj->out_dim * sizeof(float));
+    if (!packed) {
+        s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if ((s = llava_next_pack(proj, feat, use, tokens, image_h, image_w, packed, &len, err))) goto done;
+    *out = packed;
+    packed = NULL;
+    *n_rows = len;
+done:
+    if (s) {
+        free(*out);
+        *out = NULL;
+        *n_rows = 0;
+    }
+    free(sel); free(feat); free(packed); free(kept); free(pmask); free(keep);
+    return s;
+}

@@ -77,4 +77,17 @@ vlmc_status llava_next_packed_len(const projector *p, int n_tiles, int tokens, i
 vlmc_status llava_next_pack(const projector *p, const float *features, int n_tiles, int tokens, int image_height,
                             int image_width, float *out, size_t *len, vlmc_error *err);
 
+/* The image features a VLM merges into its input embeddings for one image (or one batch of LLaVA images),
+ * tower + selection + projector (+ packing) in one call:
+ *   llava       pixels [n, C, S, S]: n images → [n · tokens, out_dim] (image after image)
+ *   llava_next  pixels [n, C, S, S]: one image's tiles (base first), image_h × image_w its original size →
+ *               the packed features [len, out_dim]; extra tiles beyond what the size selects are ignored, as
+ *               LlavaNextForConditionalGeneration does with padded pixel_values
+ *   idefics3    pixels [n, C, S, S], pixel_mask [n, S, S] (1 = real pixel) or NULL: all-zero (padding) images
+ *               dropped, then [real · tokens / scale², out_dim]
+ * *out is malloc'ed (free it), *n_rows its rows. */
+vlmc_status vlm_image_features(const vit_model *vit, const projector *proj, const hf_config *cfg, const float *pixels,
+                               int n, int height, int width, const uint8_t *pixel_mask, int image_h, int image_w,
+                               float **out, size_t *n_rows, vlmc_error *err);
+
 #endif

@@ -257,67 +257,98 @@ static const float *weight_f32(const tensor *w, float *scratch) {
     return scratch;
 }
 
-static void add_bias(float *y, const float *b, size_t M, size_t N) {
-    if (!b) return;
+/* y[i, :] = b (set) or y[i, :] += b, for M rows of N. */
+static void put_bias(float *y, const float *b, size_t M, size_t N, bool add) {
     #pragma omp parallel for schedule(static) if (M * N > 65536)
-    for (size_t i = 0; i < M; i++)
-        for (size_t j = 0; j < N; j++) y[i * N + j] += b[j];
+    for (size_t i = 0; i < M; i++) {
+        float *yi = y + i * N;
+        if (add)
+            for (size_t j = 0; j < N; j++) yi[j] += b[j];
+        else
+            memcpy(yi, b, N * sizeof(float));
+    }
 }
 
 void vision_linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
                    bool accumulate) {
     const int N = (int)w->shape[0], K = (int)w->shape[1];
     const float *W = weight_f32(w, scratch);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y, N);
-    add_bias(y, b, M, (size_t)N);
+    /* The bias goes into y first and the GEMM accumulates onto it (beta = 1): one pass over y instead of
+     * zeroing it and adding the bias afterwards. */
+    if (b) put_bias(y, b, M, (size_t)N, accumulate);
+    float beta = (b || accumulate) ? 1.0f : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, beta, y, N);
 }
 
-/* In place: row = softmax(row) over n values (max-subtracted, as torch.softmax). */
-static void softmax_row(float *row, int n) {
-    float mx = row[0];
-    for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    #pragma omp simd
-    for (int j = 0; j < n; j++) row[j] = fast_expf(row[j] - mx);
+/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
+enum { ATT_QB = 64 };
+
+/* In place: row = exp(row + mask - max) over n values; returns 1 / sum, the softmax normalizer
+ * (torch.softmax: max-subtracted exponentials over their sum). */
+static float softmax_unnormalized(float *row, const float *mask, int n) {
+    float mx = -INFINITY;
+    if (mask) {
+        #pragma omp simd reduction(max : mx)
+        for (int j = 0; j < n; j++) {
+            row[j] += mask[j];
+            mx = row[j] > mx ? row[j] : mx;
+        }
+    } else {
+        #pragma omp simd reduction(max : mx)
+        for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    }
     float sum = 0.0f;
     #pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++) sum += row[j];
-    float inv = 1.0f / sum;
-    #pragma omp simd
-    for (int j = 0; j < n; j++) row[j] *= inv;
+    for (int j = 0; j < n; j++) {
+        row[j] = fast_expf(row[j] - mx);
+        sum += row[j];
+    }
+    return 1.0f / sum;
 }
 
 /* Multi-head attention of B tiles of Tq queries over Tk keys; q [B·Tq, D] (row stride ldq), k, v [B·Tk, D]
  * (stride ldkv), out [B·Tq, D] (stride ldo). keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as
- * _prepare_4d_attention_mask does) or NULL. scores: per-thread scratch of omp_get_max_threads() × Tq·Tk floats.
- * OpenMP over (tile, head) pairs; each pair runs two single-threaded SGEMMs (OpenBLAS's OpenMP build does not
- * spawn threads inside a parallel region). */
+ * _prepare_4d_attention_mask does) or NULL. scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk
+ * floats. OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's OpenMP build does
+ * not spawn threads inside a parallel region) on blocks of ATT_QB queries:
+ *   S = scale · Q_blk K^T            [qb, Tk]
+ *   S = exp(S + mask - rowmax)       (unnormalized softmax, row sums kept)
+ *   O_blk = (S V) / rowsum           [qb, hd]  (normalizing the hd outputs instead of the Tk probabilities) */
 static void attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
                       const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores) {
     #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *S = scores + (size_t)omp_get_thread_num() * (size_t)Tq * (size_t)Tk;
-        const float *Q = q + (size_t)b * Tq * ldq + (size_t)h * hd;
+        float *S = scores + (size_t)omp_get_thread_num() * ATT_QB * (size_t)Tk;
         const float *K = k + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *V = v + (size_t)b * Tk * ldkv + (size_t)h * hd;
-        /* S[Tq, Tk] = scale · Q K^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
-        for (int i = 0; i < Tq; i++) {
-            float *row = S + (size_t)i * Tk;
-            if (keymask)
-                for (int j = 0; j < Tk; j++) row[j] += keymask[(size_t)b * Tk + j];
-            softmax_row(row, Tk);
+        const float *mask = keymask ? keymask + (size_t)b * Tk : NULL;
+        float inv[ATT_QB];
+        for (int i0 = 0; i0 < Tq; i0 += ATT_QB) {
+            int qb = Tq - i0 < ATT_QB ? Tq - i0 : ATT_QB;
+            const float *Q = q + ((size_t)b * Tq + i0) * ldq + (size_t)h * hd;
+            float *O = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
+            for (int i = 0; i < qb; i++) inv[i] = softmax_unnormalized(S + (size_t)i * Tk, mask, Tk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, Tk, 1.0f, S, Tk, V, ldkv, 0.0f, O, ldo);
+            for (int i = 0; i < qb; i++) {
+                float *o = O + (size_t)i * ldo;
+                #pragma omp simd
+                for (int d = 0; d < hd; d++) o[d] *= inv[i];
+            }
         }
-        /* O[Tq, hd] = S V */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, Tk, 1.0f, S, Tk, V, ldkv, 0.0f,
-                    out + (size_t)b * Tq * ldo + (size_t)h * hd, ldo);
     }
 }
 
 /* ---- Idefics3 position ids ------------------------------------------------------------------------------ */
 
 /* torch.arange(start, end, step) for a float32 result: length ceil((end - start) / step) in double, values
- * (float)(start + i·step) computed in double (CPU accumulate type). */
+ * (float)(start + i·step) computed in double (CPU accumulate type), as torch's scalar CPU loop does.
+ * Caveat: torch's vectorized loop (runs of 2·V elements, V = 8 with AVX2, 16 with AVX-512) rounds each chunk's
+ * base to float first, so for some patch grids the bucketized ids depend on PyTorch's SIMD width. Worked out
+ * for every mask size: grids of up to 18 patches per side, and 24, 26, 27, 32 (the released Idefics3 / SmolVLM
+ * towers use 26 and 32), bucketize identically under all three schemes; others (e.g. 19, 25, 29) can differ by
+ * one bucket between PyTorch builds, and this code follows the scalar one. */
 static int arange_f32(double start, double end, double step, float *out, int cap) {
     double len = ceil((end - start) / step);
     if (!(len >= 0) || len > cap) return -1;
@@ -387,6 +418,17 @@ void vit_patch_mask_from_pixels(const uint8_t *pixel_mask, int n, int height, in
                 }
                 patch_mask[((size_t)b * gh + py) * gw + px] = (uint8_t)any;
             }
+}
+
+int vit_real_images(const float *pixels, int n, size_t per_image, int *keep) {
+    int k = 0;
+    for (int b = 0; b < n; b++) {
+        const float *p = pixels + (size_t)b * per_image;
+        size_t i = 0;
+        while (i < per_image && p[i] == 0.0f) i++;
+        if (i < per_image) keep[k++] = b;
+    }
+    return k;
 }
 
 /* ---- encoder ------------------------------------------------------------------------------------------ */
@@ -462,6 +504,8 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     if (height < m->P || width < m->P || height % m->P || width % m->P)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: input %d×%d is not a whole number of %d-pixel patches", m->file, height,
                          width, m->P);
+    if ((long long)(height / m->P) * (width / m->P) > (1 << 20))
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: input %d×%d has more than 2^20 patches", m->file, height, width);
     if (patch_mask && m->kind != VIT_IDEFICS3)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: a patch mask applies to Idefics3 only", m->file);
     if (o->pooler_output && m->kind == VIT_SIGLIP && !m->has_head)
@@ -502,7 +546,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     w.a = malloc(R * D * sizeof(float));
     w.f = malloc(R * (size_t)F * sizeof(float));
     w.patches = malloc((size_t)bmax * Np * CPP * sizeof(float));
-    w.scores = malloc((size_t)nt * T * T * sizeof(float));
+    w.scores = malloc((size_t)nt * ATT_QB * T * sizeof(float));
     w.wscratch = malloc((m->scratch_floats ? m->scratch_floats : 1) * sizeof(float));
     w.keymask = malloc((size_t)bmax * T * sizeof(float));
     w.pos = malloc((size_t)Np * sizeof(int));

@@ -116,6 +116,10 @@ void vit_selected_shape(const vit_model *m, const vit_outputs *sel, int height, 
 void vit_patch_mask_from_pixels(const uint8_t *pixel_mask, int n, int height, int width, int patch,
                                 uint8_t *patch_mask);
 
+/* Idefics3Model drops padding images (every pixel value exactly 0) before the vision tower: writes the indices of
+ * the others among n images of per_image floats into keep[] and returns how many there are. */
+int vit_real_images(const float *pixels, int n, size_t per_image, int *keep);
+
 /* Shared by the vision models: y[M, N] = x[M, K] W^T + b (W: a [N, K] F32 / F16 / BF16 view, b may be NULL);
  * with accumulate, y += x W^T + b (a residual add). Through cblas_sgemm; W is converted into scratch (at least
  * N·K floats) unless vision_weight_is_direct (4-byte-aligned F32). */
