@@ -2219,7 +2219,9 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
                 if (!has) return TYPE_ERR(r, line, "test '%s' needs an argument", name);
                 return compare(r, line, cmp[i].op, v, &x, res);
             }
-        return rfail(r, line, VLMC_ERR_UNSUPPORTED, "TemplateAssertionError: no test named '%s'", name);
+        if (jinja_name_in(jinja_test_names, name))
+            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "the Jinja test '%s' is not supported by vlmc", name);
+        return rfail(r, line, VLMC_ERR_FORMAT, "TemplateAssertionError: no test named '%s'", name);
     }
     return CTL_OK;
 }
@@ -2816,7 +2818,9 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (!nm) return rfail(r, line, VLMC_ERR_LIMIT, "out of memory");
         return get_attr(r, line, in, nm, out);
     }
-    return rfail(r, line, VLMC_ERR_UNSUPPORTED, "TemplateAssertionError: no filter named '%s'", name);
+    if (jinja_name_in(jinja_filter_names, name))
+        return rfail(r, line, VLMC_ERR_UNSUPPORTED, "the Jinja filter '%s' is not supported by vlmc", name);
+    return rfail(r, line, VLMC_ERR_FORMAT, "TemplateAssertionError: no filter named '%s'", name);
 }
 
 /* ---- expressions ----------------------------------------------------------------------------- */

@@ -1207,11 +1207,7 @@ static node *parse_expression(parser *P, bool with_condexpr) {
 /* ---- statements ------------------------------------------------------------ */
 
 static bool check_target(parser *P, node *t) {
-    if (t->kind == N_NAME) {
-        if (!strcmp(t->str, "true") || !strcmp(t->str, "false") || !strcmp(t->str, "none") || !strcmp(t->str, "loop"))
-            if (strcmp(t->str, "loop")) return pfail(P, t->line, "cannot assign to '%s'", t->str);
-        return true;
-    }
+    if (t->kind == N_NAME) return true; /* true/false/none parse as constants, rejected below */
     if (t->kind == N_NSREF) return true;
     if (t->kind == N_TUPLE) {
         for (size_t i = 0; i < t->nargs; i++)
@@ -1338,8 +1334,6 @@ static bool parse_signature(parser *P, node *n) {
         if (tok_is_op(cur(P), "=")) {
             advance(P);
             if (!(def = parse_expression(P, true))) return false;
-        } else if (defs.n && cnt && n->kwvals == NULL) {
-            /* checked below */
         }
         if (cnt == cap) {
             cap = cap ? cap * 2 : 4;
@@ -1518,6 +1512,60 @@ done:
     return body;
 }
 
+const char *const jinja_filter_names[] = {
+    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape", "filesizeformat",
+    "first", "float", "forceescape", "format", "groupby", "indent", "int", "join", "last", "length", "list", "lower",
+    "items", "map", "min", "max", "pprint", "random", "reject", "rejectattr", "replace", "reverse", "round", "safe",
+    "select", "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "trim", "truncate", "unique", "upper",
+    "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr", "tojson", NULL};
+const char *const jinja_test_names[] = {
+    "odd", "even", "divisibleby", "defined", "undefined", "filter", "test", "none", "boolean", "false", "true",
+    "integer", "float", "lower", "upper", "string", "mapping", "number", "sequence", "iterable", "callable", "sameas",
+    "escaped", "in", "==", "eq", "equalto", "!=", "ne", ">", "gt", "greaterthan", "ge", ">=", "<", "lt", "lessthan",
+    "<=", "le", NULL};
+
+bool jinja_name_in(const char *const *names, const char *name) {
+    for (; *names; names++)
+        if (!strcmp(*names, name)) return true;
+    return false;
+}
+
+/* Jinja2 rejects unknown filters and tests when it compiles the template,
+ * except inside `if` statements and inline if-expressions ("soft" frames,
+ * where the error is deferred to when they run). Loops, macros and blocks
+ * start hard again. */
+static bool check_names(parser *P, const node *n, bool soft, int depth) {
+    if (!n) return true;
+    if (depth > 4 * MAX_DEPTH) return pfail(P, n->line, "nested too deeply");
+    if (!soft && n->kind == N_FILTER && !jinja_name_in(jinja_filter_names, n->str))
+        return pfail(P, n->line, "no filter named '%s'", n->str);
+    if (!soft && n->kind == N_TEST && !jinja_name_in(jinja_test_names, n->str))
+        return pfail(P, n->line, "no test named '%s'", n->str);
+    bool kids_soft = soft;
+    switch (n->kind) {
+    case N_IF:
+    case N_COND: kids_soft = true; break;
+    case N_FOR:
+        /* the iterable is evaluated in the enclosing frame; the rest in the loop's own */
+        return check_names(P, n->b, soft, depth + 1) && check_names(P, n->d, false, depth + 1) &&
+               check_names(P, n->c, false, depth + 1) && (!n->nkw || check_names(P, n->kwvals[0], false, depth + 1));
+    case N_MACRO:
+    case N_CALLBLOCK:
+    case N_SETBLOCK:
+    case N_FILTERBLOCK:
+    case N_WITH: kids_soft = false; break;
+    default: break;
+    }
+    const node *kids[4] = {n->a, n->b, n->c, n->d};
+    for (int i = 0; i < 4; i++)
+        if (!check_names(P, kids[i], kids_soft, depth + 1)) return false;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (!check_names(P, n->args[i], kids_soft, depth + 1)) return false;
+    for (size_t i = 0; n->kwvals && i < n->nkw; i++)
+        if (!check_names(P, n->kwvals[i], kids_soft, depth + 1)) return false;
+    return true;
+}
+
 vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_template **out, vlmc_error *err) {
     *out = NULL;
     if (!name) name = "template";
@@ -1544,6 +1592,7 @@ vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_tem
     }
     parser P = {.pool = &t->pool, .err = err, .name = t->name, .toks = L.toks, .ntoks = L.ntoks};
     t->root = subparse(&P, NULL);
+    if (t->root && !P.failed) check_names(&P, t->root, false, 0);
     free(L.toks);
     if (!t->root || P.failed) {
         vlmc_status st = err ? err->code : VLMC_ERR_FORMAT;
