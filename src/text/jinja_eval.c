@@ -65,6 +65,7 @@ struct jlist {
     val *v;
     size_t n, cap;
     bool tuple;
+    bool group; /* a (grouper, list) pair made by the groupby filter: has .grouper and .list */
 };
 
 struct jdict {
@@ -1138,6 +1139,10 @@ static int get_attr(R *r, int line, const val *obj, const char *name, val *out) 
         *out = v_undef(hintf(r, "'str object' has no attribute '%s'", name));
         return CTL_OK;
     case V_LIST:
+        if (obj->u.l->group && (!strcmp(name, "grouper") || !strcmp(name, "list"))) {
+            *out = obj->u.l->v[name[0] == 'l'];
+            return CTL_OK;
+        }
         if (in_names(LIST_METHODS, name)) return make_method(r, line, obj, name, out);
         if (in_names(LIST_UNSAFE, name) && !obj->u.l->tuple) {
             *out = v_undef(hintf(r, "SecurityError: access to attribute '%s' of 'list' object is unsafe", name));
@@ -1482,7 +1487,145 @@ static int compare(R *r, int line, int op, const val *a, const val *b, bool *res
 
 /* ---- str.format and the format filter (the common subset) ------------------------------- */
 
-/* Python str.format: {} {0} {name} with no format spec or conversion. */
+/* Python's format(value, spec) for the format-spec mini-language
+ * [[fill]align][sign][#][0][width][,|_][.precision][type] on str, int and float. */
+static bool format_spec(R *r, int line, const val *v, const char *spec, size_t sl, sbuf *b) {
+    uint32_t fill = ' ';
+    char align = 0, sign = '-', type = 0, group = 0;
+    bool alt = false;
+    long width = -1, prec = -1;
+    size_t i = 0;
+    /* fill and align */
+    {
+        size_t j = 0;
+        uint32_t c0 = sl ? cp_at(spec, sl, &j) : 0;
+        if (j < sl && strchr("<>=^", spec[j])) {
+            fill = c0;
+            align = spec[j];
+            i = j + 1;
+        } else if (sl && strchr("<>=^", spec[0])) {
+            align = spec[0];
+            i = 1;
+        }
+    }
+    if (i < sl && strchr("+- ", spec[i])) sign = spec[i++];
+    if (i < sl && spec[i] == '#') alt = true, i++;
+    if (i < sl && spec[i] == '0') {
+        if (!align) fill = '0', align = '=';
+        i++;
+    }
+    while (i < sl && spec[i] >= '0' && spec[i] <= '9') width = (width < 0 ? 0 : width) * 10 + (spec[i++] - '0');
+    if (i < sl && (spec[i] == ',' || spec[i] == '_')) group = spec[i++];
+    if (i < sl && spec[i] == '.') {
+        i++;
+        prec = 0;
+        while (i < sl && spec[i] >= '0' && spec[i] <= '9') prec = prec * 10 + (spec[i++] - '0');
+    }
+    if (i < sl) type = spec[i++];
+    if (i != sl || width > 100000 || prec > 600) {
+        rfail(r, line, VLMC_ERR_FORMAT, "ValueError: invalid format specifier '%.*s'", (int)(sl > 50 ? 50 : sl), spec);
+        return false;
+    }
+    char body[2048];
+    const char *text = body;
+    size_t tl = 0;
+    if (is_num(v) && type == 's') {
+        rfail(r, line, VLMC_ERR_FORMAT, "ValueError: Unknown format code 's' for object of type '%s'", type_name(v));
+        return false;
+    }
+    bool numeric = is_num(v);
+    char sgn = 0;
+    sbuf tmp = {0};
+    if (!numeric) {
+        if (type && type != 's') {
+            rfail(r, line, VLMC_ERR_FORMAT, "ValueError: unknown format code '%c' for object of type '%s'", type, type_name(v));
+            return false;
+        }
+        if (!put_val(r, &tmp, v, false, 0)) return false;
+        text = tmp.p ? tmp.p : "";
+        tl = tmp.n;
+        if (prec >= 0) tl = cp_off(text, tl, (size_t)prec);
+    } else {
+        bool as_int = v->t != V_FLOAT && (!type || strchr("dxXobcn", type));
+        if (as_int) {
+            int64_t x = num_i(v);
+            uint64_t ux = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+            if (x < 0) sgn = '-';
+            const char *fmt = type == 'x' ? "%llx" : type == 'X' ? "%llX" : type == 'o' ? "%llo" : "%llu";
+            char digits[80];
+            if (type == 'b') {
+                int k = 0;
+                char rev[70];
+                do rev[k++] = (char)('0' + (ux & 1)); while ((ux >>= 1) && k < 66);
+                for (int q = 0; q < k; q++) digits[q] = rev[k - 1 - q];
+                digits[k] = '\0';
+            } else if (type == 'c') {
+                size_t k = utf8_encode((uint32_t)x, digits);
+                digits[k] = '\0';
+                sgn = 0;
+            } else {
+                snprintf(digits, sizeof digits, fmt, (unsigned long long)ux);
+            }
+            size_t o = 0;
+            if (alt && type && strchr("xXob", type)) body[o++] = '0', body[o++] = type;
+            size_t nd = strlen(digits);
+            for (size_t q = 0; q < nd; q++) {
+                body[o++] = digits[q];
+                size_t left = nd - q - 1;
+                if (group && left && left % 3 == 0 && type != 'c') body[o++] = group;
+            }
+            tl = o;
+        } else {
+            double x = num_f(v);
+            if (signbit(x) && !isnan(x)) sgn = '-', x = -x;
+            char t = type ? type : 'g';
+            if (!type && prec < 0) {
+                float_repr(x, body, sizeof body);
+            } else if (t == '%') {
+                snprintf(body, sizeof body, "%.*f%%", (int)(prec < 0 ? 6 : prec), x * 100);
+            } else if (strchr("fFeEgG", t)) {
+                char f[16];
+                snprintf(f, sizeof f, "%%%s.*%c", alt ? "#" : "", t);
+                snprintf(body, sizeof body, f, (int)(prec < 0 ? 6 : prec), x);
+                if (!type && !strpbrk(body, ".einf")) strcat(body, ".0"); /* Python's no-type float format */
+            } else {
+                rfail(r, line, VLMC_ERR_FORMAT, "ValueError: unknown format code '%c' for object of type 'float'", type);
+                return false;
+            }
+            if (group) { /* group the integer digits */
+                char g[sizeof body];
+                size_t intlen = strspn(body, "0123456789"), o = 0;
+                for (size_t q = 0; q < intlen && o + 2 < sizeof g; q++) {
+                    g[o++] = body[q];
+                    size_t left = intlen - q - 1;
+                    if (left && left % 3 == 0) g[o++] = group;
+                }
+                size_t rest = strlen(body + intlen);
+                if (o + rest >= sizeof g) rest = sizeof g - o - 1;
+                memcpy(g + o, body + intlen, rest);
+                g[o + rest] = '\0';
+                memcpy(body, g, o + rest + 1);
+            }
+            tl = strlen(body);
+        }
+        if (!sgn && (sign == '+' || sign == ' ')) sgn = sign;
+    }
+    size_t len = cp_len(text, tl) + (sgn ? 1 : 0);
+    size_t pad = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+    if (!align) align = numeric ? '>' : '<';
+    size_t left = align == '>' ? pad : align == '^' ? pad / 2 : 0, right = pad - left;
+    if (align == '=') left = 0, right = 0;
+    bool ok = true;
+    for (size_t q = 0; ok && q < left; q++) ok = put_cp(r, b, fill);
+    if (ok && sgn) ok = sb_putc(r, b, sgn);
+    for (size_t q = 0; ok && align == '=' && q < pad; q++) ok = put_cp(r, b, fill);
+    ok = ok && sb_put(r, b, text, tl);
+    for (size_t q = 0; ok && q < right; q++) ok = put_cp(r, b, fill);
+    sb_free(&tmp);
+    return ok;
+}
+
+/* Python str.format: {} {0} {name} with optional !r/!s conversion and :spec. */
 static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
     sbuf b = {0};
     const char *p = fmt->u.s.p;
@@ -1514,14 +1657,29 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: single '{' encountered in format string");
         }
         const char *field = p + i + 1;
-        size_t fl = e - i - 1;
-        if (memchr(field, ':', fl) || memchr(field, '!', fl) || memchr(field, '.', fl) || memchr(field, '[', fl)) {
+        size_t fl = e - i - 1, name_len = 0;
+        while (name_len < fl && field[name_len] != '!' && field[name_len] != ':') name_len++;
+        char conv = 0;
+        const char *spec = "";
+        size_t sl = 0;
+        if (name_len < fl && field[name_len] == '!') {
+            conv = name_len + 1 < fl ? field[name_len + 1] : 0;
+            if ((conv != 'r' && conv != 's') || (name_len + 2 < fl && field[name_len + 2] != ':')) {
+                sb_free(&b);
+                return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: invalid conversion in format string");
+            }
+            if (name_len + 2 < fl) spec = field + name_len + 3, sl = fl - name_len - 3;
+        } else if (name_len < fl) {
+            spec = field + name_len + 1;
+            sl = fl - name_len - 1;
+        }
+        if (memchr(field, '.', name_len) || memchr(field, '[', name_len)) {
             sb_free(&b);
-            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "str.format: format specs and conversions are not supported");
+            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "str.format: attribute and index fields are not supported");
         }
         val v;
         bool found = false;
-        if (fl == 0) {
+        if (name_len == 0) {
             found = auto_idx < a->npos;
             if (found) v = a->pos[auto_idx++];
         } else if (field[0] >= '0' && field[0] <= '9') {
@@ -1530,7 +1688,7 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             if (found) v = a->pos[k];
         } else {
             for (size_t k = 0; k < a->nkw; k++)
-                if (strlen(a->kwn[k]) == fl && !memcmp(a->kwn[k], field, fl)) {
+                if (strlen(a->kwn[k]) == name_len && !memcmp(a->kwn[k], field, name_len)) {
                     v = a->kwv[k];
                     found = true;
                 }
@@ -1539,7 +1697,11 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             sb_free(&b);
             return rfail(r, line, VLMC_ERR_FORMAT, "IndexError: replacement field {%.*s} has no argument", (int)(fl > 50 ? 50 : fl), field);
         }
-        if (!put_val(r, &b, &v, false, 0)) goto fail;
+        if (conv) {
+            sbuf t = {0};
+            if (!put_val(r, &t, &v, conv == 'r', 0) || !v_from_sbuf(r, line, &t, &v)) goto fail;
+        }
+        if (!format_spec(r, line, &v, spec, sl, &b)) goto fail;
         i = e;
     }
     return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
@@ -2808,6 +2970,83 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
             while (fill && b->n < k)
                 if (!list_push(r, line, b, y)) return CTL_ERR;
             if (!list_push(r, line, res, v_list(b))) return CTL_ERR;
+        }
+        *out = v_list(res);
+        return CTL_OK;
+    }
+    if (!strcmp(name, "truncate")) {
+        /* Jinja2's truncate(length=255, killwords=False, end='...', leeway=5) */
+        val s, lenv = v_int(255), endv = v_str("...", 3), leev = v_int(5);
+        if (!to_str(r, line, in, &s)) return CTL_ERR;
+        getarg(a, 0, "length", &lenv);
+        bool kill = arg_bool(a, 1, "killwords", false);
+        getarg(a, 2, "end", &endv);
+        getarg(a, 3, "leeway", &leev);
+        if (!(lenv.t == V_INT) || endv.t != V_STR || !(leev.t == V_INT || leev.t == V_NONE))
+            return TYPE_ERR(r, line, "truncate: bad arguments");
+        int64_t length = lenv.u.i, leeway = leev.t == V_INT ? leev.u.i : 5;
+        int64_t endlen = (int64_t)cp_len(endv.u.s.p, endv.u.s.n), slen = (int64_t)cp_len(s.u.s.p, s.u.s.n);
+        if (length < endlen || leeway < 0) return rfail(r, line, VLMC_ERR_FORMAT, "AssertionError: bad truncate length");
+        if (slen <= length + leeway) {
+            *out = s;
+            return CTL_OK;
+        }
+        val head = v_str(s.u.s.p, cp_off(s.u.s.p, s.u.s.n, (size_t)(length - endlen)));
+        if (!kill) {
+            const char *sp = NULL;
+            for (size_t q = head.u.s.n; q-- > 0;)
+                if (head.u.s.p[q] == ' ') {
+                    sp = head.u.s.p + q;
+                    break;
+                }
+            if (sp) head.u.s.n = (size_t)(sp - head.u.s.p);
+        }
+        return binop_eval(r, line, OP_ADD, &head, &endv, out);
+    }
+    if (!strcmp(name, "groupby")) {
+        /* sorted by the attribute, then runs of equal keys as (grouper, list) pairs */
+        jlist *l, *c, *res;
+        val attr, def = v_none();
+        if (!getarg(a, 0, "attribute", &attr)) return TYPE_ERR(r, line, "groupby needs an attribute");
+        bool has_def = getarg(a, 1, "default", &def);
+        bool cs = arg_bool(a, 2, "case_sensitive", false);
+        if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n)) || !(res = new_list(r, line, 0))) return CTL_ERR;
+        copy_bytes(c->v, l->v, l->n * sizeof(val));
+        c->n = l->n;
+        val *keys = ralloc(r, line, (c->n + 1) * sizeof(val)), *raw = ralloc(r, line, (c->n + 1) * sizeof(val));
+        if (!keys || !raw) return CTL_ERR;
+        for (size_t q = 0; q < c->n; q++) {
+            if (attr_path(r, line, &c->v[q], &attr, &raw[q])) return CTL_ERR;
+            if (raw[q].t == V_UNDEF && has_def) raw[q] = def;
+            keys[q] = raw[q];
+            if (!cs && keys[q].t == V_STR && !map_case(r, line, keys[q].u.s.p, keys[q].u.s.n, 0, &keys[q])) return CTL_ERR;
+        }
+        /* sort items together with their keys; raw values travel as a parallel pair list */
+        jlist *pairs = new_list(r, line, c->n);
+        if (!pairs) return CTL_ERR;
+        for (size_t q = 0; q < c->n; q++) {
+            jlist *pr = new_list(r, line, 2);
+            if (!pr) return CTL_ERR;
+            pr->v[0] = raw[q];
+            pr->v[1] = c->v[q];
+            pr->n = 2;
+            pairs->v[pairs->n++] = v_list(pr);
+        }
+        if (sort_by_keys(r, line, pairs->v, keys, pairs->n, false)) return CTL_ERR;
+        for (size_t q = 0; q < pairs->n;) {
+            jlist *grp = new_list(r, line, 0), *tu = new_list(r, line, 2);
+            if (!grp || !tu) return CTL_ERR;
+            size_t e = q;
+            while (e < pairs->n && py_eq(&keys[e], &keys[q])) {
+                if (!list_push(r, line, grp, pairs->v[e].u.l->v[1])) return CTL_ERR;
+                e++;
+            }
+            tu->tuple = tu->group = true;
+            tu->v[0] = pairs->v[q].u.l->v[0];
+            tu->v[1] = v_list(grp);
+            tu->n = 2;
+            if (!list_push(r, line, res, v_list(tu))) return CTL_ERR;
+            q = e;
         }
         *out = v_list(res);
         return CTL_OK;
