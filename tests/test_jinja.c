@@ -240,6 +240,16 @@ static void test_filters(void) {
     EXPECT_ERR("{% if true %}{{ x|nosuch }}{% endif %}", v, "no filter named 'nosuch'");
 }
 
+static void test_generators(void) {
+    /* select/map/unique/items/reverse give Python generators: always truthy, no len(), used up once */
+    EXPECT("{{ 'yes' if [1]|select('none') else 'no' }}|{{ [1, 2]|map('string')|list }}|{{ [3, 1]|reverse|list }}", NULL,
+           "yes|['1', '2']|[1, 3]");
+    EXPECT("{% set g = [1, 2]|select %}{{ g|list }}{{ g|list }}", NULL, "[1, 2][]");
+    EXPECT("{% for x in [1, 2, 3]|reject('odd') %}{{ x }}/{{ loop.length }}{% endfor %}", NULL, "2/1");
+    EXPECT_ERR("{{ [1]|select|length }}", NULL, "object of type 'generator' has no len()");
+    EXPECT("{{ '%s-%s' % (1, 'a') }}|{{ '%d%%' % 5 }}", NULL, "1-a|5%");
+}
+
 static void test_tests(void) {
     EXPECT("{{ 3 is odd }}{{ 4 is even }}{{ 9 is divisibleby 3 }}{{ 'a' is string }}{{ {} is mapping }}{{ [] is iterable }}"
            "{{ [] is sequence }}{{ none is none }}{{ true is boolean }}{{ 1.5 is number }}{{ 1 is integer }}{{ 1.0 is float }}",
@@ -405,6 +415,7 @@ int main(void) {
     TEST_RUN(test_assignments_and_macros);
     TEST_RUN(test_filters);
     TEST_RUN(test_tests);
+    TEST_RUN(test_generators);
     TEST_RUN(test_methods_and_access);
     TEST_RUN(test_errors);
     TEST_RUN(test_limits);

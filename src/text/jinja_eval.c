@@ -32,7 +32,12 @@
 
 /* ---- values ------------------------------------------------------------------ */
 
-typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO, V_FUNC, V_METHOD, V_LOOP } vtype;
+/* V_GEN is what Jinja2's select/reject/map/unique/batch/items/reverse filters
+ * return: a Python generator. It is always truthy, has no len(), cannot be
+ * indexed, and is used up by the first iteration; templates that rely on
+ * `{% if x|selectattr(...) %}` being true behave as in Jinja2. (Its items are
+ * computed eagerly, so an error inside one surfaces even if it is never read.) */
+typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO, V_FUNC, V_METHOD, V_LOOP, V_GEN } vtype;
 
 typedef struct val val;
 typedef struct jlist jlist;
@@ -66,6 +71,8 @@ struct jlist {
     size_t n, cap;
     bool tuple;
     bool group; /* a (grouper, list) pair made by the groupby filter: has .grouper and .list */
+    bool consumed;        /* V_GEN: already iterated */
+    const char *deferred; /* V_GEN: the error its first iteration raises (made from a non-iterable) */
 };
 
 struct jdict {
@@ -266,6 +273,7 @@ static bool list_push(R *r, int line, jlist *l, val x) {
 }
 
 static val v_list(jlist *l) { val v = {.t = V_LIST}; v.u.l = l; return v; }
+static val v_gen(jlist *l) { val v = {.t = V_GEN}; v.u.l = l; return v; }
 static val v_dict(jdict *d) { val v = {.t = V_DICT}; v.u.d = d; return v; }
 
 static jdict *new_dict(R *r, int line) { return ralloc(r, line, sizeof(jdict)); }
@@ -372,6 +380,7 @@ static const char *type_name(const val *v) {
     case V_FUNC: return "function";
     case V_METHOD: return "builtin_function_or_method";
     case V_LOOP: return "LoopContext";
+    case V_GEN: return "generator";
     }
     return "object";
 }
@@ -426,6 +435,7 @@ static bool py_eq_d(const val *a, const val *b, int depth) {
     case V_FUNC: return a->u.fn == b->u.fn;
     case V_METHOD: return a->u.bm == b->u.bm;
     case V_LOOP: return a->u.loop == b->u.loop;
+    case V_GEN: return a->u.l == b->u.l;
     default: return false;
     }
 }
@@ -597,6 +607,7 @@ static bool put_val(R *r, sbuf *b, const val *v, bool repr, int depth) {
     case V_FUNC: return sb_puts(r, b, "<function>");
     case V_METHOD: return sb_printf(r, b, "<built-in method %s of %s object>", v->u.bm->name, type_name(&v->u.bm->recv));
     case V_LOOP: return sb_printf(r, b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1, v->u.loop->items->n);
+    case V_GEN: return sb_puts(r, b, "<generator object>");
     }
     return true;
 }
@@ -1289,6 +1300,15 @@ static int get_item(R *r, int line, const val *obj, const val *key, val *out) {
 static int to_list(R *r, int line, const val *v, jlist **out) {
     switch (v->t) {
     case V_LIST: *out = v->u.l; return CTL_OK;
+    case V_GEN:
+        if (v->u.l->deferred) return TYPE_ERR(r, line, "%s", v->u.l->deferred);
+        if (v->u.l->consumed) {
+            *out = new_list(r, line, 0);
+            return *out ? CTL_OK : CTL_ERR;
+        }
+        v->u.l->consumed = true;
+        *out = v->u.l;
+        return CTL_OK;
     case V_UNDEF: *out = new_list(r, line, 0); return *out ? CTL_OK : CTL_ERR;
     case V_DICT: {
         jlist *l = new_list(r, line, v->u.d->n);
@@ -1313,6 +1333,8 @@ static int to_list(R *r, int line, const val *v, jlist **out) {
 }
 
 /* ---- arithmetic ------------------------------------------------------------------------ */
+
+static int percent_format(R *r, int line, const val *fmt, const val *items, size_t nitems, val *out);
 
 static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *out) {
     static const char *const opname[] = {"+", "-", "*", "/", "//", "%", "**"};
@@ -1389,6 +1411,11 @@ static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *o
         case OP_POW: *out = v_float(pow(x, y)); return CTL_OK;
         }
     }
+    if (op == OP_MOD && a->t == V_STR) { /* 'fmt' % args: a tuple spreads, anything else is one argument */
+        if (b->t == V_LIST && b->u.l->tuple) return percent_format(r, line, a, b->u.l->v, b->u.l->n, out);
+        if (b->t == V_DICT) return rfail(r, line, VLMC_ERR_UNSUPPORTED, "'%%' formatting with a mapping is not supported");
+        return percent_format(r, line, a, b, 1, out);
+    }
     if (op == OP_ADD && a->t == V_STR && b->t == V_STR) {
         size_t n = a->u.s.n + b->u.s.n;
         char *p = ralloc(r, line, n + 1);
@@ -1460,6 +1487,12 @@ static int contains(R *r, int line, const val *hay, const val *needle, bool *res
         *res = dict_find(hay->u.d, needle) != NULL;
         return CTL_OK;
     case V_UNDEF: *res = false; return CTL_OK;
+    case V_GEN: {
+        jlist *l;
+        if (to_list(r, line, hay, &l)) return CTL_ERR;
+        val lv = v_list(l);
+        return contains(r, line, &lv, needle, res);
+    }
     default: return TYPE_ERR(r, line, "argument of type '%s' is not iterable", type_name(hay));
     }
 }
@@ -1945,7 +1978,7 @@ static int str_method(R *r, int line, const val *s, const char *m, const args *a
         } else {
             f = memfind(p, n, x.u.s.p, x.u.s.n);
         }
-        if (!f && (m[0] == 'i' || m[1] == 'i')) return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: substring not found");
+        if (!f && (!strcmp(m, "index") || !strcmp(m, "rindex"))) return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: substring not found");
         *out = v_int(f ? (int64_t)cp_len(p, (size_t)(f - p)) : -1);
         return CTL_OK;
     }
@@ -2338,7 +2371,7 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
     else if (!strcmp(name, "number")) *res = is_num(v);
     else if (!strcmp(name, "string")) *res = v->t == V_STR;
     else if (!strcmp(name, "mapping")) *res = v->t == V_DICT;
-    else if (!strcmp(name, "iterable")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
+    else if (!strcmp(name, "iterable")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF || v->t == V_GEN;
     else if (!strcmp(name, "sequence")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
     else if (!strcmp(name, "callable")) *res = v->t == V_MACRO || v->t == V_FUNC || v->t == V_METHOD;
     else if (!strcmp(name, "escaped")) *res = false;
@@ -2358,9 +2391,11 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
         if (str_method(r, line, v, name[0] == 'l' ? "islower" : "isupper", &none, &o)) return CTL_ERR;
         *res = o.u.b;
     } else if (!strcmp(name, "odd") || !strcmp(name, "even")) {
-        if (!(v->t == V_INT || v->t == V_BOOL)) return TYPE_ERR(r, line, "test '%s' needs an integer, not %s", name, type_name(v));
-        int64_t k = num_i(v);
-        *res = (k % 2 != 0) == (name[0] == 'o');
+        /* Jinja2: value % 2 == 1 / == 0, so floats work too */
+        val two = v_int(2), m;
+        if (binop_eval(r, line, OP_MOD, v, &two, &m)) return CTL_ERR;
+        val want = v_int(name[0] == 'o' ? 1 : 0);
+        *res = py_eq(&m, &want);
     } else if (!strcmp(name, "divisibleby")) {
         if (!has || !is_num(&x) || !is_num(v)) return TYPE_ERR(r, line, "divisibleby needs numbers");
         val m;
@@ -2481,7 +2516,7 @@ static int filter_select(R *r, int line, const val *in, const args *a, bool by_a
         }
         if (ok == keep && !list_push(r, line, res, l->v[i])) return CTL_ERR;
     }
-    *out = v_list(res);
+    *out = v_gen(res);
     return CTL_OK;
 }
 
@@ -2668,6 +2703,18 @@ static int html_escape(R *r, int line, const val *v, val *out) {
 static int apply_filter(R *r, int line, const char *name, const val *in, const args *a, frame *f, val *out) {
     val x, y;
     (void)f;
+    /* Jinja2's generator filters only fail on a non-iterable input when the generator is read */
+    static const char *const generator_filters[] = {"select", "reject", "selectattr", "rejectattr", "map", "unique", "batch", "items", NULL};
+    bool iterable = in->t == V_LIST || in->t == V_DICT || in->t == V_STR || in->t == V_UNDEF || in->t == V_GEN;
+    if (!strcmp(name, "items")) iterable = in->t == V_DICT || in->t == V_UNDEF;
+    if (!iterable && in_names(generator_filters, name)) {
+        jlist *g = new_list(r, line, 0);
+        if (!g) return CTL_ERR;
+        g->deferred = !strcmp(name, "items") ? "can only get item pairs from a mapping"
+                                              : hintf(r, "'%s' object is not iterable", type_name(in));
+        *out = v_gen(g);
+        return CTL_OK;
+    }
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         val def = v_str("", 0);
         getarg(a, 0, "default_value", &def);
@@ -2724,10 +2771,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
     }
     if (!strcmp(name, "string")) return to_str(r, line, in, out) ? CTL_OK : CTL_ERR;
-    if (!strcmp(name, "safe") || !strcmp(name, "mark_safe")) {
-        *out = *in;
-        return CTL_OK;
-    }
+    if (!strcmp(name, "safe")) return to_str(r, line, in, out) ? CTL_OK : CTL_ERR; /* Markup(str(value)) */
     if (!strcmp(name, "escape") || !strcmp(name, "e") || !strcmp(name, "forceescape")) return html_escape(r, line, in, out);
     if (!strcmp(name, "pprint")) {
         sbuf b = {0};
@@ -2738,6 +2782,8 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
     }
     if (!strcmp(name, "indent") && in->t == V_UNDEF) return undefined_error(r, line, in);
+    if (!strcmp(name, "indent") && in->t != V_STR) /* Jinja2 appends "\n" to the value itself */
+        return TYPE_ERR(r, line, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(in));
     /* filters on the text of the value (Jinja applies str() first) */
     if (!strcmp(name, "trim") || !strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") ||
         !strcmp(name, "capitalize") || !strcmp(name, "replace") || !strcmp(name, "indent") || !strcmp(name, "center") ||
@@ -2810,6 +2856,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jlist *l;
+        if (name[0] == 'l' && in->t == V_GEN) return TYPE_ERR(r, line, "'generator' object is not reversible");
         if (to_list(r, line, in, &l)) return CTL_ERR;
         if (l->n == 0) *out = v_undef(hintf(r, "No %s item, sequence was empty.", name));
         else *out = name[0] == 'f' ? l->v[0] : l->v[l->n - 1];
@@ -2827,11 +2874,13 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (in->t == V_UNDEF) {
             jlist *l = new_list(r, line, 0);
             if (!l) return CTL_ERR;
-            *out = v_list(l);
+            *out = v_gen(l);
             return CTL_OK;
         }
         if (in->t != V_DICT) return TYPE_ERR(r, line, "can only get item pairs from a mapping");
-        return dict_items(r, line, in->u.d, 0, out);
+        if (dict_items(r, line, in->u.d, 0, out)) return CTL_ERR;
+        out->t = V_GEN;
+        return CTL_OK;
     }
     if (!strcmp(name, "dictsort")) {
         if (in->t != V_DICT) return TYPE_ERR(r, line, "dictsort needs a mapping");
@@ -2884,7 +2933,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
             if (contains(r, line, &seenv, &k, &dup)) return CTL_ERR;
             if (!dup && (!list_push(r, line, seen, k) || !list_push(r, line, res, l->v[i]))) return CTL_ERR;
         }
-        *out = v_list(res);
+        *out = v_gen(res);
         return CTL_OK;
     }
     if (!strcmp(name, "reverse")) {
@@ -2897,7 +2946,8 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n))) return CTL_ERR;
         for (size_t i = 0; i < l->n; i++) c->v[i] = l->v[l->n - 1 - i];
         c->n = l->n;
-        *out = v_list(c);
+        /* reversed(list) is an iterator; a generator is listed and reversed into a list */
+        *out = in->t == V_GEN ? v_list(c) : v_gen(c);
         return CTL_OK;
     }
     if (!strcmp(name, "sum")) {
@@ -2953,7 +3003,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
             for (size_t i = 0; i < l->n; i++)
                 if (apply_filter(r, line, fn, &l->v[i], &fa, f, &res->v[res->n++])) return CTL_ERR;
         }
-        *out = v_list(res);
+        *out = v_gen(res);
         return CTL_OK;
     }
     if (!strcmp(name, "batch")) {
@@ -2971,7 +3021,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
                 if (!list_push(r, line, b, y)) return CTL_ERR;
             if (!list_push(r, line, res, v_list(b))) return CTL_ERR;
         }
-        *out = v_list(res);
+        *out = v_gen(res);
         return CTL_OK;
     }
     if (!strcmp(name, "truncate")) {
