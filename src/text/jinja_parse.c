@@ -387,8 +387,9 @@ static bool only_blanks(const char *s, size_t from, size_t to) {
     return true;
 }
 
-/* Matches `{%[-+]?\s*raw\s*-?%}` at p; returns its end (after the tag) or 0. */
-static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_end) {
+/* Matches `{%[-+]?\s*WORD\s*[-+]?%}` at p; returns its end (after the tag) or 0.
+ * As in Jinja2's regex, `{% raw +%}` is not a raw tag (allow_plus false). */
+static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_end, bool allow_plus) {
     const char *s = L->s;
     size_t q = p + 2;
     if (q < L->n && (s[q] == '-' || s[q] == '+')) q++;
@@ -403,7 +404,7 @@ static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_
         *minus_end = true;
         return q + 3;
     }
-    if (starts(L, q, "+%}")) return q + 3;
+    if (allow_plus && starts(L, q, "+%}")) return q + 3;
     if (starts(L, q, "%}")) return q + 2;
     return 0;
 }
@@ -437,7 +438,7 @@ static bool lex(lexer *L) {
         int tag_line = L->line;
         bool minus_end;
         size_t raw_end;
-        if (kind == '%' && (raw_end = match_raw(L, p, "raw", &minus_end)) != 0) {
+        if (kind == '%' && (raw_end = match_raw(L, p, "raw", &minus_end, false)) != 0) {
             size_t q = raw_end;
             if (minus_end)
                 while (q < L->n && is_ws(s[q])) q++;
@@ -445,7 +446,7 @@ static bool lex(lexer *L) {
             size_t e = q, end_end = 0;
             bool end_minus = false;
             for (; e + 1 < L->n; e++)
-                if (s[e] == '{' && s[e + 1] == '%' && (end_end = match_raw(L, e, "endraw", &end_minus)) != 0) break;
+                if (s[e] == '{' && s[e + 1] == '%' && (end_end = match_raw(L, e, "endraw", &end_minus, true)) != 0) break;
             if (!end_end) return lex_fail(L, tag_line, "missing end of raw directive");
             size_t body_end = e;
             char emod = s[e + 2];
