@@ -2710,6 +2710,12 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
     if (!iterable && in_names(generator_filters, name)) {
         jlist *g = new_list(r, line, 0);
         if (!g) return CTL_ERR;
+        /* select/reject/selectattr/rejectattr/map start with `if seq:`, so a falsy input is just empty */
+        bool guarded = strcmp(name, "unique") && strcmp(name, "batch") && strcmp(name, "items");
+        if (guarded && !truthy(in)) {
+            *out = v_gen(g);
+            return CTL_OK;
+        }
         g->deferred = !strcmp(name, "items") ? "can only get item pairs from a mapping"
                                               : hintf(r, "'%s' object is not iterable", type_name(in));
         *out = v_gen(g);
