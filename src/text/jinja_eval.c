@@ -877,9 +877,8 @@ static bool str_split(R *r, int line, const val *s, const val *sep, int64_t maxs
                 i = j;
             }
             if (i >= n) break;
-            if (maxsplit >= 0 && k >= maxsplit) {
-                val rest = str_strip(&(val){.t = V_STR, .u.s = {p + i, n - i}}, NULL, 2);
-                if (!list_push(r, line, l, rest)) return false;
+            if (maxsplit >= 0 && k >= maxsplit) { /* the rest keeps its trailing whitespace */
+                if (!list_push(r, line, l, v_str(p + i, n - i))) return false;
                 break;
             }
             size_t st = i;
@@ -900,12 +899,10 @@ static bool str_split(R *r, int line, const val *s, const val *sep, int64_t maxs
             *out = all;
             return true;
         }
+        /* the head keeps its leading whitespace, as Python's rsplit does */
         size_t keep = (size_t)maxsplit, first_n = a->n - keep;
-        const char *st = a->v[0].u.s.p;
         const char *en = a->v[first_n - 1].u.s.p + a->v[first_n - 1].u.s.n;
-        val head = str_strip(&(val){.t = V_STR, .u.s = {p, (size_t)(en - p)}}, NULL, 1);
-        (void)st;
-        if (!list_push(r, line, l, head)) return false;
+        if (!list_push(r, line, l, v_str(p, (size_t)(en - p)))) return false;
         for (size_t i = first_n; i < a->n; i++)
             if (!list_push(r, line, l, a->v[i])) return false;
     }
@@ -1957,7 +1954,8 @@ static int str_method(R *r, int line, const val *s, const char *m, const args *a
     }
     if (!strcmp(m, "format")) return str_format(r, line, s, a, out);
     if (!strcmp(m, "find") || !strcmp(m, "rfind") || !strcmp(m, "index") || !strcmp(m, "rindex") || !strcmp(m, "count")) {
-        if (!getarg(a, 0, NULL, &x) || !want_str(r, line, &x, "substring")) return CTL_ERR == rfail(r, line, VLMC_ERR_FORMAT, "TypeError: %s() needs a str argument", m) ? CTL_ERR : CTL_ERR;
+        if (!getarg(a, 0, NULL, &x)) return TYPE_ERR(r, line, "%s() takes at least 1 argument", m);
+        if (!want_str(r, line, &x, "substring")) return CTL_ERR;
         if (!strcmp(m, "count")) {
             int64_t k = 0;
             if (x.u.s.n == 0) {

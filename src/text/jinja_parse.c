@@ -936,8 +936,6 @@ static node *parse_postfix(parser *P, node *n) {
 static bool parse_dotted_name(parser *P, const char **out, size_t *out_len) {
     token *t = cur(P);
     if (!expect_type(P, T_NAME, "a filter or test name")) return false;
-    size_t start = (size_t)(t->s - P->toks[0].s), end = start + t->n;
-    (void)start;
     const char *s = t->s;
     size_t n = t->n;
     while (tok_is_op(cur(P), ".")) {
@@ -946,7 +944,6 @@ static bool parse_dotted_name(parser *P, const char **out, size_t *out_len) {
         if (!expect_type(P, T_NAME, "a name")) return false;
         n = (size_t)(u->s + u->n - s);
     }
-    (void)end;
     *out = jpool_strndup(P->pool, s, n);
     *out_len = n;
     return *out != NULL || pfail(P, t->line, "out of memory");
@@ -1449,6 +1446,11 @@ static node *parse_statement(parser *P) {
         /* transformers' AssistantTracker: the body renders unchanged */
         static const char *const ends[] = {"endgeneration", NULL};
         if (!expect_block_end(P) || !(n = subparse(P, ends)) || !end_tag(P, "endgeneration")) return NULL;
+    } else if (tok_is_name(t, "include") || tok_is_name(t, "import") || tok_is_name(t, "from") ||
+               tok_is_name(t, "extends") || tok_is_name(t, "block") || tok_is_name(t, "autoescape")) {
+        /* real Jinja2 tags that need other templates or HTML escaping; chat templates do not use them */
+        pfail(P, line, "the Jinja tag '%.*s' is not supported by vlmc", (int)t->n, t->s);
+        return NULL;
     } else {
         pfail(P, line, "encountered unknown tag '%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s);
         return NULL;
