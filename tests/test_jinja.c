@@ -397,6 +397,15 @@ static void test_chat_template_layer(void) {
           out ? out : "");
     vlmc_free(out);
     vlmc_chat_template_free(t);
+    /* a template file: errors name it */
+    f = fopen(file, "w");
+    fputs("ok\n{{ messages[0].x.y }}", f);
+    fclose(f);
+    CHECK(vlmc_chat_template_from_file(file, &t, &err) == VLMC_OK, "from_file: %s", err.message);
+    CHECK(vlmc_chat_template_render(t, "{\"messages\": [{}]}", &out, &err) == VLMC_ERR_FORMAT && !out &&
+              strstr(err.message, "chat_template.jinja:2: UndefinedError"),
+          "error names the file and line: %s", err.message);
+    vlmc_chat_template_free(t);
     /* one-shot render, frozen clock */
     CHECK(vlmc_template_render("{{ strftime_now('%d %b %Y') }}", "{\"vlmc_now\": \"2025-07-10 12:00:00\"}", &out, &err) ==
                   VLMC_OK && !strcmp(out, "10 Jul 2025"),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -32,6 +33,11 @@ static void usage(FILE *f) {
             "  --add-generation-prompt  end with the assistant turn's opening\n"
             "  --jsonl                  one JSON context per stdin line -> {\"text\"} or {\"error\"} per line\n"
             "  --now TIME               freeze strftime_now at \"YYYY-MM-DD HH:MM:SS\" (also VLMC_NOW)\n");
+}
+
+static bool is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static char *read_stream(FILE *f) {
@@ -174,15 +180,17 @@ int cmd_template(int argc, char **argv) {
     vlmc_status st;
     if (model) {
         st = vlmc_chat_template_load(model, &t, &err);
-    } else {
+    } else if (!strcmp(tfile, "-") || !is_regular_file(tfile)) { /* stdin, pipes, process substitution */
         char *src = read_path(tfile);
         if (src) {
             st = vlmc_chat_template_from_string(src, &t, &err);
             free(src);
         } else {
             st = VLMC_ERR_IO;
-            snprintf(err.message, sizeof err.message, "cannot read %s", tfile);
+            snprintf(err.message, sizeof err.message, "cannot read the template from %s", tfile);
         }
+    } else {
+        st = vlmc_chat_template_from_file(tfile, &t, &err);
     }
     if (st) {
         fprintf(stderr, "vlmc template: %s\n", err.message);
