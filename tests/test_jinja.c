@@ -412,6 +412,12 @@ static void test_chat_template_layer(void) {
           "strftime_now: [%s] %s", out ? out : "", err.message);
     vlmc_free(out);
     CHECK(vlmc_template_render("{% if %}", "{}", &out, &err) == VLMC_ERR_FORMAT && !out, "syntax error status");
+    /* JSON 1.0 stays a float, 1 an int, as json.loads gives them */
+    CHECK(vlmc_template_render("{{ a }} {{ b }} {{ c|tojson }} {{ d }}", "{\"a\": 1.0, \"b\": 1, \"c\": [2e0, \"3.0\", -0.5], \"d\": 1E2}",
+                               &out, &err) == VLMC_OK &&
+              !strcmp(out, "1.0 1 [2.0, \"3.0\", -0.5] 100.0"),
+          "floats: [%s] %s", out ? out : "", err.message);
+    vlmc_free(out);
     CHECK(vlmc_chat_template_load("/nonexistent-dir", &t, &err) != VLMC_OK && !t, "missing folder");
 }
 

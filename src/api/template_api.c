@@ -70,6 +70,7 @@ vlmc_status vlmc_chat_template_render(const vlmc_chat_template *t, const char *c
     cJSON *req = NULL;
     vlmc_status st = json_parse(context_json, strlen(context_json), "template context", &req, err);
     if (st) return st;
+    jinja_mark_json_floats(context_json, strlen(context_json), req); /* keep 1.0 a float */
     st = chat_template_render(t->ct, req, out, err);
     cJSON_Delete(req);
     return st;

@@ -3444,8 +3444,8 @@ static bool from_json(R *r, const cJSON *j, val *out, int depth) {
     else if (cJSON_IsFalse(j)) *out = v_bool(false);
     else if (cJSON_IsNumber(j)) {
         double d = j->valuedouble;
-        /* cJSON keeps only a double: integral values that fit are ints (JSON 1.0 reads as 1) */
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) *out = v_int((int64_t)d);
+        /* cJSON keeps only a double: integral values that fit are ints unless marked as floats */
+        if (!(j->type & JINJA_JSON_FLOAT) && d == floor(d) && fabs(d) < 9007199254740992.0) *out = v_int((int64_t)d);
         else *out = v_float(d);
     } else if (cJSON_IsString(j)) {
         const char *s = j->valuestring ? j->valuestring : "";
@@ -3472,6 +3472,64 @@ static bool from_json(R *r, const cJSON *j, val *out, int depth) {
         *out = v_none();
     }
     return true;
+}
+
+/* Numbers in document order: the text's number tokens and a pre-order walk of
+ * the tree meet them in the same order. */
+static void mark_floats(cJSON *node, const unsigned char *flags, size_t nflags, size_t *k) {
+    for (; node; node = node->next) {
+        if (cJSON_IsNumber(node)) {
+            if (*k < nflags && flags[*k]) node->type |= JINJA_JSON_FLOAT;
+            (*k)++;
+        }
+        if (node->child) mark_floats(node->child, flags, nflags, k);
+    }
+}
+
+static size_t count_numbers(const cJSON *node) {
+    size_t n = 0;
+    for (; node; node = node->next) n += (cJSON_IsNumber(node) ? 1 : 0) + (node->child ? count_numbers(node->child) : 0);
+    return n;
+}
+
+void jinja_mark_json_floats(const char *text, size_t len, cJSON *root) {
+    if (!text || !root) return;
+    size_t cap = 64, n = 0;
+    unsigned char *flags = malloc(cap);
+    if (!flags) return;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '"') { /* skip a string */
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            continue;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            bool fl = false;
+            while (i < len && strchr("+-0123456789.eE", text[i])) fl |= text[i] == '.' || text[i] == 'e' || text[i] == 'E', i++;
+            i--;
+            if (n == cap) {
+                unsigned char *nf = realloc(flags, cap * 2);
+                if (!nf) {
+                    free(flags);
+                    return;
+                }
+                flags = nf;
+                cap *= 2;
+            }
+            flags[n++] = fl;
+        }
+    }
+    /* only when the counts agree (they always should) is the mapping trusted */
+    if (count_numbers(root) == n) {
+        size_t k = 0;
+        if (cJSON_IsNumber(root) && n) {
+            if (flags[0]) root->type |= JINJA_JSON_FLOAT;
+            k = 1;
+        }
+        mark_floats(root->child, flags, n, &k);
+    }
+    free(flags);
 }
 
 vlmc_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_options *opt, char **out,
