@@ -104,7 +104,7 @@ struct loopctx {
     size_t index0;
 };
 
-enum { FN_RANGE, FN_NAMESPACE, FN_DICT, FN_RAISE, FN_STRFTIME, FN_LIPSUM_UNSUPPORTED };
+enum { FN_RANGE, FN_NAMESPACE, FN_DICT, FN_RAISE, FN_STRFTIME };
 
 /* ---- renderer state ----------------------------------------------------------- */
 
@@ -122,7 +122,6 @@ typedef struct R {
     uint64_t steps, max_steps;
     int depth;
     const char *now;
-    frame *root;
     bool failed;
     vlmc_status code; /* of the first failure */
 } R;
@@ -3559,7 +3558,6 @@ vlmc_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja
         val v;
         if (!c->string || !from_json(&r, c, &v, 0) || !frame_set(&r, 0, root, c->string, v)) goto fail;
     }
-    r.root = root;
     if (exec_body(&r, t->root, root) != CTL_OK) goto fail;
     if (!buf.p && !sb_put(&r, &buf, "", 0)) goto fail;
     if (!buf.p) {
