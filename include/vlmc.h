@@ -131,6 +131,8 @@ vlmc_status vlmc_template_render(const char *template_src, const char *context_j
 vlmc_status vlmc_chat_template_load(const char *model_dir, vlmc_chat_template **out, vlmc_error *err);
 /* A template from its Jinja source text (no default special tokens). */
 vlmc_status vlmc_chat_template_from_string(const char *template_src, vlmc_chat_template **out, vlmc_error *err);
+/* A template from a .jinja file (errors name the file). */
+vlmc_status vlmc_chat_template_from_file(const char *path, vlmc_chat_template **out, vlmc_error *err);
 /* Renders context_json (see above) with a loaded template. */
 vlmc_status vlmc_chat_template_render(const vlmc_chat_template *t, const char *context_json, char **out,
                                       vlmc_error *err);

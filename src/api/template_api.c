@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "formats/json.h"
 #include "text/chat_template.h"
 
@@ -38,6 +39,29 @@ vlmc_status vlmc_chat_template_from_string(const char *template_src, vlmc_chat_t
     return VLMC_OK;
 }
 
+vlmc_status vlmc_chat_template_from_file(const char *path, vlmc_chat_template **out, vlmc_error *err) {
+    if (!out) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_chat_template_from_file: out is NULL");
+    *out = NULL;
+    if (!path) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_chat_template_from_file: no path");
+    char *text = NULL;
+    size_t len = 0;
+    vlmc_status st = file_read_all(path, 8u << 20, &text, &len, err);
+    if (st) return st;
+    vlmc_chat_template *t = calloc(1, sizeof *t);
+    if (!t) {
+        free(text);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    st = chat_template_from_source(text, len, path, &t->ct, err);
+    free(text);
+    if (st) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return VLMC_OK;
+}
+
 vlmc_status vlmc_chat_template_render(const vlmc_chat_template *t, const char *context_json, char **out,
                                       vlmc_error *err) {
     if (!out) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_chat_template_render: out is NULL");
@@ -46,6 +70,7 @@ vlmc_status vlmc_chat_template_render(const vlmc_chat_template *t, const char *c
     cJSON *req = NULL;
     vlmc_status st = json_parse(context_json, strlen(context_json), "template context", &req, err);
     if (st) return st;
+    jinja_mark_json_floats(context_json, strlen(context_json), req); /* keep 1.0 a float */
     st = chat_template_render(t->ct, req, out, err);
     cJSON_Delete(req);
     return st;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -32,6 +33,11 @@ static void usage(FILE *f) {
             "  --add-generation-prompt  end with the assistant turn's opening\n"
             "  --jsonl                  one JSON context per stdin line -> {\"text\"} or {\"error\"} per line\n"
             "  --now TIME               freeze strftime_now at \"YYYY-MM-DD HH:MM:SS\" (also VLMC_NOW)\n");
+}
+
+static bool is_regular_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static char *read_stream(FILE *f) {
@@ -64,22 +70,42 @@ static char *read_path(const char *path) {
     return s;
 }
 
-/* Adds "vlmc_now" to a context object unless it has one. */
-static void add_now(cJSON *ctx, const char *now) {
-    if (now && cJSON_IsObject(ctx) && !cJSON_GetObjectItemCaseSensitive(ctx, "vlmc_now"))
-        cJSON_AddStringToObject(ctx, "vlmc_now", now);
-}
+/* The contexts are passed to the library as the caller wrote them (not re-printed
+ * by cJSON, which would turn 1.0 into 1); keys are added by text. */
 
-/* Renders one context object; returns the malloc'ed prompt or NULL with err set. */
-static char *render_ctx(const vlmc_chat_template *t, cJSON *ctx, vlmc_error *err) {
-    char *json = cJSON_PrintUnformatted(ctx);
-    if (!json) {
-        snprintf(err->message, sizeof err->message, "out of memory");
+/* obj_text (a JSON object, parsed as obj) with "key": value inserted first. malloc'ed. */
+static char *with_key(const char *obj_text, const cJSON *obj, const char *key, const cJSON *value) {
+    char *v = cJSON_PrintUnformatted(value);
+    const char *brace = strchr(obj_text, '{');
+    if (!v || !brace) {
+        cJSON_free(v);
         return NULL;
     }
+    size_t n = strlen(obj_text) + strlen(key) + strlen(v) + 16;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%.*s{\"%s\": %s%s%s", (int)(brace - obj_text), obj_text, key, v, obj->child ? ", " : "", brace + 1);
+    cJSON_free(v);
+    return out;
+}
+
+/* Renders one context (text of a JSON object, parsed as ctx), adding "vlmc_now"
+ * unless it has one; returns the malloc'ed prompt or NULL with err set. */
+static char *render_ctx(const vlmc_chat_template *t, const char *text, const cJSON *ctx, const char *now, vlmc_error *err) {
+    char *owned = NULL;
+    if (now && !cJSON_GetObjectItemCaseSensitive(ctx, "vlmc_now")) {
+        cJSON *nv = cJSON_CreateString(now);
+        owned = nv ? with_key(text, ctx, "vlmc_now", nv) : NULL;
+        cJSON_Delete(nv);
+        if (!owned) {
+            snprintf(err->message, sizeof err->message, "out of memory");
+            return NULL;
+        }
+        text = owned;
+    }
     char *out = NULL;
-    vlmc_chat_template_render(t, json, &out, err);
-    cJSON_free(json);
+    vlmc_chat_template_render(t, text, &out, err);
+    free(owned);
     return out;
 }
 
@@ -118,9 +144,8 @@ static int run_jsonl(const vlmc_chat_template *t, const char *load_error, const 
             cJSON_Delete(ctx);
             continue;
         }
-        add_now(ctx, now);
         vlmc_error err = {0};
-        char *out = render_ctx(t, ctx, &err);
+        char *out = render_ctx(t, line, ctx, now, &err);
         if (out) print_json_line("text", out);
         else print_json_line("error", err.message[0] ? err.message : "render failed");
         vlmc_free(out);
@@ -174,15 +199,17 @@ int cmd_template(int argc, char **argv) {
     vlmc_status st;
     if (model) {
         st = vlmc_chat_template_load(model, &t, &err);
-    } else {
+    } else if (!strcmp(tfile, "-") || !is_regular_file(tfile)) { /* stdin, pipes, process substitution */
         char *src = read_path(tfile);
         if (src) {
             st = vlmc_chat_template_from_string(src, &t, &err);
             free(src);
         } else {
             st = VLMC_ERR_IO;
-            snprintf(err.message, sizeof err.message, "cannot read %s", tfile);
+            snprintf(err.message, sizeof err.message, "cannot read the template from %s", tfile);
         }
+    } else {
+        st = vlmc_chat_template_from_file(tfile, &t, &err);
     }
     if (st) {
         fprintf(stderr, "vlmc template: %s\n", err.message);
@@ -196,24 +223,33 @@ int cmd_template(int argc, char **argv) {
     } else {
         char *text = read_path(msgs);
         cJSON *j = text ? cJSON_Parse(text) : NULL;
-        free(text);
         if (!j || !(cJSON_IsArray(j) || cJSON_IsObject(j))) {
             fprintf(stderr, "vlmc template: %s is not a JSON list of messages or a context object\n", msgs);
             cJSON_Delete(j);
+            free(text);
             vlmc_chat_template_free(t);
             return 1;
         }
-        cJSON *ctx = j;
-        if (cJSON_IsArray(j)) {
-            ctx = cJSON_CreateObject();
-            cJSON_AddItemToObject(ctx, "messages", j);
+        if (cJSON_IsArray(j)) { /* a bare list of messages */
+            size_t n = strlen(text) + 32;
+            char *wrapped = malloc(n);
+            if (wrapped) snprintf(wrapped, n, "{\"messages\": %s}", text);
+            free(text);
+            text = wrapped;
+            cJSON_Delete(j);
+            j = text ? cJSON_Parse(text) : NULL;
         }
-        if (gen) {
-            cJSON_DeleteItemFromObjectCaseSensitive(ctx, "add_generation_prompt");
-            cJSON_AddBoolToObject(ctx, "add_generation_prompt", 1);
+        if (text && j && gen) { /* first key wins when the context has one too */
+            cJSON *yes = cJSON_CreateTrue();
+            char *t2 = yes ? with_key(text, j, "add_generation_prompt", yes) : NULL;
+            cJSON_Delete(yes);
+            free(text);
+            text = t2;
+            cJSON_Delete(j);
+            j = text ? cJSON_Parse(text) : NULL;
         }
-        add_now(ctx, now);
-        char *out = render_ctx(t, ctx, &err);
+        char *out = text && j ? render_ctx(t, text, j, now, &err) : NULL;
+        if (!text || !j) snprintf(err.message, sizeof err.message, "out of memory");
         if (out) {
             fputs(out, stdout);
             vlmc_free(out);
@@ -221,7 +257,8 @@ int cmd_template(int argc, char **argv) {
             fprintf(stderr, "vlmc template: %s\n", err.message);
             rc = 1;
         }
-        cJSON_Delete(ctx);
+        cJSON_Delete(j);
+        free(text);
     }
     vlmc_chat_template_free(t);
     return rc;

@@ -34,6 +34,15 @@ typedef struct jinja_options {
     uint64_t max_steps;     /* loop iterations + macro calls + filter items (default 10 M) */
 } jinja_options;
 
+/* cJSON keeps only a double per number, so JSON `1.0` and `1` look alike. A
+ * number node whose type carries this bit (set by jinja_mark_json_floats) is a
+ * Python float even when integral; other integral numbers are ints. */
+#define JINJA_JSON_FLOAT (1 << 12)
+
+/* Sets JINJA_JSON_FLOAT on the numbers of root (parsed from text[0..len)) that
+ * the text writes with a fraction or an exponent. */
+void jinja_mark_json_floats(const char *text, size_t len, cJSON *root);
+
 /* Parses src[0..len) (UTF-8). `name` names the template in error messages. */
 vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_template **out, vlmc_error *err);
 void jinja_free(jinja_template *t);

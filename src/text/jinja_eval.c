@@ -32,7 +32,12 @@
 
 /* ---- values ------------------------------------------------------------------ */
 
-typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO, V_FUNC, V_METHOD, V_LOOP } vtype;
+/* V_GEN is what Jinja2's select/reject/map/unique/batch/items/reverse filters
+ * return: a Python generator. It is always truthy, has no len(), cannot be
+ * indexed, and is used up by the first iteration; templates that rely on
+ * `{% if x|selectattr(...) %}` being true behave as in Jinja2. (Its items are
+ * computed eagerly, so an error inside one surfaces even if it is never read.) */
+typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_MACRO, V_FUNC, V_METHOD, V_LOOP, V_GEN } vtype;
 
 typedef struct val val;
 typedef struct jlist jlist;
@@ -65,6 +70,9 @@ struct jlist {
     val *v;
     size_t n, cap;
     bool tuple;
+    bool group; /* a (grouper, list) pair made by the groupby filter: has .grouper and .list */
+    bool consumed;        /* V_GEN: already iterated */
+    const char *deferred; /* V_GEN: the error its first iteration raises (made from a non-iterable) */
 };
 
 struct jdict {
@@ -96,7 +104,7 @@ struct loopctx {
     size_t index0;
 };
 
-enum { FN_RANGE, FN_NAMESPACE, FN_DICT, FN_RAISE, FN_STRFTIME, FN_LIPSUM_UNSUPPORTED };
+enum { FN_RANGE, FN_NAMESPACE, FN_DICT, FN_RAISE, FN_STRFTIME };
 
 /* ---- renderer state ----------------------------------------------------------- */
 
@@ -114,7 +122,6 @@ typedef struct R {
     uint64_t steps, max_steps;
     int depth;
     const char *now;
-    frame *root;
     bool failed;
     vlmc_status code; /* of the first failure */
 } R;
@@ -265,6 +272,7 @@ static bool list_push(R *r, int line, jlist *l, val x) {
 }
 
 static val v_list(jlist *l) { val v = {.t = V_LIST}; v.u.l = l; return v; }
+static val v_gen(jlist *l) { val v = {.t = V_GEN}; v.u.l = l; return v; }
 static val v_dict(jdict *d) { val v = {.t = V_DICT}; v.u.d = d; return v; }
 
 static jdict *new_dict(R *r, int line) { return ralloc(r, line, sizeof(jdict)); }
@@ -371,6 +379,7 @@ static const char *type_name(const val *v) {
     case V_FUNC: return "function";
     case V_METHOD: return "builtin_function_or_method";
     case V_LOOP: return "LoopContext";
+    case V_GEN: return "generator";
     }
     return "object";
 }
@@ -425,6 +434,7 @@ static bool py_eq_d(const val *a, const val *b, int depth) {
     case V_FUNC: return a->u.fn == b->u.fn;
     case V_METHOD: return a->u.bm == b->u.bm;
     case V_LOOP: return a->u.loop == b->u.loop;
+    case V_GEN: return a->u.l == b->u.l;
     default: return false;
     }
 }
@@ -596,6 +606,7 @@ static bool put_val(R *r, sbuf *b, const val *v, bool repr, int depth) {
     case V_FUNC: return sb_puts(r, b, "<function>");
     case V_METHOD: return sb_printf(r, b, "<built-in method %s of %s object>", v->u.bm->name, type_name(&v->u.bm->recv));
     case V_LOOP: return sb_printf(r, b, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1, v->u.loop->items->n);
+    case V_GEN: return sb_puts(r, b, "<generator object>");
     }
     return true;
 }
@@ -865,9 +876,8 @@ static bool str_split(R *r, int line, const val *s, const val *sep, int64_t maxs
                 i = j;
             }
             if (i >= n) break;
-            if (maxsplit >= 0 && k >= maxsplit) {
-                val rest = str_strip(&(val){.t = V_STR, .u.s = {p + i, n - i}}, NULL, 2);
-                if (!list_push(r, line, l, rest)) return false;
+            if (maxsplit >= 0 && k >= maxsplit) { /* the rest keeps its trailing whitespace */
+                if (!list_push(r, line, l, v_str(p + i, n - i))) return false;
                 break;
             }
             size_t st = i;
@@ -888,12 +898,10 @@ static bool str_split(R *r, int line, const val *s, const val *sep, int64_t maxs
             *out = all;
             return true;
         }
+        /* the head keeps its leading whitespace, as Python's rsplit does */
         size_t keep = (size_t)maxsplit, first_n = a->n - keep;
-        const char *st = a->v[0].u.s.p;
         const char *en = a->v[first_n - 1].u.s.p + a->v[first_n - 1].u.s.n;
-        val head = str_strip(&(val){.t = V_STR, .u.s = {p, (size_t)(en - p)}}, NULL, 1);
-        (void)st;
-        if (!list_push(r, line, l, head)) return false;
+        if (!list_push(r, line, l, v_str(p, (size_t)(en - p)))) return false;
         for (size_t i = first_n; i < a->n; i++)
             if (!list_push(r, line, l, a->v[i])) return false;
     }
@@ -1138,6 +1146,10 @@ static int get_attr(R *r, int line, const val *obj, const char *name, val *out) 
         *out = v_undef(hintf(r, "'str object' has no attribute '%s'", name));
         return CTL_OK;
     case V_LIST:
+        if (obj->u.l->group && (!strcmp(name, "grouper") || !strcmp(name, "list"))) {
+            *out = obj->u.l->v[name[0] == 'l'];
+            return CTL_OK;
+        }
         if (in_names(LIST_METHODS, name)) return make_method(r, line, obj, name, out);
         if (in_names(LIST_UNSAFE, name) && !obj->u.l->tuple) {
             *out = v_undef(hintf(r, "SecurityError: access to attribute '%s' of 'list' object is unsafe", name));
@@ -1284,6 +1296,15 @@ static int get_item(R *r, int line, const val *obj, const val *key, val *out) {
 static int to_list(R *r, int line, const val *v, jlist **out) {
     switch (v->t) {
     case V_LIST: *out = v->u.l; return CTL_OK;
+    case V_GEN:
+        if (v->u.l->deferred) return TYPE_ERR(r, line, "%s", v->u.l->deferred);
+        if (v->u.l->consumed) {
+            *out = new_list(r, line, 0);
+            return *out ? CTL_OK : CTL_ERR;
+        }
+        v->u.l->consumed = true;
+        *out = v->u.l;
+        return CTL_OK;
     case V_UNDEF: *out = new_list(r, line, 0); return *out ? CTL_OK : CTL_ERR;
     case V_DICT: {
         jlist *l = new_list(r, line, v->u.d->n);
@@ -1308,6 +1329,8 @@ static int to_list(R *r, int line, const val *v, jlist **out) {
 }
 
 /* ---- arithmetic ------------------------------------------------------------------------ */
+
+static int percent_format(R *r, int line, const val *fmt, const val *items, size_t nitems, val *out);
 
 static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *out) {
     static const char *const opname[] = {"+", "-", "*", "/", "//", "%", "**"};
@@ -1384,6 +1407,11 @@ static int binop_eval(R *r, int line, int op, const val *a, const val *b, val *o
         case OP_POW: *out = v_float(pow(x, y)); return CTL_OK;
         }
     }
+    if (op == OP_MOD && a->t == V_STR) { /* 'fmt' % args: a tuple spreads, anything else is one argument */
+        if (b->t == V_LIST && b->u.l->tuple) return percent_format(r, line, a, b->u.l->v, b->u.l->n, out);
+        if (b->t == V_DICT) return rfail(r, line, VLMC_ERR_UNSUPPORTED, "'%%' formatting with a mapping is not supported");
+        return percent_format(r, line, a, b, 1, out);
+    }
     if (op == OP_ADD && a->t == V_STR && b->t == V_STR) {
         size_t n = a->u.s.n + b->u.s.n;
         char *p = ralloc(r, line, n + 1);
@@ -1455,6 +1483,12 @@ static int contains(R *r, int line, const val *hay, const val *needle, bool *res
         *res = dict_find(hay->u.d, needle) != NULL;
         return CTL_OK;
     case V_UNDEF: *res = false; return CTL_OK;
+    case V_GEN: {
+        jlist *l;
+        if (to_list(r, line, hay, &l)) return CTL_ERR;
+        val lv = v_list(l);
+        return contains(r, line, &lv, needle, res);
+    }
     default: return TYPE_ERR(r, line, "argument of type '%s' is not iterable", type_name(hay));
     }
 }
@@ -1482,7 +1516,145 @@ static int compare(R *r, int line, int op, const val *a, const val *b, bool *res
 
 /* ---- str.format and the format filter (the common subset) ------------------------------- */
 
-/* Python str.format: {} {0} {name} with no format spec or conversion. */
+/* Python's format(value, spec) for the format-spec mini-language
+ * [[fill]align][sign][#][0][width][,|_][.precision][type] on str, int and float. */
+static bool format_spec(R *r, int line, const val *v, const char *spec, size_t sl, sbuf *b) {
+    uint32_t fill = ' ';
+    char align = 0, sign = '-', type = 0, group = 0;
+    bool alt = false;
+    long width = -1, prec = -1;
+    size_t i = 0;
+    /* fill and align */
+    {
+        size_t j = 0;
+        uint32_t c0 = sl ? cp_at(spec, sl, &j) : 0;
+        if (j < sl && strchr("<>=^", spec[j])) {
+            fill = c0;
+            align = spec[j];
+            i = j + 1;
+        } else if (sl && strchr("<>=^", spec[0])) {
+            align = spec[0];
+            i = 1;
+        }
+    }
+    if (i < sl && strchr("+- ", spec[i])) sign = spec[i++];
+    if (i < sl && spec[i] == '#') alt = true, i++;
+    if (i < sl && spec[i] == '0') {
+        if (!align) fill = '0', align = '=';
+        i++;
+    }
+    while (i < sl && spec[i] >= '0' && spec[i] <= '9') width = (width < 0 ? 0 : width) * 10 + (spec[i++] - '0');
+    if (i < sl && (spec[i] == ',' || spec[i] == '_')) group = spec[i++];
+    if (i < sl && spec[i] == '.') {
+        i++;
+        prec = 0;
+        while (i < sl && spec[i] >= '0' && spec[i] <= '9') prec = prec * 10 + (spec[i++] - '0');
+    }
+    if (i < sl) type = spec[i++];
+    if (i != sl || width > 100000 || prec > 600) {
+        rfail(r, line, VLMC_ERR_FORMAT, "ValueError: invalid format specifier '%.*s'", (int)(sl > 50 ? 50 : sl), spec);
+        return false;
+    }
+    char body[2048];
+    const char *text = body;
+    size_t tl = 0;
+    if (is_num(v) && type == 's') {
+        rfail(r, line, VLMC_ERR_FORMAT, "ValueError: Unknown format code 's' for object of type '%s'", type_name(v));
+        return false;
+    }
+    bool numeric = is_num(v);
+    char sgn = 0;
+    sbuf tmp = {0};
+    if (!numeric) {
+        if (type && type != 's') {
+            rfail(r, line, VLMC_ERR_FORMAT, "ValueError: unknown format code '%c' for object of type '%s'", type, type_name(v));
+            return false;
+        }
+        if (!put_val(r, &tmp, v, false, 0)) return false;
+        text = tmp.p ? tmp.p : "";
+        tl = tmp.n;
+        if (prec >= 0) tl = cp_off(text, tl, (size_t)prec);
+    } else {
+        bool as_int = v->t != V_FLOAT && (!type || strchr("dxXobcn", type));
+        if (as_int) {
+            int64_t x = num_i(v);
+            uint64_t ux = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
+            if (x < 0) sgn = '-';
+            const char *fmt = type == 'x' ? "%llx" : type == 'X' ? "%llX" : type == 'o' ? "%llo" : "%llu";
+            char digits[80];
+            if (type == 'b') {
+                int k = 0;
+                char rev[70];
+                do rev[k++] = (char)('0' + (ux & 1)); while ((ux >>= 1) && k < 66);
+                for (int q = 0; q < k; q++) digits[q] = rev[k - 1 - q];
+                digits[k] = '\0';
+            } else if (type == 'c') {
+                size_t k = utf8_encode((uint32_t)x, digits);
+                digits[k] = '\0';
+                sgn = 0;
+            } else {
+                snprintf(digits, sizeof digits, fmt, (unsigned long long)ux);
+            }
+            size_t o = 0;
+            if (alt && type && strchr("xXob", type)) body[o++] = '0', body[o++] = type;
+            size_t nd = strlen(digits);
+            for (size_t q = 0; q < nd; q++) {
+                body[o++] = digits[q];
+                size_t left = nd - q - 1;
+                if (group && left && left % 3 == 0 && type != 'c') body[o++] = group;
+            }
+            tl = o;
+        } else {
+            double x = num_f(v);
+            if (signbit(x) && !isnan(x)) sgn = '-', x = -x;
+            char t = type ? type : 'g';
+            if (!type && prec < 0) {
+                float_repr(x, body, sizeof body);
+            } else if (t == '%') {
+                snprintf(body, sizeof body, "%.*f%%", (int)(prec < 0 ? 6 : prec), x * 100);
+            } else if (strchr("fFeEgG", t)) {
+                char f[16];
+                snprintf(f, sizeof f, "%%%s.*%c", alt ? "#" : "", t);
+                snprintf(body, sizeof body, f, (int)(prec < 0 ? 6 : prec), x);
+                if (!type && !strpbrk(body, ".einf")) strcat(body, ".0"); /* Python's no-type float format */
+            } else {
+                rfail(r, line, VLMC_ERR_FORMAT, "ValueError: unknown format code '%c' for object of type 'float'", type);
+                return false;
+            }
+            if (group) { /* group the integer digits */
+                char g[sizeof body];
+                size_t intlen = strspn(body, "0123456789"), o = 0;
+                for (size_t q = 0; q < intlen && o + 2 < sizeof g; q++) {
+                    g[o++] = body[q];
+                    size_t left = intlen - q - 1;
+                    if (left && left % 3 == 0) g[o++] = group;
+                }
+                size_t rest = strlen(body + intlen);
+                if (o + rest >= sizeof g) rest = sizeof g - o - 1;
+                memcpy(g + o, body + intlen, rest);
+                g[o + rest] = '\0';
+                memcpy(body, g, o + rest + 1);
+            }
+            tl = strlen(body);
+        }
+        if (!sgn && (sign == '+' || sign == ' ')) sgn = sign;
+    }
+    size_t len = cp_len(text, tl) + (sgn ? 1 : 0);
+    size_t pad = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+    if (!align) align = numeric ? '>' : '<';
+    size_t left = align == '>' ? pad : align == '^' ? pad / 2 : 0, right = pad - left;
+    if (align == '=') left = 0, right = 0;
+    bool ok = true;
+    for (size_t q = 0; ok && q < left; q++) ok = put_cp(r, b, fill);
+    if (ok && sgn) ok = sb_putc(r, b, sgn);
+    for (size_t q = 0; ok && align == '=' && q < pad; q++) ok = put_cp(r, b, fill);
+    ok = ok && sb_put(r, b, text, tl);
+    for (size_t q = 0; ok && q < right; q++) ok = put_cp(r, b, fill);
+    sb_free(&tmp);
+    return ok;
+}
+
+/* Python str.format: {} {0} {name} with optional !r/!s conversion and :spec. */
 static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
     sbuf b = {0};
     const char *p = fmt->u.s.p;
@@ -1514,14 +1686,29 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: single '{' encountered in format string");
         }
         const char *field = p + i + 1;
-        size_t fl = e - i - 1;
-        if (memchr(field, ':', fl) || memchr(field, '!', fl) || memchr(field, '.', fl) || memchr(field, '[', fl)) {
+        size_t fl = e - i - 1, name_len = 0;
+        while (name_len < fl && field[name_len] != '!' && field[name_len] != ':') name_len++;
+        char conv = 0;
+        const char *spec = "";
+        size_t sl = 0;
+        if (name_len < fl && field[name_len] == '!') {
+            conv = name_len + 1 < fl ? field[name_len + 1] : 0;
+            if ((conv != 'r' && conv != 's') || (name_len + 2 < fl && field[name_len + 2] != ':')) {
+                sb_free(&b);
+                return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: invalid conversion in format string");
+            }
+            if (name_len + 2 < fl) spec = field + name_len + 3, sl = fl - name_len - 3;
+        } else if (name_len < fl) {
+            spec = field + name_len + 1;
+            sl = fl - name_len - 1;
+        }
+        if (memchr(field, '.', name_len) || memchr(field, '[', name_len)) {
             sb_free(&b);
-            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "str.format: format specs and conversions are not supported");
+            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "str.format: attribute and index fields are not supported");
         }
         val v;
         bool found = false;
-        if (fl == 0) {
+        if (name_len == 0) {
             found = auto_idx < a->npos;
             if (found) v = a->pos[auto_idx++];
         } else if (field[0] >= '0' && field[0] <= '9') {
@@ -1530,7 +1717,7 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             if (found) v = a->pos[k];
         } else {
             for (size_t k = 0; k < a->nkw; k++)
-                if (strlen(a->kwn[k]) == fl && !memcmp(a->kwn[k], field, fl)) {
+                if (strlen(a->kwn[k]) == name_len && !memcmp(a->kwn[k], field, name_len)) {
                     v = a->kwv[k];
                     found = true;
                 }
@@ -1539,7 +1726,11 @@ static int str_format(R *r, int line, const val *fmt, const args *a, val *out) {
             sb_free(&b);
             return rfail(r, line, VLMC_ERR_FORMAT, "IndexError: replacement field {%.*s} has no argument", (int)(fl > 50 ? 50 : fl), field);
         }
-        if (!put_val(r, &b, &v, false, 0)) goto fail;
+        if (conv) {
+            sbuf t = {0};
+            if (!put_val(r, &t, &v, conv == 'r', 0) || !v_from_sbuf(r, line, &t, &v)) goto fail;
+        }
+        if (!format_spec(r, line, &v, spec, sl, &b)) goto fail;
         i = e;
     }
     return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
@@ -1762,7 +1953,8 @@ static int str_method(R *r, int line, const val *s, const char *m, const args *a
     }
     if (!strcmp(m, "format")) return str_format(r, line, s, a, out);
     if (!strcmp(m, "find") || !strcmp(m, "rfind") || !strcmp(m, "index") || !strcmp(m, "rindex") || !strcmp(m, "count")) {
-        if (!getarg(a, 0, NULL, &x) || !want_str(r, line, &x, "substring")) return CTL_ERR == rfail(r, line, VLMC_ERR_FORMAT, "TypeError: %s() needs a str argument", m) ? CTL_ERR : CTL_ERR;
+        if (!getarg(a, 0, NULL, &x)) return TYPE_ERR(r, line, "%s() takes at least 1 argument", m);
+        if (!want_str(r, line, &x, "substring")) return CTL_ERR;
         if (!strcmp(m, "count")) {
             int64_t k = 0;
             if (x.u.s.n == 0) {
@@ -1783,7 +1975,7 @@ static int str_method(R *r, int line, const val *s, const char *m, const args *a
         } else {
             f = memfind(p, n, x.u.s.p, x.u.s.n);
         }
-        if (!f && (m[0] == 'i' || m[1] == 'i')) return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: substring not found");
+        if (!f && (!strcmp(m, "index") || !strcmp(m, "rindex"))) return rfail(r, line, VLMC_ERR_FORMAT, "ValueError: substring not found");
         *out = v_int(f ? (int64_t)cp_len(p, (size_t)(f - p)) : -1);
         return CTL_OK;
     }
@@ -2176,7 +2368,7 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
     else if (!strcmp(name, "number")) *res = is_num(v);
     else if (!strcmp(name, "string")) *res = v->t == V_STR;
     else if (!strcmp(name, "mapping")) *res = v->t == V_DICT;
-    else if (!strcmp(name, "iterable")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
+    else if (!strcmp(name, "iterable")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF || v->t == V_GEN;
     else if (!strcmp(name, "sequence")) *res = v->t == V_STR || v->t == V_LIST || v->t == V_DICT || v->t == V_UNDEF;
     else if (!strcmp(name, "callable")) *res = v->t == V_MACRO || v->t == V_FUNC || v->t == V_METHOD;
     else if (!strcmp(name, "escaped")) *res = false;
@@ -2196,9 +2388,11 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
         if (str_method(r, line, v, name[0] == 'l' ? "islower" : "isupper", &none, &o)) return CTL_ERR;
         *res = o.u.b;
     } else if (!strcmp(name, "odd") || !strcmp(name, "even")) {
-        if (!(v->t == V_INT || v->t == V_BOOL)) return TYPE_ERR(r, line, "test '%s' needs an integer, not %s", name, type_name(v));
-        int64_t k = num_i(v);
-        *res = (k % 2 != 0) == (name[0] == 'o');
+        /* Jinja2: value % 2 == 1 / == 0, so floats work too */
+        val two = v_int(2), m;
+        if (binop_eval(r, line, OP_MOD, v, &two, &m)) return CTL_ERR;
+        val want = v_int(name[0] == 'o' ? 1 : 0);
+        *res = py_eq(&m, &want);
     } else if (!strcmp(name, "divisibleby")) {
         if (!has || !is_num(&x) || !is_num(v)) return TYPE_ERR(r, line, "divisibleby needs numbers");
         val m;
@@ -2219,7 +2413,9 @@ static int apply_test(R *r, int line, const char *name, const val *v, const args
                 if (!has) return TYPE_ERR(r, line, "test '%s' needs an argument", name);
                 return compare(r, line, cmp[i].op, v, &x, res);
             }
-        return rfail(r, line, VLMC_ERR_UNSUPPORTED, "TemplateAssertionError: no test named '%s'", name);
+        if (jinja_name_in(jinja_test_names, name))
+            return rfail(r, line, VLMC_ERR_UNSUPPORTED, "the Jinja test '%s' is not supported by vlmc", name);
+        return rfail(r, line, VLMC_ERR_FORMAT, "TemplateAssertionError: no test named '%s'", name);
     }
     return CTL_OK;
 }
@@ -2317,7 +2513,7 @@ static int filter_select(R *r, int line, const val *in, const args *a, bool by_a
         }
         if (ok == keep && !list_push(r, line, res, l->v[i])) return CTL_ERR;
     }
-    *out = v_list(res);
+    *out = v_gen(res);
     return CTL_OK;
 }
 
@@ -2504,6 +2700,24 @@ static int html_escape(R *r, int line, const val *v, val *out) {
 static int apply_filter(R *r, int line, const char *name, const val *in, const args *a, frame *f, val *out) {
     val x, y;
     (void)f;
+    /* Jinja2's generator filters only fail on a non-iterable input when the generator is read */
+    static const char *const generator_filters[] = {"select", "reject", "selectattr", "rejectattr", "map", "unique", "batch", "items", NULL};
+    bool iterable = in->t == V_LIST || in->t == V_DICT || in->t == V_STR || in->t == V_UNDEF || in->t == V_GEN;
+    if (!strcmp(name, "items")) iterable = in->t == V_DICT || in->t == V_UNDEF;
+    if (!iterable && in_names(generator_filters, name)) {
+        jlist *g = new_list(r, line, 0);
+        if (!g) return CTL_ERR;
+        /* select/reject/selectattr/rejectattr/map start with `if seq:`, so a falsy input is just empty */
+        bool guarded = strcmp(name, "unique") && strcmp(name, "batch") && strcmp(name, "items");
+        if (guarded && !truthy(in)) {
+            *out = v_gen(g);
+            return CTL_OK;
+        }
+        g->deferred = !strcmp(name, "items") ? "can only get item pairs from a mapping"
+                                              : hintf(r, "'%s' object is not iterable", type_name(in));
+        *out = v_gen(g);
+        return CTL_OK;
+    }
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         val def = v_str("", 0);
         getarg(a, 0, "default_value", &def);
@@ -2560,10 +2774,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
     }
     if (!strcmp(name, "string")) return to_str(r, line, in, out) ? CTL_OK : CTL_ERR;
-    if (!strcmp(name, "safe") || !strcmp(name, "mark_safe")) {
-        *out = *in;
-        return CTL_OK;
-    }
+    if (!strcmp(name, "safe")) return to_str(r, line, in, out) ? CTL_OK : CTL_ERR; /* Markup(str(value)) */
     if (!strcmp(name, "escape") || !strcmp(name, "e") || !strcmp(name, "forceescape")) return html_escape(r, line, in, out);
     if (!strcmp(name, "pprint")) {
         sbuf b = {0};
@@ -2574,6 +2785,8 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         return v_from_sbuf(r, line, &b, out) ? CTL_OK : CTL_ERR;
     }
     if (!strcmp(name, "indent") && in->t == V_UNDEF) return undefined_error(r, line, in);
+    if (!strcmp(name, "indent") && in->t != V_STR) /* Jinja2 appends "\n" to the value itself */
+        return TYPE_ERR(r, line, "unsupported operand type(s) for +=: '%s' and 'str'", type_name(in));
     /* filters on the text of the value (Jinja applies str() first) */
     if (!strcmp(name, "trim") || !strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") ||
         !strcmp(name, "capitalize") || !strcmp(name, "replace") || !strcmp(name, "indent") || !strcmp(name, "center") ||
@@ -2646,6 +2859,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
     }
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jlist *l;
+        if (name[0] == 'l' && in->t == V_GEN) return TYPE_ERR(r, line, "'generator' object is not reversible");
         if (to_list(r, line, in, &l)) return CTL_ERR;
         if (l->n == 0) *out = v_undef(hintf(r, "No %s item, sequence was empty.", name));
         else *out = name[0] == 'f' ? l->v[0] : l->v[l->n - 1];
@@ -2663,11 +2877,13 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (in->t == V_UNDEF) {
             jlist *l = new_list(r, line, 0);
             if (!l) return CTL_ERR;
-            *out = v_list(l);
+            *out = v_gen(l);
             return CTL_OK;
         }
         if (in->t != V_DICT) return TYPE_ERR(r, line, "can only get item pairs from a mapping");
-        return dict_items(r, line, in->u.d, 0, out);
+        if (dict_items(r, line, in->u.d, 0, out)) return CTL_ERR;
+        out->t = V_GEN;
+        return CTL_OK;
     }
     if (!strcmp(name, "dictsort")) {
         if (in->t != V_DICT) return TYPE_ERR(r, line, "dictsort needs a mapping");
@@ -2720,7 +2936,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
             if (contains(r, line, &seenv, &k, &dup)) return CTL_ERR;
             if (!dup && (!list_push(r, line, seen, k) || !list_push(r, line, res, l->v[i]))) return CTL_ERR;
         }
-        *out = v_list(res);
+        *out = v_gen(res);
         return CTL_OK;
     }
     if (!strcmp(name, "reverse")) {
@@ -2733,7 +2949,8 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n))) return CTL_ERR;
         for (size_t i = 0; i < l->n; i++) c->v[i] = l->v[l->n - 1 - i];
         c->n = l->n;
-        *out = v_list(c);
+        /* reversed(list) is an iterator; a generator is listed and reversed into a list */
+        *out = in->t == V_GEN ? v_list(c) : v_gen(c);
         return CTL_OK;
     }
     if (!strcmp(name, "sum")) {
@@ -2789,7 +3006,7 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
             for (size_t i = 0; i < l->n; i++)
                 if (apply_filter(r, line, fn, &l->v[i], &fa, f, &res->v[res->n++])) return CTL_ERR;
         }
-        *out = v_list(res);
+        *out = v_gen(res);
         return CTL_OK;
     }
     if (!strcmp(name, "batch")) {
@@ -2807,6 +3024,83 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
                 if (!list_push(r, line, b, y)) return CTL_ERR;
             if (!list_push(r, line, res, v_list(b))) return CTL_ERR;
         }
+        *out = v_gen(res);
+        return CTL_OK;
+    }
+    if (!strcmp(name, "truncate")) {
+        /* Jinja2's truncate(length=255, killwords=False, end='...', leeway=5) */
+        val s, lenv = v_int(255), endv = v_str("...", 3), leev = v_int(5);
+        if (!to_str(r, line, in, &s)) return CTL_ERR;
+        getarg(a, 0, "length", &lenv);
+        bool kill = arg_bool(a, 1, "killwords", false);
+        getarg(a, 2, "end", &endv);
+        getarg(a, 3, "leeway", &leev);
+        if (!(lenv.t == V_INT) || endv.t != V_STR || !(leev.t == V_INT || leev.t == V_NONE))
+            return TYPE_ERR(r, line, "truncate: bad arguments");
+        int64_t length = lenv.u.i, leeway = leev.t == V_INT ? leev.u.i : 5;
+        int64_t endlen = (int64_t)cp_len(endv.u.s.p, endv.u.s.n), slen = (int64_t)cp_len(s.u.s.p, s.u.s.n);
+        if (length < endlen || leeway < 0) return rfail(r, line, VLMC_ERR_FORMAT, "AssertionError: bad truncate length");
+        if (slen <= length + leeway) {
+            *out = s;
+            return CTL_OK;
+        }
+        val head = v_str(s.u.s.p, cp_off(s.u.s.p, s.u.s.n, (size_t)(length - endlen)));
+        if (!kill) {
+            const char *sp = NULL;
+            for (size_t q = head.u.s.n; q-- > 0;)
+                if (head.u.s.p[q] == ' ') {
+                    sp = head.u.s.p + q;
+                    break;
+                }
+            if (sp) head.u.s.n = (size_t)(sp - head.u.s.p);
+        }
+        return binop_eval(r, line, OP_ADD, &head, &endv, out);
+    }
+    if (!strcmp(name, "groupby")) {
+        /* sorted by the attribute, then runs of equal keys as (grouper, list) pairs */
+        jlist *l, *c, *res;
+        val attr, def = v_none();
+        if (!getarg(a, 0, "attribute", &attr)) return TYPE_ERR(r, line, "groupby needs an attribute");
+        bool has_def = getarg(a, 1, "default", &def);
+        bool cs = arg_bool(a, 2, "case_sensitive", false);
+        if (to_list(r, line, in, &l) || !(c = new_list(r, line, l->n)) || !(res = new_list(r, line, 0))) return CTL_ERR;
+        copy_bytes(c->v, l->v, l->n * sizeof(val));
+        c->n = l->n;
+        val *keys = ralloc(r, line, (c->n + 1) * sizeof(val)), *raw = ralloc(r, line, (c->n + 1) * sizeof(val));
+        if (!keys || !raw) return CTL_ERR;
+        for (size_t q = 0; q < c->n; q++) {
+            if (attr_path(r, line, &c->v[q], &attr, &raw[q])) return CTL_ERR;
+            if (raw[q].t == V_UNDEF && has_def) raw[q] = def;
+            keys[q] = raw[q];
+            if (!cs && keys[q].t == V_STR && !map_case(r, line, keys[q].u.s.p, keys[q].u.s.n, 0, &keys[q])) return CTL_ERR;
+        }
+        /* sort items together with their keys; raw values travel as a parallel pair list */
+        jlist *pairs = new_list(r, line, c->n);
+        if (!pairs) return CTL_ERR;
+        for (size_t q = 0; q < c->n; q++) {
+            jlist *pr = new_list(r, line, 2);
+            if (!pr) return CTL_ERR;
+            pr->v[0] = raw[q];
+            pr->v[1] = c->v[q];
+            pr->n = 2;
+            pairs->v[pairs->n++] = v_list(pr);
+        }
+        if (sort_by_keys(r, line, pairs->v, keys, pairs->n, false)) return CTL_ERR;
+        for (size_t q = 0; q < pairs->n;) {
+            jlist *grp = new_list(r, line, 0), *tu = new_list(r, line, 2);
+            if (!grp || !tu) return CTL_ERR;
+            size_t e = q;
+            while (e < pairs->n && py_eq(&keys[e], &keys[q])) {
+                if (!list_push(r, line, grp, pairs->v[e].u.l->v[1])) return CTL_ERR;
+                e++;
+            }
+            tu->tuple = tu->group = true;
+            tu->v[0] = pairs->v[q].u.l->v[0];
+            tu->v[1] = v_list(grp);
+            tu->n = 2;
+            if (!list_push(r, line, res, v_list(tu))) return CTL_ERR;
+            q = e;
+        }
         *out = v_list(res);
         return CTL_OK;
     }
@@ -2816,7 +3110,9 @@ static int apply_filter(R *r, int line, const char *name, const val *in, const a
         if (!nm) return rfail(r, line, VLMC_ERR_LIMIT, "out of memory");
         return get_attr(r, line, in, nm, out);
     }
-    return rfail(r, line, VLMC_ERR_UNSUPPORTED, "TemplateAssertionError: no filter named '%s'", name);
+    if (jinja_name_in(jinja_filter_names, name))
+        return rfail(r, line, VLMC_ERR_UNSUPPORTED, "the Jinja filter '%s' is not supported by vlmc", name);
+    return rfail(r, line, VLMC_ERR_FORMAT, "TemplateAssertionError: no filter named '%s'", name);
 }
 
 /* ---- expressions ----------------------------------------------------------------------------- */
@@ -3147,8 +3443,8 @@ static bool from_json(R *r, const cJSON *j, val *out, int depth) {
     else if (cJSON_IsFalse(j)) *out = v_bool(false);
     else if (cJSON_IsNumber(j)) {
         double d = j->valuedouble;
-        /* cJSON keeps only a double: integral values that fit are ints (JSON 1.0 reads as 1) */
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) *out = v_int((int64_t)d);
+        /* cJSON keeps only a double: integral values that fit are ints unless marked as floats */
+        if (!(j->type & JINJA_JSON_FLOAT) && d == floor(d) && fabs(d) < 9007199254740992.0) *out = v_int((int64_t)d);
         else *out = v_float(d);
     } else if (cJSON_IsString(j)) {
         const char *s = j->valuestring ? j->valuestring : "";
@@ -3175,6 +3471,64 @@ static bool from_json(R *r, const cJSON *j, val *out, int depth) {
         *out = v_none();
     }
     return true;
+}
+
+/* Numbers in document order: the text's number tokens and a pre-order walk of
+ * the tree meet them in the same order. */
+static void mark_floats(cJSON *node, const unsigned char *flags, size_t nflags, size_t *k) {
+    for (; node; node = node->next) {
+        if (cJSON_IsNumber(node)) {
+            if (*k < nflags && flags[*k]) node->type |= JINJA_JSON_FLOAT;
+            (*k)++;
+        }
+        if (node->child) mark_floats(node->child, flags, nflags, k);
+    }
+}
+
+static size_t count_numbers(const cJSON *node) {
+    size_t n = 0;
+    for (; node; node = node->next) n += (cJSON_IsNumber(node) ? 1 : 0) + (node->child ? count_numbers(node->child) : 0);
+    return n;
+}
+
+void jinja_mark_json_floats(const char *text, size_t len, cJSON *root) {
+    if (!text || !root) return;
+    size_t cap = 64, n = 0;
+    unsigned char *flags = malloc(cap);
+    if (!flags) return;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '"') { /* skip a string */
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            continue;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            bool fl = false;
+            while (i < len && strchr("+-0123456789.eE", text[i])) fl |= text[i] == '.' || text[i] == 'e' || text[i] == 'E', i++;
+            i--;
+            if (n == cap) {
+                unsigned char *nf = realloc(flags, cap * 2);
+                if (!nf) {
+                    free(flags);
+                    return;
+                }
+                flags = nf;
+                cap *= 2;
+            }
+            flags[n++] = fl;
+        }
+    }
+    /* only when the counts agree (they always should) is the mapping trusted */
+    if (count_numbers(root) == n) {
+        size_t k = 0;
+        if (cJSON_IsNumber(root) && n) {
+            if (flags[0]) root->type |= JINJA_JSON_FLOAT;
+            k = 1;
+        }
+        mark_floats(root->child, flags, n, &k);
+    }
+    free(flags);
 }
 
 vlmc_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja_options *opt, char **out,
@@ -3204,7 +3558,6 @@ vlmc_status jinja_render(const jinja_template *t, const cJSON *vars, const jinja
         val v;
         if (!c->string || !from_json(&r, c, &v, 0) || !frame_set(&r, 0, root, c->string, v)) goto fail;
     }
-    r.root = root;
     if (exec_body(&r, t->root, root) != CTL_OK) goto fail;
     if (!buf.p && !sb_put(&r, &buf, "", 0)) goto fail;
     if (!buf.p) {

@@ -65,6 +65,12 @@ struct node {
 #define MACRO_USES_KWARGS 2u
 #define MACRO_USES_CALLER 4u
 
+/* The names of Jinja2's built-in filters and tests (plus transformers' tojson),
+ * NULL-terminated. A name outside these is a template error, as in Jinja2. */
+extern const char *const jinja_filter_names[];
+extern const char *const jinja_test_names[];
+bool jinja_name_in(const char *const *names, const char *name);
+
 struct jinja_template {
     jpool pool;   /* AST and strings */
     node *root;   /* N_BODY */

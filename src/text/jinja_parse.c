@@ -387,8 +387,9 @@ static bool only_blanks(const char *s, size_t from, size_t to) {
     return true;
 }
 
-/* Matches `{%[-+]?\s*raw\s*-?%}` at p; returns its end (after the tag) or 0. */
-static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_end) {
+/* Matches `{%[-+]?\s*WORD\s*[-+]?%}` at p; returns its end (after the tag) or 0.
+ * As in Jinja2's regex, `{% raw +%}` is not a raw tag (allow_plus false). */
+static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_end, bool allow_plus) {
     const char *s = L->s;
     size_t q = p + 2;
     if (q < L->n && (s[q] == '-' || s[q] == '+')) q++;
@@ -403,7 +404,7 @@ static size_t match_raw(const lexer *L, size_t p, const char *word, bool *minus_
         *minus_end = true;
         return q + 3;
     }
-    if (starts(L, q, "+%}")) return q + 3;
+    if (allow_plus && starts(L, q, "+%}")) return q + 3;
     if (starts(L, q, "%}")) return q + 2;
     return 0;
 }
@@ -437,7 +438,7 @@ static bool lex(lexer *L) {
         int tag_line = L->line;
         bool minus_end;
         size_t raw_end;
-        if (kind == '%' && (raw_end = match_raw(L, p, "raw", &minus_end)) != 0) {
+        if (kind == '%' && (raw_end = match_raw(L, p, "raw", &minus_end, false)) != 0) {
             size_t q = raw_end;
             if (minus_end)
                 while (q < L->n && is_ws(s[q])) q++;
@@ -445,7 +446,7 @@ static bool lex(lexer *L) {
             size_t e = q, end_end = 0;
             bool end_minus = false;
             for (; e + 1 < L->n; e++)
-                if (s[e] == '{' && s[e + 1] == '%' && (end_end = match_raw(L, e, "endraw", &end_minus)) != 0) break;
+                if (s[e] == '{' && s[e + 1] == '%' && (end_end = match_raw(L, e, "endraw", &end_minus, true)) != 0) break;
             if (!end_end) return lex_fail(L, tag_line, "missing end of raw directive");
             size_t body_end = e;
             char emod = s[e + 2];
@@ -935,8 +936,6 @@ static node *parse_postfix(parser *P, node *n) {
 static bool parse_dotted_name(parser *P, const char **out, size_t *out_len) {
     token *t = cur(P);
     if (!expect_type(P, T_NAME, "a filter or test name")) return false;
-    size_t start = (size_t)(t->s - P->toks[0].s), end = start + t->n;
-    (void)start;
     const char *s = t->s;
     size_t n = t->n;
     while (tok_is_op(cur(P), ".")) {
@@ -945,7 +944,6 @@ static bool parse_dotted_name(parser *P, const char **out, size_t *out_len) {
         if (!expect_type(P, T_NAME, "a name")) return false;
         n = (size_t)(u->s + u->n - s);
     }
-    (void)end;
     *out = jpool_strndup(P->pool, s, n);
     *out_len = n;
     return *out != NULL || pfail(P, t->line, "out of memory");
@@ -1207,11 +1205,7 @@ static node *parse_expression(parser *P, bool with_condexpr) {
 /* ---- statements ------------------------------------------------------------ */
 
 static bool check_target(parser *P, node *t) {
-    if (t->kind == N_NAME) {
-        if (!strcmp(t->str, "true") || !strcmp(t->str, "false") || !strcmp(t->str, "none") || !strcmp(t->str, "loop"))
-            if (strcmp(t->str, "loop")) return pfail(P, t->line, "cannot assign to '%s'", t->str);
-        return true;
-    }
+    if (t->kind == N_NAME) return true; /* true/false/none parse as constants, rejected below */
     if (t->kind == N_NSREF) return true;
     if (t->kind == N_TUPLE) {
         for (size_t i = 0; i < t->nargs; i++)
@@ -1338,8 +1332,6 @@ static bool parse_signature(parser *P, node *n) {
         if (tok_is_op(cur(P), "=")) {
             advance(P);
             if (!(def = parse_expression(P, true))) return false;
-        } else if (defs.n && cnt && n->kwvals == NULL) {
-            /* checked below */
         }
         if (cnt == cap) {
             cap = cap ? cap * 2 : 4;
@@ -1454,6 +1446,11 @@ static node *parse_statement(parser *P) {
         /* transformers' AssistantTracker: the body renders unchanged */
         static const char *const ends[] = {"endgeneration", NULL};
         if (!expect_block_end(P) || !(n = subparse(P, ends)) || !end_tag(P, "endgeneration")) return NULL;
+    } else if (tok_is_name(t, "include") || tok_is_name(t, "import") || tok_is_name(t, "from") ||
+               tok_is_name(t, "extends") || tok_is_name(t, "block") || tok_is_name(t, "autoescape")) {
+        /* real Jinja2 tags that need other templates or HTML escaping; chat templates do not use them */
+        pfail(P, line, "the Jinja tag '%.*s' is not supported by vlmc", (int)t->n, t->s);
+        return NULL;
     } else {
         pfail(P, line, "encountered unknown tag '%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s);
         return NULL;
@@ -1518,6 +1515,60 @@ done:
     return body;
 }
 
+const char *const jinja_filter_names[] = {
+    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape", "filesizeformat",
+    "first", "float", "forceescape", "format", "groupby", "indent", "int", "join", "last", "length", "list", "lower",
+    "items", "map", "min", "max", "pprint", "random", "reject", "rejectattr", "replace", "reverse", "round", "safe",
+    "select", "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "trim", "truncate", "unique", "upper",
+    "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr", "tojson", NULL};
+const char *const jinja_test_names[] = {
+    "odd", "even", "divisibleby", "defined", "undefined", "filter", "test", "none", "boolean", "false", "true",
+    "integer", "float", "lower", "upper", "string", "mapping", "number", "sequence", "iterable", "callable", "sameas",
+    "escaped", "in", "==", "eq", "equalto", "!=", "ne", ">", "gt", "greaterthan", "ge", ">=", "<", "lt", "lessthan",
+    "<=", "le", NULL};
+
+bool jinja_name_in(const char *const *names, const char *name) {
+    for (; *names; names++)
+        if (!strcmp(*names, name)) return true;
+    return false;
+}
+
+/* Jinja2 rejects unknown filters and tests when it compiles the template,
+ * except inside `if` statements and inline if-expressions ("soft" frames,
+ * where the error is deferred to when they run). Loops, macros and blocks
+ * start hard again. */
+static bool check_names(parser *P, const node *n, bool soft, int depth) {
+    if (!n) return true;
+    if (depth > 4 * MAX_DEPTH) return pfail(P, n->line, "nested too deeply");
+    if (!soft && n->kind == N_FILTER && !jinja_name_in(jinja_filter_names, n->str))
+        return pfail(P, n->line, "no filter named '%s'", n->str);
+    if (!soft && n->kind == N_TEST && !jinja_name_in(jinja_test_names, n->str))
+        return pfail(P, n->line, "no test named '%s'", n->str);
+    bool kids_soft = soft;
+    switch (n->kind) {
+    case N_IF:
+    case N_COND: kids_soft = true; break;
+    case N_FOR:
+        /* the iterable is evaluated in the enclosing frame; the rest in the loop's own */
+        return check_names(P, n->b, soft, depth + 1) && check_names(P, n->d, false, depth + 1) &&
+               check_names(P, n->c, false, depth + 1) && (!n->nkw || check_names(P, n->kwvals[0], false, depth + 1));
+    case N_MACRO:
+    case N_CALLBLOCK:
+    case N_SETBLOCK:
+    case N_FILTERBLOCK:
+    case N_WITH: kids_soft = false; break;
+    default: break;
+    }
+    const node *kids[4] = {n->a, n->b, n->c, n->d};
+    for (int i = 0; i < 4; i++)
+        if (!check_names(P, kids[i], kids_soft, depth + 1)) return false;
+    for (size_t i = 0; i < n->nargs; i++)
+        if (!check_names(P, n->args[i], kids_soft, depth + 1)) return false;
+    for (size_t i = 0; n->kwvals && i < n->nkw; i++)
+        if (!check_names(P, n->kwvals[i], kids_soft, depth + 1)) return false;
+    return true;
+}
+
 vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_template **out, vlmc_error *err) {
     *out = NULL;
     if (!name) name = "template";
@@ -1544,6 +1595,7 @@ vlmc_status jinja_parse(const char *src, size_t len, const char *name, jinja_tem
     }
     parser P = {.pool = &t->pool, .err = err, .name = t->name, .toks = L.toks, .ntoks = L.ntoks};
     t->root = subparse(&P, NULL);
+    if (t->root && !P.failed) check_names(&P, t->root, false, 0);
     free(L.toks);
     if (!t->root || P.failed) {
         vlmc_status st = err ? err->code : VLMC_ERR_FORMAT;
