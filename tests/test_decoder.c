@@ -579,7 +579,10 @@ static void test_public_dump(void) {
     if (llava) {
         char ld[1024];
         snprintf(ld, sizeof ld, "%s", llava);
-        CHECK(vlmc_model_load(ld, NULL, &m, &err) == VLMC_ERR_UNSUPPORTED && !m, "a VLM folder is not decoder-only");
+        CHECK(vlmc_model_load(ld, NULL, &m, &err) == VLMC_OK && vlmc_model_has_vision(m) &&
+                  !strcmp(vlmc_model_type(m), "llava") && !vlmc_model_tokenizer(m), "a VLM folder: %s", err.message);
+        vlmc_model_free(m);
+        m = NULL;
     }
     CHECK(vlmc_model_load("/nonexistent/model", NULL, &m, &err) != VLMC_OK && strstr(err.message, "/nonexistent/model"),
           "missing folder: %s", err.message);
