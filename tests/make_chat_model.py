@@ -57,7 +57,8 @@ tok = {
 }
 json.dump(tok, open(os.path.join(out, "tokenizer.json"), "w"), ensure_ascii=False)
 template = ("{% for message in messages %}"
-            "{% if message['role'] == 'system' %}{{ message['content'][0]['text'] + '\\n' }}"
+            "{% if message['role'] == 'system' %}"
+            "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] + '\\n' }}{% endif %}{% endfor %}"
             "{% else %}{{ message['role'].upper() + ': ' }}"
             "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>\\n' }}{% endif %}{% endfor %}"
             "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"

@@ -172,6 +172,111 @@ static void test_splice_count(void) {
     vlm_free(&m);
 }
 
+/* Sessions: a second turn that reuses the KV cache (only the new tokens are run) answers exactly as a fresh
+ * session given the whole conversation; EOS / max tokens / streaming callback stop. Uses the chat-ready copy of
+ * the llava fixture that tests/make_chat_model.py writes. */
+typedef struct cb_state {
+    char text[4096];
+    size_t len;
+    int calls, stop_after;
+} cb_state;
+
+static int collect(const char *text, size_t len, int32_t id, void *user) {
+    (void)id;
+    cb_state *c = user;
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, text, len);
+        c->len += len;
+        c->text[c->len] = 0;
+    }
+    return ++c->calls == c->stop_after;
+}
+
+static void test_session_kv_reuse(void) {
+    const char *p = shared_path("fixtures/llava");
+    if (!p) return;
+    char cmd[2048], model[600], img[1100];
+    snprintf(model, sizeof model, "%s/chat_model", test_tmpdir());
+    snprintf(img, sizeof img, "%s/reference/image.png", p);
+    snprintf(cmd, sizeof cmd, "python3 tests/make_chat_model.py '%s' '%s'", p, model);
+    if (system(cmd) != 0) {
+        test_skip("python3 tests/make_chat_model.py failed");
+        return;
+    }
+    vlmc_error err = {0};
+    vlmc_model *m = NULL;
+    vlmc_image *im = NULL;
+    if (!CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message)) {
+        vlmc_model_free(m);
+        return;
+    }
+    vlmc_gen_params gp = vlmc_gen_default_params();
+    gp.max_new_tokens = 6;
+    gp.ignore_eos = 1;
+    vlmc_session *a = NULL, *b = NULL;
+    vlmc_result r1, r2, r3;
+    memset(&r1, 0, sizeof r1); memset(&r2, 0, sizeof r2); memset(&r3, 0, sizeof r3);
+    cb_state cs = {.stop_after = 0};
+    if (CHECK(vlmc_session_new(m, 0, &a, &err) == VLMC_OK && vlmc_session_new(m, 0, &b, &err) == VLMC_OK, "%s",
+              err.message) &&
+        CHECK(vlmc_session_add_image(a, im, &err) == VLMC_OK && vlmc_session_add_message(a, "user", "hi", &err) == VLMC_OK &&
+                  vlmc_session_generate(a, &gp, collect, &cs, &r1, &err) == VLMC_OK, "%s", err.message)) {
+        CHECK(r1.n_ids == 6 && r1.stop == VLMC_STOP_LENGTH && cs.len == r1.text_len && !memcmp(cs.text, r1.text, cs.len),
+              "first answer: %zu ids, streamed \"%s\" vs \"%s\"", r1.n_ids, cs.text, r1.text);
+        CHECK(vlmc_session_add_message(a, "user", "and the second image?", &err) == VLMC_OK &&
+                  vlmc_session_add_image(a, im, &err) == VLMC_OK &&
+                  vlmc_session_add_message(a, "user", "look", &err) == VLMC_OK &&
+                  vlmc_session_generate(a, &gp, NULL, NULL, &r2, &err) == VLMC_OK, "%s", err.message);
+        /* the same conversation from scratch */
+        CHECK(vlmc_session_add_image(b, im, &err) == VLMC_OK && vlmc_session_add_message(b, "user", "hi", &err) == VLMC_OK &&
+                  vlmc_session_add_message(b, "assistant", r1.text, &err) == VLMC_OK &&
+                  vlmc_session_add_message(b, "user", "and the second image?", &err) == VLMC_OK &&
+                  vlmc_session_add_image(b, im, &err) == VLMC_OK &&
+                  vlmc_session_add_message(b, "user", "look", &err) == VLMC_OK &&
+                  vlmc_session_generate(b, &gp, NULL, NULL, &r3, &err) == VLMC_OK, "%s", err.message);
+        printf("    turn 2: prompt %d tokens, %d run with the cache, %d from scratch\n", r2.timings.n_prompt_tokens,
+               r2.timings.n_prefill_tokens, r3.timings.n_prefill_tokens);
+        CHECK(r2.n_ids == r3.n_ids && r2.n_ids && !memcmp(r2.ids, r3.ids, r2.n_ids * sizeof(int32_t)),
+              "second turn with the cache differs from a fresh session");
+        CHECK(r2.timings.n_prefill_tokens <= r2.timings.n_prompt_tokens - r1.timings.n_prompt_tokens &&
+                  r3.timings.n_prefill_tokens == r3.timings.n_prompt_tokens, "cache not reused: %d of %d",
+              r2.timings.n_prefill_tokens, r2.timings.n_prompt_tokens);
+        const int32_t *ids;
+        size_t n;
+        vlmc_session_prompt_ids(a, &ids, &n);
+        size_t img_tokens = 0;
+        for (size_t i = 0; i < n; i++) img_tokens += ids[i] == 1000;
+        CHECK(img_tokens == 32, "two images: %zu image tokens", img_tokens);
+        /* the callback stops generation */
+        vlmc_result r4;
+        cb_state c2 = {.stop_after = 2};
+        gp.max_new_tokens = 10;
+        CHECK(vlmc_session_generate(b, &gp, collect, &c2, &r4, &err) == VLMC_OK && r4.stop == VLMC_STOP_CALLBACK &&
+                  r4.n_ids == 2, "callback stop: %s, %zu ids", vlmc_stop_reason_name(r4.stop), r4.n_ids);
+        vlmc_result_free(&r4);
+        /* cancel flag set before the first token */
+        volatile sig_atomic_t flag = 1;
+        gp.cancel = &flag;
+        CHECK(vlmc_session_generate(b, &gp, NULL, NULL, &r4, &err) == VLMC_OK && r4.stop == VLMC_STOP_CANCEL &&
+                  r4.n_ids == 0, "cancel");
+        vlmc_result_free(&r4);
+        /* an image attached with no placeholder for it: an error, not a silent drop */
+        vlmc_session_reset(b);
+        gp.cancel = NULL;
+        CHECK(vlmc_session_add_image(b, im, &err) == VLMC_OK &&
+                  vlmc_session_add_message(b, "system", "sys", &err) == VLMC_OK &&
+                  vlmc_session_generate(b, &gp, NULL, NULL, &r4, &err) == VLMC_ERR_ARG && strstr(err.message, "placeholder"),
+              "an image the template drops: %s", err.message);
+        vlmc_result_free(&r4);
+    }
+    vlmc_result_free(&r1); vlmc_result_free(&r2); vlmc_result_free(&r3);
+    vlmc_session_free(a);
+    vlmc_session_free(b);
+    vlmc_image_free(im);
+    vlmc_model_free(m);
+}
+
 int main(void) {
     tests_begin("vlm");
     TEST_RUN(test_llava);
@@ -184,5 +289,6 @@ int main(void) {
     TEST_RUN(test_mistral);
     TEST_RUN(test_dump_errors);
     TEST_RUN(test_splice_count);
+    TEST_RUN(test_session_kv_reuse);
     return tests_end();
 }
