@@ -143,4 +143,24 @@ PY
 "$VLMC" dump -m "$SHARED/fixtures/llava" --inputs "$TMP/din_llava" --out "$TMP/dg" --grads >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "grads" "$TMP/o" && ok "dump --grads: not implemented" || fail "dump --grads" "$(cat "$TMP/o")"
 
+# 9. The whole pipeline from the PNG files: tests/make_fixture_prompt_model.py gives each fixture a tokenizer and
+# chat template under which `vlmc run` builds exactly the fixture's input_ids (Idefics3: SmolVLM's template and
+# the fixture's toy tokenizer); the answer must be transformers' generated_ids.
+for fx in llava llava_multi_image llava_next idefics3; do
+  d="$SHARED/fixtures/$fx"
+  [ -d "$d" ] || { skip "run $fx from PNG" "absent"; continue; }
+  python3 tests/make_fixture_prompt_model.py "$d" "$TMP/fp_$fx" || { fail "run $fx from PNG" "python3"; continue; }
+  if [ -f "$d/reference/image0.png" ]; then set -- --image "$d/reference/image0.png" --image "$d/reference/image1.png"
+  else set -- --image "$d/reference/image.png"; fi
+  "$VLMC" run -m "$TMP/fp_$fx" "$@" -p "What is this?" -n 16 --ignore-eos --temp 0 --json -t 1 >"$TMP/fp_$fx.json" 2>"$TMP/err"
+  if python3 - "$d/reference" "$TMP/fp_$fx.json" <<'PY'
+import json, struct, sys
+rd = lambda n: (lambda b: list(struct.unpack("<%di" % (len(b) // 4), b)))(open(sys.argv[1] + "/" + n, "rb").read())
+j = json.load(open(sys.argv[2]))
+sys.exit(0 if j["prompt_ids"] == rd("input_ids.bin") and j["ids"] == rd("generated_ids.bin") else 1)
+PY
+  then ok "run $fx from PNG: prompt ids and generated ids = transformers'"
+  else fail "run $fx from PNG" "$(cat "$TMP/err" "$TMP/fp_$fx.json")"; fi
+done
+
 finish
