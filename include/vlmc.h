@@ -227,7 +227,8 @@ typedef struct vlmc_model vlmc_model;
 
 typedef struct vlmc_model_params {
     int n_ctx;     /* default KV cache slots of a session; 0 = min(max_position_embeddings, 4096) */
-    int n_batch;   /* unused since sessions hold the KV caches (kept for source compatibility) */
+    int n_batch;   /* most prompt tokens per decoder pass in sessions (llama.cpp's -b); 0 = 512. Bounds
+                      the activation buffers: a long prompt runs in several passes */
     int n_threads; /* > 0: OpenMP threads (omp_set_num_threads, process-wide); 0 = OpenMP's default */
 } vlmc_model_params;
 

@@ -163,4 +163,12 @@ PY
   else fail "run $fx from PNG" "$(cat "$TMP/err" "$TMP/fp_$fx.json")"; fi
 done
 
+# a prompt run in passes of 5 tokens (-b 5) gives the same answer
+if [ -d "$TMP/fp_llava_next" ]; then
+  "$VLMC" run -m "$TMP/fp_llava_next" --image "$SHARED/fixtures/llava_next/reference/image.png" -p x -n 16 --ignore-eos \
+    -b 5 --json -t 1 >"$TMP/b5.json" 2>"$TMP/err"
+  if [ "$(jf "$TMP/b5.json" 'j["ids"]')" = "$(jf "$TMP/fp_llava_next.json" 'j["ids"]')" ]; then ok "prefill in passes of -b 5 tokens"
+  else fail "-b 5" "$(cat "$TMP/err")"; fi
+fi
+
 finish

@@ -51,6 +51,7 @@ vlmc_status vlmc_model_load(const char *dir, const vlmc_model_params *p, vlmc_mo
     m->n_ctx = p && p->n_ctx > 0 ? p->n_ctx : m->vm.cfg.text.max_position_embeddings;
     if (!(p && p->n_ctx > 0) && m->n_ctx > 4096) m->n_ctx = 4096;
     if (m->n_ctx <= 0) m->n_ctx = 4096;
+    m->n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
     char *tj = path_join(dir, "tokenizer.json"), *vj = path_join(dir, "vocab.json");
     bool has_tok = (tj && file_exists(tj)) || (vj && file_exists(vj));
     free(tj);

@@ -14,6 +14,7 @@ struct vlmc_model {
     char *dir;
     vlm_model vm;
     int n_ctx;                  /* default session context */
+    int n_batch;                /* prompt tokens per decoder pass */
     vlmc_tokenizer *tok;        /* NULL when the folder has none */
     chat_template *tpl;         /* NULL when the folder has none */
     vlmc_error tpl_err;         /* why tpl is NULL */

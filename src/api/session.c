@@ -65,7 +65,7 @@ vlmc_status vlmc_session_new(vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_
     if (!s) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx ? n_ctx : m->n_ctx;
-    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, 0, err);
+    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, m->n_batch < s->n_ctx ? m->n_batch : s->n_ctx, err);
     if (st) {
         free(s);
         return st;

@@ -22,7 +22,8 @@ const char *GEN_OPTS_HELP =
     "  --ignore-eos             do not stop at EOS\n"
     "  --system TEXT            a system message first\n"
     "  -t, --threads N          threads (default: OpenMP's, OMP_NUM_THREADS)\n"
-    "  -c, --ctx-size N         context (KV cache) size in tokens (default min(max_position_embeddings, 4096))\n";
+    "  -c, --ctx-size N         context (KV cache) size in tokens (default min(max_position_embeddings, 4096))\n"
+    "  -b, --batch-size N       most prompt tokens per decoder pass (default 512)\n";
 
 void gen_opts_init(gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -51,7 +52,7 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
     }
     static const char *const with_value[] = {"-m", "--model", "-n", "--n-predict", "--temp", "--top-k", "--top-p",
                                              "--min-p", "--repeat-penalty", "-s", "--seed", "--stop", "--system", "-t",
-                                             "--threads", "-c", "--ctx-size", NULL};
+                                             "--threads", "-c", "--ctx-size", "-b", "--batch-size", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(*w, a);
     if (!known) return 0;
@@ -99,6 +100,9 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
     } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
         if (num(cmd, a, v, 1, 1024, 1, &d)) return -1;
         o->mp.n_threads = (int)d;
+    } else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        if (num(cmd, a, v, 1, 1 << 20, 1, &d)) return -1;
+        o->mp.n_batch = (int)d;
     } else {
         if (num(cmd, a, v, 1, 1 << 24, 1, &d)) return -1;
         o->mp.n_ctx = (int)d;

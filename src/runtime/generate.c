@@ -84,6 +84,8 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
     r->prefill_s = r->decode_s = 0;
     if (c->n_batch != 1) return vlmc_fail(err, VLMC_ERR_ARG, "generate: batch of %d, expected 1", c->n_batch);
     if (g->max_new_tokens <= 0) return vlmc_fail(err, VLMC_ERR_ARG, "generate: max_new_tokens must be > 0");
+    if (prefill->n_tokens <= 0 || prefill->attention_mask || prefill->position_ids)
+        return vlmc_fail(err, VLMC_ERR_ARG, "generate: the prefill must be > 0 unpadded tokens");
     sampler smp;
     vlmc_status s = sampler_init(&smp, &g->sp, c->m->vocab, err);
     if (s) return s;
@@ -96,7 +98,16 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
     for (int i = 0; i < g->n_stop; i++)
         if (strlen(g->stop[i]) > st.max_stop) st.max_stop = strlen(g->stop[i]);
     double t0 = gen_now();
-    s = llama_forward(c, prefill, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
+    /* the prompt in passes of at most c->max_tokens tokens (only the last one's logits are kept) */
+    const size_t D = (size_t)c->m->dim;
+    for (int done = 0; !s && done < prefill->n_tokens;) {
+        int n = prefill->n_tokens - done < c->max_tokens ? prefill->n_tokens - done : c->max_tokens;
+        llama_input part = {.n_tokens = n,
+                            .tokens = prefill->tokens ? prefill->tokens + done : NULL,
+                            .embeds = prefill->tokens ? NULL : prefill->embeds + (size_t)done * D};
+        s = llama_forward(c, &part, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
+        done += n;
+    }
     if (!s && c->legacy_unmask_padding_on_decode) llama_ctx_unmask_padding(c);
     double t1 = gen_now();
     r->prefill_s = t1 - t0;

@@ -35,7 +35,8 @@ typedef struct gen_result {
     double prefill_s, decode_s;
 } gen_result;
 
-/* Runs prefill (batch 1: c->n_batch must be 1) after what c caches, then generates. history[0..n_history) are the
+/* Runs prefill (batch 1: c->n_batch must be 1; no padding; in passes of c->max_tokens tokens) after what c caches,
+ * then generates. history[0..n_history) are the
  * ids so far (cached + prefill: the repetition penalty's context); the generated ids are appended to it, so it
  * needs room for max_new_tokens more. */
 vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *history, size_t n_history,
