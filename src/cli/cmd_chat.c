@@ -101,7 +101,7 @@ int cmd_chat(int argc, char **argv) {
         const char *msg = line[0] == '/' ? line + 1 : line;
         vlmc_result res;
         if (vlmc_session_add_message(s, "user", msg, &err) || vlmc_session_generate(s, &o.gp, stream, NULL, &res, &err)) {
-            fprintf(stderr, "vlmc chat: %s\n", err.message);
+            fprintf(stderr, "vlmc chat: %s%s\n", err.message, err.code == VLMC_ERR_LIMIT ? " (/reset to start over)" : "");
             continue;
         }
         putchar('\n');
