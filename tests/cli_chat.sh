@@ -31,14 +31,14 @@ if [ $rc -eq 0 ] && grep -q "missing.png" "$TMP/e.err" && grep -q "unknown comma
    [ "$(wc -l <"$TMP/e.out")" -eq 1 ]; then ok "chat: bad /image and unknown command are reported, chat goes on"
 else fail "chat errors" "rc=$rc $(cat "$TMP/e.out" "$TMP/e.err")"; fi
 
-# 4. Ctrl-C stops the current answer only: two long answers (until the 4000-token context is full), each
+# 4. Ctrl-C stops the current answer only: two long answers (until the 16000-token context is full), each
 # interrupted, then /quit
 mkfifo "$TMP/fifo"
-"$VLMC" chat -m "$M" -n 0 -c 4000 --ignore-eos -t 1 <"$TMP/fifo" >"$TMP/int.out" 2>"$TMP/int.err" &
+"$VLMC" chat -m "$M" -n 0 -c 16000 --ignore-eos -t 1 <"$TMP/fifo" >"$TMP/int.out" 2>"$TMP/int.err" &
 pid=$!
 exec 3>"$TMP/fifo"
-echo "hi" >&3; sleep 1; kill -INT $pid; sleep 0.5
-echo "more" >&3; sleep 1; kill -INT $pid; sleep 0.5
+echo "hi" >&3; sleep 2; kill -INT $pid; sleep 0.5
+echo "more" >&3; sleep 2; kill -INT $pid; sleep 0.5
 echo "/quit" >&3; exec 3>&-
 wait $pid; rc=$?
 if [ $rc -eq 0 ] && [ "$(grep -c "answer stopped" "$TMP/int.err")" -eq 2 ]; then
@@ -58,5 +58,15 @@ exec 3>&-
 
 "$VLMC" chat -m "$M" --nope >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "nope" "$TMP/o" && ok "chat: unknown flag" || fail "chat unknown flag" "rc=$rc"
+
+# 6. On a pseudo-terminal (util-linux script): the "> " prompt, and a real Ctrl-C (the terminal's ^C, turned into
+# SIGINT by the line discipline) stops the answer; the chat then reads /quit and ends normally.
+if command -v script >/dev/null 2>&1; then
+  (printf 'hi\n'; sleep 2.5; printf '\003'; sleep 1; printf '/quit\n'; sleep 0.5) |
+    timeout 60 script -qec "$VLMC chat -m $M -n 0 -c 16000 --ignore-eos -t 1" /dev/null >"$TMP/pty.out" 2>&1; rc=$?
+  if [ $rc -eq 0 ] && grep -aq "answer stopped" "$TMP/pty.out" && grep -aq "^> /quit" "$TMP/pty.out"; then
+    ok "chat on a pseudo-terminal: prompt, ^C stops the answer"
+  else fail "chat on a pty" "rc=$rc $(tail -c 300 "$TMP/pty.out")"; fi
+else skip "chat on a pty" "no script(1)"; fi
 
 finish
