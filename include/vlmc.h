@@ -335,7 +335,9 @@ vlmc_status vlmc_session_add_message(vlmc_session *s, const char *role, const ch
 /* Renders the conversation (add_generation_prompt), expands each image placeholder as the model's HF
  * processor does, generates the answer (p may be NULL: defaults), streaming it through fn (may be
  * NULL), and appends it as an "assistant" message. *out (may be NULL) gets ids, text and timings; free
- * it with vlmc_result_free. */
+ * it with vlmc_result_free. Errors: images attached after the last message, a template that does not
+ * write one placeholder per image, a conversation longer than the context (VLMC_ERR_LIMIT). The stream
+ * callback gets one last call with id -1 for text held back until the end. */
 vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlmc_stream_fn fn, void *user,
                                   vlmc_result *out, vlmc_error *err);
 /* The prompt ids of the last generate (owned by the session; valid until the next call). */

@@ -261,6 +261,10 @@ static void test_session_kv_reuse(void) {
         CHECK(vlmc_session_generate(b, &gp, NULL, NULL, &r4, &err) == VLMC_OK && r4.stop == VLMC_STOP_CANCEL &&
                   r4.n_ids == 0, "cancel");
         vlmc_result_free(&r4);
+        /* images attached after the last message */
+        CHECK(vlmc_session_add_image(b, im, &err) == VLMC_OK &&
+                  vlmc_session_generate(b, &gp, NULL, NULL, &r4, &err) == VLMC_ERR_ARG && strstr(err.message, "attached"),
+              "pending image: %s", err.message);
         /* an image attached with no placeholder for it: an error, not a silent drop */
         vlmc_session_reset(b);
         gp.cancel = NULL;

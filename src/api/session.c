@@ -237,6 +237,9 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
         return vlmc_fail(err, VLMC_ERR_ARG,
                          "generation parameters: need max_new_tokens >= 0, temperature >= 0, top_k >= 0, 0 < top_p <= 1, "
                          "0 <= min_p <= 1, repetition_penalty > 0");
+    if (s->n_pending)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%d image(s) attached after the last message: add the message they belong to",
+                         s->n_pending);
     vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim;
     char *text = NULL;
