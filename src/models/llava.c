@@ -14,7 +14,14 @@
 #include "core/error.h"
 #include "models/vlm.h"
 
-static vlmc_status llava_load(vlm_model *m, vlmc_error *err) { return vlm_load_llava_parts(m, err); }
+static vlmc_status llava_load(vlm_model *m, vlmc_error *err) {
+    if (m->cfg.original_llava_layout)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
+                         "%s: the original LLaVA layout (%s: flat Llama config + mm_* keys, e.g. Yi-VL) is not "
+                         "supported yet; transformers' LlavaForConditionalGeneration layout is",
+                         safetensors_file_path(m->st, 0), m->cfg.architecture[0] ? m->cfg.architecture : "LlavaLlamaForCausalLM");
+    return vlm_load_llava_parts(m, err);
+}
 
 static vlmc_status llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err) {
     vit_outputs o = {0};
