@@ -39,8 +39,8 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench
-all: $(OUT)/vlmc
+.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench examples
+all: $(OUT)/vlmc examples
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
 deps: build/.deps-ok
@@ -78,7 +78,15 @@ $(OUT)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(OUT)/libvlmc.a
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(OUT)/libvlmc.a $(LIBS)
 
-tests: $(TEST_BIN) $(OUT)/vlmc
+tests: $(TEST_BIN) $(OUT)/vlmc examples
+
+# Example programs (examples/*.c): each uses only include/vlmc.h.
+EXAMPLE_BIN := $(patsubst examples/%.c,$(OUT)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLE_BIN)
+$(OUT)/examples/%: examples/%.c $(OUT)/libvlmc.a
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
 
 # Runs every test program; the runner prints "N passed, N failed" last.
 test: tests

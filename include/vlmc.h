@@ -7,6 +7,7 @@
 #ifndef VLMC_H
 #define VLMC_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -217,29 +218,132 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
 
 /* ---- models: load, forward, dump --------------------------------------------- */
 
-/* A loaded decoder-only model folder (config.json + *.safetensors; model_type llama,
- * mistral or qwen2: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM). Weights
- * stay memory-mapped; the handle also owns a KV cache planned for n_batch x n_ctx. */
+/* A loaded model folder: config.json + *.safetensors of a family found by config.json's model_type:
+ * llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), llava
+ * (LlavaForConditionalGeneration), llava_next (LlavaNextForConditionalGeneration), idefics3
+ * (Idefics3ForConditionalGeneration, SmolVLM). When the folder has them, also: tokenizer.json (+
+ * tokenizer_config.json), the chat template, preprocessor_config.json (VLMs) and generation_config.json
+ * (eos_token_id, an id or a list). Weights stay memory-mapped. A loaded model is not modified by use:
+ * all run state (KV cache, conversation) lives in sessions. */
 typedef struct vlmc_model vlmc_model;
 
 typedef struct vlmc_model_params {
-    int n_ctx;   /* KV cache slots per sequence; 0 = min(max_position_embeddings, 4096) */
-    int n_batch; /* sequences run together; 0 = 1 */
+    int n_ctx;     /* default KV cache slots of a session; 0 = min(max_position_embeddings, 4096) */
+    int n_batch;   /* most prompt tokens per decoder pass in sessions (llama.cpp's -b); 0 = 512. Bounds
+                      the activation buffers: a long prompt runs in several passes */
+    int n_threads; /* > 0: OpenMP threads (omp_set_num_threads, process-wide); 0 = OpenMP's default */
 } vlmc_model_params;
 
 /* Loads dir; p may be NULL (defaults). Errors name the file and, for weights, the tensor. */
 vlmc_status vlmc_model_load(const char *dir, const vlmc_model_params *p, vlmc_model **out, vlmc_error *err);
 void vlmc_model_free(vlmc_model *m);
+/* config.json's model_type ("llava", ...). */
+const char *vlmc_model_type(const vlmc_model *m);
+/* 1 when the model takes images. */
+int vlmc_model_has_vision(const vlmc_model *m);
+/* The folder's tokenizer, or NULL when it has none. Owned by the model. */
+const vlmc_tokenizer *vlmc_model_tokenizer(const vlmc_model *m);
 
-/* Runs a decoder-only model on the inputs of IN_DIR/manifest.json (arrays input_ids [B, T]
- * int32, optional attention_mask [B, T] int32, 0 = left padding) and writes OUT_DIR/manifest.json
- * with logits [B, T, vocab], hidden_states [n_layers+1, B, T, hidden] (float32) and, when
- * generate_n > 0, greedy generated_ids [B, n] (int32) and generation_step_logits [B, n, vocab],
- * in the fixtures' format (raw little-endian .bin files). */
+/* The `vlmc dump` seam (../shared/CHECKS.md): runs the model of model_dir on the arrays of
+ * IN_DIR/manifest.json (fixture format) and writes OUT_DIR/manifest.json plus one raw little-endian .bin
+ * per output. Inputs: input_ids [B, T] (int32), attention_mask [B, T] (0 = left padding; position ids
+ * are derived from it as generate() does, unless position_ids [B, T] is given), and for VLMs
+ * pixel_values (llava: [N, 3, H, W]; llava_next: [N, tiles, 3, H, W] with image_sizes [N, 2]; idefics3:
+ * [B, N, 3, H, W] with pixel_attention_mask [B, N, H, W]; all-zero padding images are dropped). The image
+ * features fill the image-token positions in reading order. Any other input is an error (labels: the loss
+ * is not implemented yet). Outputs: logits [B, T, V]; hidden_states (decoder-only) or text_hidden_states
+ * (VLMs) [L+1, B, T, D]; VLMs: vision_hidden_states [Lv+1, tiles, tokens, Dv], projector_output, and per
+ * family vision_selected_features (llava, llava_next), packed_image_features (llava_next),
+ * vision_last_hidden_state (idefics3); with generate_n > 0, generated_ids [B, n] and
+ * generation_step_logits [B, n, V] (greedy, no EOS stop, KV-cache path). */
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n,
                       vlmc_error *err);
 
-/* ---- generation --------------------------------------------------------------- */
+/* ---- generation ---------------------------------------------------------------- */
+
+/* How to choose tokens and when to stop. The logits processors run in transformers' order: repetition
+ * penalty, temperature, top-k, top-p, min-p. */
+typedef struct vlmc_gen_params {
+    int max_new_tokens;       /* 0 = until EOS, a stop or the context is full */
+    float temperature;        /* 0 = greedy (argmax) */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float repetition_penalty; /* 1 = off */
+    uint64_t seed;            /* same seed, same prompt, same params: same tokens */
+    const char *const *stop;  /* n_stop stop strings: the answer ends before the first one produced */
+    int n_stop;
+    int ignore_eos;           /* 1: EOS ids do not stop generation */
+    /* Checked before every token: non-zero stops the answer (VLMC_STOP_CANCEL). Meant to be set from a
+     * signal handler (Ctrl-C). May be NULL. */
+    volatile sig_atomic_t *cancel;
+} vlmc_gen_params;
+
+/* max_new_tokens 256, greedy, every filter off, seed 0, no stop strings. */
+vlmc_gen_params vlmc_gen_default_params(void);
+
+typedef enum vlmc_stop_reason {
+    VLMC_STOP_EOS = 0,  /* an EOS id (it is the last of the ids; its text is not in the answer) */
+    VLMC_STOP_STRING,   /* a stop string (cut from the text) */
+    VLMC_STOP_LENGTH,   /* max_new_tokens, or the context is full */
+    VLMC_STOP_CANCEL,   /* *cancel was set */
+    VLMC_STOP_CALLBACK, /* the stream callback returned non-zero */
+} vlmc_stop_reason;
+const char *vlmc_stop_reason_name(vlmc_stop_reason r);
+
+/* Streaming: called once per generated token with the text that became final with it (complete UTF-8,
+ * possibly empty: text that could still be a stop string or an incomplete character is held back; all
+ * pieces together are exactly the answer's text). Return non-zero to stop. */
+typedef int (*vlmc_stream_fn)(const char *text, size_t len, int32_t id, void *user);
+
+typedef struct vlmc_timings {
+    double image_encode_s; /* preprocessing and encoding of the images attached since the last answer */
+    double prefill_s;      /* the prompt tokens run through the decoder */
+    double decode_s;       /* the generated tokens */
+    int n_prompt_tokens;   /* the whole prompt */
+    int n_prefill_tokens;  /* those run now (the others were in the KV cache from earlier turns) */
+    int n_generated;
+    double prefill_tok_s, decode_tok_s;
+} vlmc_timings;
+
+typedef struct vlmc_result {
+    int32_t *ids;  /* generated ids (malloc'ed) */
+    size_t n_ids;
+    char *text;    /* the answer (malloc'ed, NUL-terminated): the ids decoded without special tokens */
+    size_t text_len;
+    vlmc_stop_reason stop;
+    vlmc_timings timings;
+} vlmc_result;
+void vlmc_result_free(vlmc_result *r);
+
+/* A conversation with a model: messages, attached images and a KV cache (n_ctx slots). Each generate
+ * renders the whole conversation with the chat template and runs only the tokens after the longest
+ * prefix already in the KV cache (normally the new user turn): earlier turns and their images are not
+ * recomputed. Images are preprocessed and encoded when attached. One session is used by one thread at
+ * a time; sessions of one model may run in parallel. */
+typedef struct vlmc_session vlmc_session;
+
+/* n_ctx 0 = the model's default. */
+vlmc_status vlmc_session_new(vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_error *err);
+void vlmc_session_free(vlmc_session *s);
+/* Forgets the messages, images and KV cache. */
+void vlmc_session_reset(vlmc_session *s);
+/* Attaches an image to the next message added (the image is preprocessed and encoded now; im may be
+ * freed afterwards). VLMC_ERR_UNSUPPORTED for a text-only model. */
+vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_error *err);
+/* Appends a message ("system", "user", "assistant") with the images attached since the last one, as
+ * the chat template expects them: content = [{"type": "image"}..., {"type": "text", "text": text}]. */
+vlmc_status vlmc_session_add_message(vlmc_session *s, const char *role, const char *text, vlmc_error *err);
+/* Renders the conversation (add_generation_prompt), expands each image placeholder as the model's HF
+ * processor does, generates the answer (p may be NULL: defaults), streaming it through fn (may be
+ * NULL), and appends it as an "assistant" message. *out (may be NULL) gets ids, text and timings; free
+ * it with vlmc_result_free. Errors: images attached after the last message, a template that does not
+ * write one placeholder per image, a conversation longer than the context (VLMC_ERR_LIMIT). The stream
+ * callback gets one last call with id -1 for text held back until the end. */
+vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlmc_stream_fn fn, void *user,
+                                  vlmc_result *out, vlmc_error *err);
+/* The prompt ids of the last generate (owned by the session; valid until the next call). */
+void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t *n);
 
 /* ---- synthetic dataset -------------------------------------------------------- */
 

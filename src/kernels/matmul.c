@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define VLMC_X86 1
 #else
