@@ -13,7 +13,7 @@ OUT := build/asan
 endif
 
 DEPS_PKGS := libcjson-dev libpcre2-dev libutf8proc-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev \
-             libopenblas-openmp-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev libomp-14-dev python3
+             libopenblas-openmp-dev libmicrohttpd-dev pkg-config clang libclang-rt-14-dev libomp-14-dev python3 jq
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS_COMMON := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(WARN) -g -fopenmp -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp
