@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
@@ -480,7 +481,9 @@ static vlmc_status run_task(task_run *r, const eval_backend *b, const eval_run_o
     if (!r->s || !r->have || !r->log_path || !r->settings_path || (t->loglikelihood && (!r->logprobs || !r->n_logprobs)))
         return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     size_t resumed = 0;
-    if (file_exists(r->log_path)) {
+    struct stat sb;
+    bool empty_log = stat(r->log_path, &sb) == 0 && sb.st_size == 0; /* a run that failed before its first sample */
+    if (file_exists(r->log_path) && !empty_log) {
         if ((st = check_settings(r, o, err)) || (st = read_log(r, &resumed, err))) return st;
         if ((st = rewrite_log(r, err))) return st; /* drops a cut last line before appending */
     } else if ((st = write_settings(r, o, err))) {
@@ -556,7 +559,7 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
                 !cJSON_AddNumberToObject(ns, "prompts", (double)r.docs.n))
                 st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
             for (const cJSON *m = res ? res->child : NULL; m && !st; m = m->next) {
-                if (!strcmp(m->string, "alias") || strstr(m->string, "_stderr") || !strcmp(m->string, "n_questions"))
+                if (!strcmp(m->string, "alias") || strstr(m->string, "_stderr"))
                     continue;
                 if (!cJSON_AddBoolToObject(h, m->string, 1)) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
             }

@@ -248,10 +248,6 @@ static vlmc_status aggregate_circular(const eval_task *t, const eval_doc *docs, 
         if (docs[i].rotation == 0) acc_add(&vanilla, s[i].score);
     if ((st = put_metric(res, "accuracy", &a, true, err)) || (st = put_metric(res, "vanilla_accuracy", &vanilla, true, err)))
         goto out;
-    if (!cJSON_AddNumberToObject(res, "n_questions", cr.n)) {
-        st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-        goto out;
-    }
     const char *names[2] = {"category", "l2-category"};
     mcq_group_score *gs[2] = {cr.categories, cr.l2_categories};
     int ng[2] = {cr.n_categories, cr.n_l2_categories};

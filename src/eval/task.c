@@ -388,7 +388,6 @@ vlmc_status eval_task_parse(const char *text, size_t len, const char *path, cons
     uint64_t h = 1469598103934665603ull;
     h = fnv1a(h, text, len);
     h = fnv1a(h, t->data, strlen(t->data) + 1);
-    h = fnv1a(h, t->image_root, strlen(t->image_root) + 1);
     char hex[17];
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
     if (!(t->fingerprint = dupstr(hex))) {
