@@ -109,6 +109,30 @@ static bool parse_i64(const char *s, int64_t *out) {
     return false;
 }
 
+
+/* (index, position) pairs sorted by index, for lookups by VLMEvalKit index */
+typedef struct index_pos {
+    int64_t index;
+    size_t pos;
+} index_pos;
+
+static int cmp_index_pos(const void *a, const void *b) {
+    const index_pos *x = a, *y = b;
+    if (x->index != y->index) return x->index < y->index ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* the first entry with this index, or NULL */
+static const index_pos *find_index(const index_pos *m, size_t n, int64_t index) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m[mid].index < index) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && m[lo].index == index ? &m[lo] : NULL;
+}
+
 /* ---- CircularEval ---------------------------------------------------------- */
 
 static vlmc_status circular_expand(const eval_task *t, doc_vec *in, eval_docs *out, vlmc_error *err) {
@@ -183,15 +207,21 @@ static vlmc_status finish(const eval_task *t, doc_vec *dv, long limit, eval_docs
                 dv->v[i].question_no = (int)nq++;
             } else dv->v[i].question_no = -1;
         }
+        index_pos *m = malloc((nq ? nq : 1) * sizeof *m);
+        if (!m) {
+            vec_free(dv);
+            return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", t->data);
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < dv->n; i++)
+            if (dv->v[i].rotation == 0) m[k++] = (index_pos){dv->v[i].index, i};
+        qsort(m, k, sizeof *m, cmp_index_pos);
         for (size_t i = 0; i < dv->n; i++) {
             if (dv->v[i].rotation == 0) continue;
-            dv->v[i].question_no = INT32_MAX; /* orphans count past the limit */
-            for (size_t j = 0; j < dv->n; j++)
-                if (dv->v[j].rotation == 0 && dv->v[j].index == dv->v[i].group) {
-                    dv->v[i].question_no = dv->v[j].question_no;
-                    break;
-                }
+            const index_pos *q = find_index(m, k, dv->v[i].group);
+            dv->v[i].question_no = q ? dv->v[q->pos].question_no : INT32_MAX; /* orphans count past the limit */
         }
+        free(m);
         out->n_questions = nq;
         out->circular_offset = CIRC_GIVEN_OFFSET;
         size_t w = 0;
@@ -259,13 +289,28 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
                          "A, B, ..., answer, image, category)", name, missing);
     }
     doc_vec dv = {0};
+    index_pos *map = malloc((tb.n_rows ? tb.n_rows : 1) * sizeof *map);
+    size_t n_map = 0;
+    if (!map) goto nomem;
     for (size_t r = 0; r < tb.n_rows; r++) {
-        size_t line = r + 2; /* approximate: rows may span lines when quoted */
+        int64_t v;
+        if (parse_i64(tsv_cell(&tb, r, c_index), &v)) map[n_map++] = (index_pos){v, r};
+    }
+    qsort(map, n_map, sizeof *map, cmp_index_pos);
+    for (size_t k = 1; k < n_map; k++)
+        if (map[k].index == map[k - 1].index &&
+            (t->circular != EVAL_CIRC_GIVEN || map[k].index < CIRC_GIVEN_OFFSET)) {
+            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu: index %s occurs twice", name, map[k].pos + 1,
+                           tsv_cell(&tb, map[k].pos, c_index));
+            goto fail;
+        }
+    for (size_t r = 0; r < tb.n_rows; r++) {
+        size_t line = r + 1; /* the data row number (rows may span lines when quoted) */
         eval_doc *d = vec_add(&dv);
         if (!d) goto nomem;
         const char *idx = tsv_cell(&tb, r, c_index);
         if (!parse_i64(idx, &d->index)) {
-            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %zu: index '%.40s' is not a non-negative integer", name,
+            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu: index '%.40s' is not a non-negative integer", name,
                            line, idx);
             goto fail;
         }
@@ -281,7 +326,7 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
         }
         const char *ans = tsv_cell(&tb, r, c_ans);
         if (strlen(ans) != 1 || ans[0] < 'A' || ans[0] >= 'A' + d->n_options) {
-            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %zu (index %s): answer '%.40s' is not one of the %d option "
+            st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu (index %s): answer '%.40s' is not one of the %d option "
                            "letters", name, line, d->id, ans, d->n_options);
             goto fail;
         }
@@ -295,11 +340,12 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
             if (strlen(img) <= 64) {
                 /* VLMEvalKit: a short image field is the index of the row holding the image */
                 const char *found = NULL;
-                for (size_t j = 0; j < tb.n_rows && !found; j++)
-                    if (!strcmp(tsv_cell(&tb, j, c_index), img) && strlen(tsv_cell(&tb, j, c_img)) > 64)
-                        found = tsv_cell(&tb, j, c_img);
+                int64_t ref;
+                const index_pos *q = parse_i64(img, &ref) ? find_index(map, n_map, ref) : NULL;
+                for (; q && q < map + n_map && q->index == ref && !found; q++)
+                    if (strlen(tsv_cell(&tb, q->pos, c_img)) > 64) found = tsv_cell(&tb, q->pos, c_img);
                 if (!found) {
-                    st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %zu (index %s): image '%.64s' is neither base64 "
+                    st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu (index %s): image '%.64s' is neither base64 "
                                    "data nor the index of a row with an image", name, line, d->id, img);
                     goto fail;
                 }
@@ -307,18 +353,14 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
             }
             if (!(d->image_b64 = dupstr(img))) goto nomem;
         }
-        if (t->circular == EVAL_CIRC_GIVEN && d->index >= CIRC_GIVEN_OFFSET) continue;
-        for (size_t j = 0; j + 1 < dv.n; j++)
-            if (dv.v[j].index == d->index) {
-                st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %zu: index %s occurs twice", name, line, d->id);
-                goto fail;
-            }
     }
+    free(map);
     tsv_free(&tb);
     return finish(t, &dv, limit, out, err);
 nomem:
     st = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", name);
 fail:
+    free(map);
     vec_free(&dv);
     tsv_free(&tb);
     return st;
