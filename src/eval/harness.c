@@ -244,10 +244,10 @@ static vlmc_status read_log(task_run *r, size_t *resumed, vlmc_error *err) {
         }
         double dd = id->valuedouble;
         if (strcmp(task, r->t->name) || !(dd >= 0 && dd < (double)r->docs.n) || dd != (double)(size_t)dd) {
-            cJSON_Delete(row);
             st = vlmc_fail(err, VLMC_ERR_ARG, "%s:%zu: doc_id %.0f of task '%s' is not a sample of this run (task %s, "
                            "%zu samples; was --limit larger?); use another --output", r->log_path, line, dd, task,
                            r->t->name, r->docs.n);
+            cJSON_Delete(row);
             goto out;
         }
         size_t i = (size_t)dd;
