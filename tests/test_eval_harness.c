@@ -605,6 +605,88 @@ static void test_pope_and_api(void) {
     CHECK(st == VLMC_ERR_UNSUPPORTED && strstr(err.message, "pending integration"), "model backend: %s", err.message);
 }
 
+
+/* run one generic-JSONL task through replayed responses; returns the results */
+static cJSON *run_generic(const char *name, const char *task_extra, const char *data, const char *replies) {
+    char path[1024], task[2048], model[1100];
+    snprintf(path, sizeof path, "%s", tmp_path("g.jsonl"));
+    write_text(path, data);
+    snprintf(task, sizeof task, "{\"name\": \"%s\", \"format\": \"jsonl\", \"data\": \"%s\", %s}", name, path, task_extra);
+    write_text(tmp_path("g.json"), task);
+    write_text(tmp_path("g_replay.jsonl"), replies);
+    snprintf(model, sizeof model, "replay:%s", tmp_path("g_replay.jsonl"));
+    const char *tasks[1] = {tmp_path("g.json")};
+    vlmc_eval_params p;
+    vlmc_eval_default_params(&p);
+    p.model = model;
+    p.tasks = tasks;
+    p.n_tasks = 1;
+    char out[1100];
+    snprintf(out, sizeof out, "%s", tmp_path(name));
+    p.output_dir = out;
+    p.log_samples = 1;
+    char *json = NULL;
+    vlmc_error err = {0};
+    vlmc_status st = vlmc_eval_run(&p, &json, &err);
+    CHECK(st == VLMC_OK, "%s: %s", name, err.message);
+    cJSON *res = json ? cJSON_Parse(json) : NULL;
+    vlmc_free(json);
+    return res;
+}
+
+static void test_generic_kinds(void) {
+    /* VQA with ten references: "2" matches 3 of them (acc 1), "two" after normalisation too; "3" matches 1 (0.3) */
+    cJSON *res = run_generic(
+        "vqa", "\"kind\": \"vqa\", \"metric\": [\"vqa_accuracy\", \"exact_match\", \"anls\"]",
+        "{\"id\": 1, \"question\": \"How many?\", \"answer\": [\"2\", \"2\", \"2\", \"3\", \"two\", \"4\", \"4\", \"4\", \"4\", \"4\"]}\n"
+        "{\"id\": 2, \"question\": \"Word?\", \"answer\": [\"hello\"]}\n",
+        "{\"task\": \"vqa\", \"doc_id\": 0, \"response\": \"Two.\"}\n{\"task\": \"vqa\", \"doc_id\": 1, \"response\": \"helo\"}\n");
+    /* doc 0: "two" -> "2", refs normalised ("two" -> "2"): 4 matches: every leave-one-out acc 1 -> 1.
+     * ANLS of doc 0: "two." against "two" (no punctuation handling there): 1 - 1/4 = 0.75.
+     * doc 1: one reference: VQA accuracy 0 (as the official script), exact 0, ANLS 1 - 1/5 = 0.8 */
+    CHECK(fabs(result(res, "vqa", "vqa_accuracy") - 0.5) < 1e-12, "vqa_accuracy %g", result(res, "vqa", "vqa_accuracy"));
+    CHECK(fabs(result(res, "vqa", "exact_match") - 0.5) < 1e-12, "exact_match %g", result(res, "vqa", "exact_match"));
+    CHECK(fabs(result(res, "vqa", "anls") - (0.75 + 0.8) / 2) < 1e-12, "anls %g", result(res, "vqa", "anls"));
+    cJSON_Delete(res);
+    /* grounding: a box answer in a list and in text; IoU 1 and IoU 25/175 */
+    res = run_generic("grd", "\"kind\": \"grounding\", \"metric\": [\"iou_accuracy\", \"mean_iou\"]",
+                      "{\"question\": \"Where is the cat?\", \"answer\": [0, 0, 10, 10]}\n"
+                      "{\"question\": \"Where is the dog?\", \"answer\": \"[0, 0, 10, 10]\"}\n",
+                      "{\"task\": \"grd\", \"doc_id\": 0, \"response\": \"It is at [0, 0, 10, 10].\"}\n"
+                      "{\"task\": \"grd\", \"doc_id\": 1, \"response\": \"(5,5),(15,15)\"}\n");
+    CHECK(result(res, "grd", "iou_accuracy") == 0.5, "iou_accuracy %g", result(res, "grd", "iou_accuracy"));
+    CHECK(fabs(result(res, "grd", "mean_iou") - (1 + 25.0 / 175) / 2) < 1e-12, "mean_iou %g", result(res, "grd", "mean_iou"));
+    cJSON_Delete(res);
+    /* captions: per-sample CIDEr-D shares in the log average to the reported CIDEr */
+    res = run_generic("cap", "\"kind\": \"caption\"",
+                      "{\"question\": \"Describe.\", \"answer\": [\"a red circle\", \"one red circle\"]}\n"
+                      "{\"question\": \"Describe.\", \"answer\": [\"a blue star on a plain background\"]}\n"
+                      "{\"question\": \"Describe.\", \"answer\": [\"two green squares\"]}\n",
+                      "{\"task\": \"cap\", \"doc_id\": 0, \"response\": \"A red circle.\"}\n"
+                      "{\"task\": \"cap\", \"doc_id\": 1, \"response\": \"a blue star\"}\n"
+                      "{\"task\": \"cap\", \"doc_id\": 2, \"response\": \"nothing\"}\n");
+    double cider = result(res, "cap", "cider");
+    cJSON *log = read_log(tmp_path("cap/samples_cap.jsonl"));
+    CHECK(cider > 0 && fabs(recount(log) - cider) < 1e-9, "cider %g = mean of the shares %g", cider, recount(log));
+    CHECK(result(res, "cap", "bleu4") >= 0, "bleu4 reported");
+    cJSON_Delete(log);
+    cJSON_Delete(res);
+    /* a data error names the file and line */
+    vlmc_error err = {0};
+    eval_task t;
+    char task[1024];
+    write_text(tmp_path("bad.jsonl"), "{\"question\": \"q\", \"answer\": \"a\"}\n{\"question\": 3, \"answer\": \"a\"}\n");
+    snprintf(task, sizeof task, "{\"name\": \"b\", \"kind\": \"vqa\", \"format\": \"jsonl\", \"data\": \"%s\"}",
+             tmp_path("bad.jsonl"));
+    if (parse_task(task, NULL, &t, &err)) {
+        eval_docs d;
+        vlmc_status st = eval_docs_load(&t, 0, &d, &err);
+        CHECK(st != VLMC_OK && strstr(err.message, "bad.jsonl:2") && strstr(err.message, "question"), "%s", err.message);
+        if (!st) eval_docs_free(&d);
+        eval_task_free(&t);
+    }
+}
+
 int main(void) {
     tests_begin("eval_harness");
     TEST_RUN(test_task_file);
@@ -615,5 +697,6 @@ int main(void) {
     TEST_RUN(test_circular_replay);
     TEST_RUN(test_loglikelihood_needs_backend);
     TEST_RUN(test_pope_and_api);
+    TEST_RUN(test_generic_kinds);
     return tests_end();
 }
