@@ -109,6 +109,13 @@ bad "log-likelihood tasks need a backend that scores" "log-likelihood" -m "repla
 bad "bad --limit" "--limit" -m oracle --tasks synth_sample --output "$TMP/x" --limit 0
 bad "unknown option" "unknown option" -m oracle --tasks synth_sample --output "$TMP/x" --shots 5
 
+if command -v script > /dev/null; then
+  script -qc "$VLMC eval -m oracle --tasks synth_sample --output $TMP/o6" /dev/null > "$TMP/tty" 2>&1
+  if grep -q "synth_sample: 96/96 .*ETA" "$TMP/tty"; then ok "progress line on a terminal"; else fail "progress line on a terminal" "$(head -c 300 "$TMP/tty")"; fi
+  script -qc "$VLMC eval -m oracle --tasks synth_sample --output $TMP/o7 --quiet" /dev/null > "$TMP/tty" 2>&1
+  if ! grep -q "96/96" "$TMP/tty"; then ok "--quiet: no progress line"; else fail "--quiet: no progress line"; fi
+else skip "progress line on a terminal" "no script(1)"; fi
+
 "$VLMC" eval --tasks list > "$TMP/out" 2>&1; rc=$?
 if [ $rc -eq 0 ] && grep -qx "mmbench_sample" "$TMP/out" && grep -qx "synth" "$TMP/out"; then ok "--tasks list"; else fail "--tasks list" "$(cat "$TMP/out")"; fi
 "$VLMC" eval --help > "$TMP/out" 2>&1; rc=$?

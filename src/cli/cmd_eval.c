@@ -46,6 +46,7 @@ static int parse_long(const char *opt, const char *s, long lo, long hi, long *ou
 typedef struct progress_state {
     int active;
     size_t last_len;
+    double last_draw; /* seconds of the last redraw: at most 10 a second */
 } progress_state;
 
 static void fmt_time(double s, char *buf, size_t cap) {
@@ -60,6 +61,8 @@ static void fmt_time(double s, char *buf, size_t cap) {
 
 static void on_progress(void *user, const char *task, size_t done, size_t total, size_t resumed, double seconds) {
     progress_state *ps = user;
+    if (ps->active && done < total && seconds - ps->last_draw < 0.1) return;
+    ps->last_draw = seconds;
     size_t fresh = done - resumed;
     double rate = seconds > 0 ? (double)fresh / seconds : 0;
     char eta[32], el[32];
@@ -78,6 +81,7 @@ static void on_progress(void *user, const char *task, size_t done, size_t total,
         fputc('\n', stderr);
         ps->last_len = 0;
         ps->active = 0;
+        ps->last_draw = 0;
     }
     fflush(stderr);
 }
