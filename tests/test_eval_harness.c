@@ -209,6 +209,21 @@ static void test_mmbench_tsv(void) {
         for (size_t i = 0; i < d.n; i++) CHECK(d.docs[i].doc_id == (int64_t)i, "doc ids in order");
         eval_docs_free(&d);
     }
+    /* rotations given in the data (VLMEvalKit's circular TSVs): index + k * 1000000 */
+    eval_task_free(&t);
+    parse_task(mmbench_task_json("x.tsv", "given"), NULL, &t, &err);
+    static const char given[] = "index\tquestion\tA\tB\tanswer\n"
+                                "7\tq7\ta\tb\tA\n9\tq9\ta\tb\tB\n1000007\tq7\tb\ta\tB\n1000009\tq9\tb\ta\tA\n"
+                                "1000011\torphan\ta\tb\tA\n";
+    st = eval_docs_from_mmbench_tsv(&t, given, strlen(given), 0, &d, &err);
+    CHECK(st == VLMC_OK && d.n == 5 && d.n_questions == 2, "given rotations: %zu docs: %s", d.n, err.message);
+    if (!st) {
+        CHECK(d.docs[2].group == 7 && d.docs[2].rotation == 1 && d.docs[4].group == 11, "groups of given rotations");
+        eval_docs_free(&d);
+    }
+    st = eval_docs_from_mmbench_tsv(&t, given, strlen(given), 1, &d, &err);
+    CHECK(st == VLMC_OK && d.n == 2 && d.docs[1].index == 1000007, "given rotations, limit 1: %zu docs", d.n);
+    if (!st) eval_docs_free(&d);
     static const char *const bad[] = {
         "index\tquestion\tA\tB\tanswer\n1\tq\ta\tb\tC\n",
         "index\tquestion\tA\tB\n1\tq\ta\tb\n",
@@ -687,6 +702,55 @@ static void test_generic_kinds(void) {
     }
 }
 
+/* A backend that needs decoded images and checks what it gets. */
+typedef struct image_check {
+    int requests, with_image, bad;
+} image_check;
+
+static vlmc_status image_check_generate(void *ctx, const eval_request *reqs, size_t n, char **responses,
+                                        vlmc_error *err) {
+    image_check *c = ctx;
+    (void)err;
+    for (size_t i = 0; i < n; i++) {
+        const eval_request *r = &reqs[i];
+        c->requests++;
+        int markers = 0;
+        for (const char *p = r->prompt; (p = strstr(p, EVAL_IMAGE_MARKER)) != NULL; p++) markers++;
+        if ((size_t)markers != r->n_images) c->bad++;
+        if (r->n_images) {
+            c->with_image++;
+            if (!r->images || r->images[0].width != 64 || r->images[0].height != 64 || !r->images[0].data ||
+                !r->image_refs || !r->image_refs[0])
+                c->bad++;
+        }
+        if (r->max_new_tokens < 1) c->bad++;
+        responses[i] = strdup("A");
+    }
+    return VLMC_OK;
+}
+
+static void test_images_reach_backend(void) {
+    if (!have_tasks()) return;
+    static const char *const files[] = {"tasks/synth_sample.json", "tasks/mmbench_sample.json",
+                                        "tasks/scienceqa_sample.json"};
+    eval_task tasks[3];
+    if (!load_tasks(files, 3, tasks)) return;
+    image_check c = {0};
+    eval_backend b = {&c, "image_check", true, image_check_generate, NULL, NULL};
+    eval_run_opts o = {0};
+    o.output_dir = tmp_path("images");
+    o.limit = 30;
+    o.batch_size = 7;
+    vlmc_error err = {0};
+    vlmc_status st = eval_run(tasks, 3, &b, &o, NULL, &err);
+    CHECK(st == VLMC_OK, "run: %s", err.message);
+    /* synth 30 + mmbench 30 questions (rotated) + scienceqa 28, of which 4 have no image */
+    CHECK(c.bad == 0, "%d bad requests", c.bad);
+    CHECK(c.requests > 60 + 28 && c.with_image == c.requests - 4, "%d requests, %d with an image", c.requests,
+          c.with_image);
+    for (int i = 0; i < 3; i++) eval_task_free(&tasks[i]);
+}
+
 int main(void) {
     tests_begin("eval_harness");
     TEST_RUN(test_task_file);
@@ -698,5 +762,6 @@ int main(void) {
     TEST_RUN(test_loglikelihood_needs_backend);
     TEST_RUN(test_pope_and_api);
     TEST_RUN(test_generic_kinds);
+    TEST_RUN(test_images_reach_backend);
     return tests_end();
 }

@@ -202,7 +202,8 @@ static vlmc_status finish(const eval_task *t, doc_vec *dv, long limit, eval_docs
         size_t nq = 0;
         for (size_t i = 0; i < dv->n; i++) {
             dv->v[i].group = dv->v[i].index % CIRC_GIVEN_OFFSET;
-            dv->v[i].rotation = (int)(dv->v[i].index / CIRC_GIVEN_OFFSET);
+            int64_t rot = dv->v[i].index / CIRC_GIVEN_OFFSET;
+            dv->v[i].rotation = rot > 1000 ? 1000 : (int)rot;
             if (dv->v[i].rotation == 0) {
                 dv->v[i].question_no = (int)nq++;
             } else dv->v[i].question_no = -1;

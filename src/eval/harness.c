@@ -550,7 +550,9 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
             cJSON *cfg = cJSON_Duplicate(r.t->config, 1);
             cJSON *ns = cJSON_AddObjectToObject(nsamples, r.t->name);
             cJSON *h = cJSON_AddObjectToObject(hib, r.t->name);
-            size_t effective = r.docs.n ? (size_t)r.docs.docs[r.docs.n - 1].question_no + 1 : 0;
+            size_t effective = 0; /* questions asked: rotation-0 docs (GIVEN orphans excluded) */
+            for (size_t i = 0; i < r.docs.n; i++)
+                effective += r.docs.docs[i].rotation == 0 && r.docs.docs[i].question_no != INT32_MAX;
             if (!cfg || !ns || !h || !cJSON_AddItemToObject(configs, r.t->name, cfg) ||
                 !cJSON_AddNumberToObject(versions, r.t->name, json_number(r.t->config, "version", 1)) ||
                 !cJSON_AddNumberToObject(nshot, r.t->name, 0) ||
