@@ -36,7 +36,6 @@ static void doc_free(eval_doc *d) {
         for (size_t i = 0; i < d->n_refs; i++) free(d->refs[i]);
     free(d->refs);
     free(d->image);
-    free(d->image_b64);
     free(d->category);
     free(d->l2_category);
     memset(d, 0, sizeof *d);
@@ -46,13 +45,43 @@ void eval_docs_free(eval_docs *d) {
     if (!d) return;
     for (size_t i = 0; i < d->n; i++) doc_free(&d->docs[i]);
     free(d->docs);
+    for (size_t i = 0; i < d->n_pool; i++) free(d->pool[i]);
+    free(d->pool);
     memset(d, 0, sizeof *d);
 }
 
 typedef struct doc_vec {
     eval_doc *v;
     size_t n, cap;
+    char **pool; /* image strings, shared by the docs */
+    size_t n_pool, cap_pool;
 } doc_vec;
+
+/* Takes s into the pool (freeing it on failure); returns it, or NULL. */
+static char *pool_add(doc_vec *dv, char *s) {
+    if (!s) return NULL;
+    if (dv->n_pool == dv->cap_pool) {
+        size_t cap = dv->cap_pool ? dv->cap_pool * 2 : 64;
+        char **p = realloc(dv->pool, cap * sizeof *p);
+        if (!p) {
+            free(s);
+            return NULL;
+        }
+        dv->pool = p;
+        dv->cap_pool = cap;
+    }
+    dv->pool[dv->n_pool++] = s;
+    return s;
+}
+
+/* moves the docs and the pool of dv into out */
+static void vec_move(doc_vec *dv, eval_docs *out) {
+    out->docs = dv->v;
+    out->n = dv->n;
+    out->pool = dv->pool;
+    out->n_pool = dv->n_pool;
+    memset(dv, 0, sizeof *dv);
+}
 
 static eval_doc *vec_add(doc_vec *dv) {
     if (dv->n == dv->cap) {
@@ -70,6 +99,8 @@ static eval_doc *vec_add(doc_vec *dv) {
 static void vec_free(doc_vec *dv) {
     for (size_t i = 0; i < dv->n; i++) doc_free(&dv->v[i]);
     free(dv->v);
+    for (size_t i = 0; i < dv->n_pool; i++) free(dv->pool[i]);
+    free(dv->pool);
     memset(dv, 0, sizeof *dv);
 }
 
@@ -174,7 +205,7 @@ static vlmc_status circular_expand(const eval_task *t, doc_vec *in, eval_docs *o
             char letter[2] = {var[k].answer, 0};
             bad |= !set_target(d, letter);
             if (src->image) bad |= !(d->image = dupstr(src->image));
-            if (src->image_b64) bad |= !(d->image_b64 = dupstr(src->image_b64));
+            d->image_b64 = src->image_b64; /* shared: owned by the pool */
             if (src->category) bad |= !(d->category = dupstr(src->category));
             if (src->l2_category) bad |= !(d->l2_category = dupstr(src->l2_category));
             d->index = var[k].index;
@@ -184,9 +215,13 @@ static vlmc_status circular_expand(const eval_task *t, doc_vec *in, eval_docs *o
             if (bad) goto nomem;
         }
     }
+    o.pool = in->pool;
+    o.n_pool = in->n_pool;
+    o.cap_pool = in->cap_pool;
+    in->pool = NULL;
+    in->n_pool = in->cap_pool = 0;
     vec_free(in);
-    out->docs = o.v;
-    out->n = o.n;
+    vec_move(&o, out);
     out->circular_offset = offset;
     return VLMC_OK;
 nomem:
@@ -234,9 +269,7 @@ static vlmc_status finish(const eval_task *t, doc_vec *dv, long limit, eval_docs
             dv->v[w++] = dv->v[i];
         }
         dv->n = w;
-        out->docs = dv->v;
-        out->n = dv->n;
-        memset(dv, 0, sizeof *dv);
+        vec_move(dv, out);
     } else {
         out->n_questions = dv->n;
         if (limit > 0 && (size_t)limit < dv->n) {
@@ -253,9 +286,7 @@ static vlmc_status finish(const eval_task *t, doc_vec *dv, long limit, eval_docs
             }
             out->n_questions = nq;
         } else {
-            out->docs = dv->v;
-            out->n = dv->n;
-            memset(dv, 0, sizeof *dv);
+            vec_move(dv, out);
         }
     }
     for (size_t i = 0; i < out->n; i++) out->docs[i].doc_id = (int64_t)i;
@@ -290,6 +321,7 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
                          "A, B, ..., answer, image, category)", name, missing);
     }
     doc_vec dv = {0};
+    const char **row_img = NULL;
     index_pos *map = malloc((tb.n_rows ? tb.n_rows : 1) * sizeof *map);
     size_t n_map = 0;
     if (!map) goto nomem;
@@ -298,6 +330,16 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
         if (parse_i64(tsv_cell(&tb, r, c_index), &v)) map[n_map++] = (index_pos){v, r};
     }
     qsort(map, n_map, sizeof *map, cmp_index_pos);
+    /* inline images (longer than 64 characters) go to the pool once, shared by the rows that refer to them */
+    row_img = calloc(tb.n_rows ? tb.n_rows : 1, sizeof *row_img);
+    if (!row_img) goto nomem;
+    for (size_t r = 0; c_img >= 0 && r < tb.n_rows; r++) {
+        char **cell = &tb.cells[r * tb.n_cols + (size_t)c_img];
+        if (strlen(*cell) <= 64) continue;
+        row_img[r] = pool_add(&dv, *cell);
+        *cell = NULL;
+        if (!row_img[r]) goto nomem;
+    }
     for (size_t k = 1; k < n_map; k++)
         if (map[k].index == map[k - 1].index &&
             (t->circular != EVAL_CIRC_GIVEN || map[k].index < CIRC_GIVEN_OFFSET)) {
@@ -337,31 +379,31 @@ vlmc_status eval_docs_from_mmbench_tsv(const eval_task *t, const char *data, siz
         const char *l2 = tsv_cell(&tb, r, c_l2);
         if (c_l2 >= 0 && !pandas_na(l2) && !(d->l2_category = dupstr(l2))) goto nomem;
         const char *img = tsv_cell(&tb, r, c_img);
-        if (c_img >= 0 && !pandas_na(img)) {
-            if (strlen(img) <= 64) {
-                /* VLMEvalKit: a short image field is the index of the row holding the image */
-                const char *found = NULL;
-                int64_t ref;
-                const index_pos *q = parse_i64(img, &ref) ? find_index(map, n_map, ref) : NULL;
-                for (; q && q < map + n_map && q->index == ref && !found; q++)
-                    if (strlen(tsv_cell(&tb, q->pos, c_img)) > 64) found = tsv_cell(&tb, q->pos, c_img);
-                if (!found) {
-                    st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu (index %s): image '%.64s' is neither base64 "
-                                   "data nor the index of a row with an image", name, line, d->id, img);
-                    goto fail;
-                }
-                img = found;
+        if (row_img[r]) {
+            d->image_b64 = row_img[r];
+        } else if (c_img >= 0 && !pandas_na(img)) {
+            /* VLMEvalKit: a short image field is the index of the row holding the image */
+            const char *found = NULL;
+            int64_t ref;
+            const index_pos *q = parse_i64(img, &ref) ? find_index(map, n_map, ref) : NULL;
+            for (; q && q < map + n_map && q->index == ref && !found; q++) found = row_img[q->pos];
+            if (!found) {
+                st = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: data row %zu (index %s): image '%.64s' is neither base64 "
+                               "data nor the index of a row with an image", name, line, d->id, img);
+                goto fail;
             }
-            if (!(d->image_b64 = dupstr(img))) goto nomem;
+            d->image_b64 = found;
         }
     }
     free(map);
+    free(row_img);
     tsv_free(&tb);
     return finish(t, &dv, limit, out, err);
 nomem:
     st = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", name);
 fail:
     free(map);
+    free(row_img);
     vec_free(&dv);
     tsv_free(&tb);
     return st;
@@ -369,7 +411,8 @@ fail:
 
 /* ---- JSONL ----------------------------------------------------------------- */
 
-typedef vlmc_status (*row_fn)(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, vlmc_error *err);
+typedef vlmc_status (*row_fn)(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, doc_vec *dv,
+                              vlmc_error *err);
 
 static vlmc_status need_str(const eval_task *t, const cJSON *row, const char *key, size_t line, const char **out,
                             vlmc_error *err) {
@@ -393,7 +436,8 @@ static char *id_text(const cJSON *v) {
     return NULL;
 }
 
-static vlmc_status row_synth(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, vlmc_error *err) {
+static vlmc_status row_synth(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, doc_vec *dv,
+                             vlmc_error *err) {
     const char *id = NULL, *image = NULL, *task = NULL, *q = NULL, *a = NULL;
     vlmc_status st;
     if ((st = need_str(t, row, "id", line, &id, err)) || (st = need_str(t, row, "image", line, &image, err)) ||
@@ -441,7 +485,8 @@ static vlmc_status row_synth(const eval_task *t, const cJSON *row, size_t line, 
     return VLMC_OK;
 }
 
-static vlmc_status row_pope(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, vlmc_error *err) {
+static vlmc_status row_pope(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, doc_vec *dv,
+                             vlmc_error *err) {
     const char *image = NULL, *q = NULL, *label = NULL;
     vlmc_status st;
     if ((st = need_str(t, row, "image", line, &image, err)) || (st = need_str(t, row, "text", line, &q, err)) ||
@@ -461,7 +506,8 @@ static vlmc_status row_pope(const eval_task *t, const cJSON *row, size_t line, e
     return VLMC_OK;
 }
 
-static vlmc_status row_generic(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, vlmc_error *err) {
+static vlmc_status row_generic(const eval_task *t, const cJSON *row, size_t line, eval_doc *d, doc_vec *dv,
+                             vlmc_error *err) {
     const char *q = NULL;
     vlmc_status st;
     if ((st = need_str(t, row, t->f_question, line, &q, err))) return st;
@@ -479,7 +525,7 @@ static vlmc_status row_generic(const eval_task *t, const cJSON *row, size_t line
     if (cat && !(d->category = dupstr(cat))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     const char *img = json_string(row, t->f_image, NULL);
     if (img && img[0]) {
-        if (!strncmp(img, "data:", 5)) d->image_b64 = dupstr(img);
+        if (!strncmp(img, "data:", 5)) d->image_b64 = pool_add(dv, dupstr(img));
         else d->image = resolve_image(t, img);
         if (!d->image && !d->image_b64) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     }
@@ -605,7 +651,7 @@ static vlmc_status load_jsonl(const eval_task *t, row_fn fn, long limit, eval_do
             goto fail;
         }
         d->index = (int64_t)dv.n - 1;
-        st = fn(t, row, line, d, err);
+        st = fn(t, row, line, d, &dv, err);
         cJSON_Delete(row);
         if (st) goto fail;
     }

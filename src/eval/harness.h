@@ -136,7 +136,7 @@ typedef struct eval_doc {
     bool has_box;
     eval_box box;        /* grounding target, in the answer's 0..1000 space */
     char *image;         /* a path (resolved) or NULL */
-    char *image_b64;     /* MMBench: base64 image, or NULL */
+    const char *image_b64; /* base64 image or data: URL (owned by eval_docs.pool, shared by rotations), or NULL */
     char *category, *l2_category;
     /* CircularEval */
     int64_t index;       /* VLMEvalKit index (with rotation offset) */
@@ -150,6 +150,8 @@ typedef struct eval_docs {
     size_t n;
     size_t n_questions;  /* before CircularEval expansion */
     int64_t circular_offset;
+    char **pool;         /* [n_pool] the image strings the docs point at */
+    size_t n_pool;
 } eval_docs;
 
 /* Loads the task's data file; with limit > 0 only the first `limit` questions

@@ -187,7 +187,8 @@ int tsv_column(const tsv_table *t, const char *name) {
 
 const char *tsv_cell(const tsv_table *t, size_t row, int col) {
     if (col < 0 || (size_t)col >= t->n_cols || row >= t->n_rows) return "";
-    return t->cells[row * t->n_cols + (size_t)col];
+    const char *c = t->cells[row * t->n_cols + (size_t)col];
+    return c ? c : ""; /* a cell taken by its reader */
 }
 
 void tsv_free(tsv_table *t) {

@@ -17,7 +17,8 @@ typedef struct tsv_table {
     size_t n_cols;   /* header fields */
     size_t n_rows;   /* data rows (header excluded) */
     char **header;   /* [n_cols] */
-    char **cells;    /* [n_rows * n_cols], row-major; missing trailing fields are "" */
+    char **cells;    /* [n_rows * n_cols], row-major; missing trailing fields are "". A reader may take a
+                        cell (set it to NULL and free it itself): tsv_cell then gives "" */
 } tsv_table;
 
 /* Parses data[0..len). `name` names the source in errors ("FILE:LINE: ..."). A row
