@@ -1,5 +1,6 @@
 /* Fuzz target: arbitrary bytes as an MMBench-format TSV, through the TSV reader,
- * the MMBench loader with CircularEval expansion, and prompt rendering. */
+ * the MMBench loader with CircularEval expansion, prompt rendering and scoring;
+ * and the same bytes as a task file (tasks/<name>.json). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (size_t c = 0; c < t.n_cols; c++) (void)strlen(tsv_cell(&t, r, (int)c));
         tsv_free(&t);
     }
+    eval_task_vars vars = {"/data", "/images"};
+    eval_task parsed_task;
+    if (eval_task_parse((const char *)data, size, "fuzz.json", &vars, &parsed_task, &err) == VLMC_OK)
+        eval_task_free(&parsed_task);
     static const char task_text[] = "{\"name\": \"f\", \"kind\": \"mcq\", \"format\": \"mmbench_tsv\", \"data\": "
                                     "\"fuzz.tsv\", \"circular\": \"expand\"}";
     eval_task task;
