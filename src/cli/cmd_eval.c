@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -20,7 +21,8 @@ static void usage(FILE *f) {
             "                      JSONL of {task, doc_id, response}), or a model folder (pending integration)\n"
             "  --model-args ARGS   arguments of the model backend (key=value,...)\n"
             "  --tasks LIST        comma-separated task names or task-file paths; `--tasks list` lists them\n"
-            "  --tasks-dir DIR     folder of the task files (default $VLMC_TASKS_DIR, else ./tasks)\n"
+            "  --tasks-dir DIR     folder of the task files (default $VLMC_TASKS_DIR, else ./tasks, else\n"
+            "                      the tasks/ of the source tree holding this binary)\n"
             "  --data DIR          the value of ${data} in task files (e.g. a folder written by vlmc synth)\n"
             "  --image-dir DIR     the value of ${image_dir} (images of tasks that do not bundle them, e.g. pope)\n"
             "  --output DIR        results folder (created)\n"
@@ -29,6 +31,25 @@ static void usage(FILE *f) {
             "  --log-samples       keep the sample logs (else removed after a complete run)\n"
             "  --json              print results.json to stdout instead of the table\n"
             "  --quiet             no progress line\n");
+}
+
+/* The default task folder: ./tasks, else the tasks/ of the source tree the binary was built in
+ * (build/vlmc -> tasks/, build/asan/vlmc -> tasks/). Written into buf. */
+static const char *default_tasks_dir(char *buf, size_t cap) {
+    struct stat st;
+    if (stat("tasks", &st) == 0 && S_ISDIR(st.st_mode)) return "tasks";
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return "tasks";
+    exe[n] = '\0';
+    for (int up = 1; up <= 3; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) break;
+        *slash = '\0';
+        snprintf(buf, cap, "%s/tasks", exe);
+        if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return buf;
+    }
+    return "tasks";
 }
 
 static int parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
@@ -114,7 +135,9 @@ int cmd_eval(int argc, char **argv) {
     vlmc_eval_default_params(&p);
     const char *tasks_arg = NULL;
     int quiet = 0, json = 0;
+    char tasks_buf[4200];
     p.tasks_dir = getenv("VLMC_TASKS_DIR");
+    if (!p.tasks_dir || !p.tasks_dir[0]) p.tasks_dir = default_tasks_dir(tasks_buf, sizeof tasks_buf);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
