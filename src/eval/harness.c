@@ -563,7 +563,9 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
             for (const cJSON *m = res ? res->child : NULL; m && !st; m = m->next) {
                 if (!strcmp(m->string, "alias") || strstr(m->string, "_stderr"))
                     continue;
-                if (!cJSON_AddBoolToObject(h, m->string, 1)) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+                /* yes_ratio describes a bias (POPE reports it next to the others); it is not a score */
+                if (!cJSON_AddBoolToObject(h, m->string, strcmp(m->string, "yes_ratio") != 0))
+                    st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
             }
         }
         cJSON_Delete(bd);
