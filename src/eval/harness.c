@@ -539,10 +539,6 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
             if (st) vlmc_fail_prefix(err, "task %s", r.t->name);
         }
         if (!st) st = rewrite_log(&r, err); /* final scores (CIDEr-D shares), doc_id order */
-        if (!st && !o->keep_samples) {
-            remove(r.log_path);
-            remove(r.settings_path);
-        }
         if (!st) {
             if (bd && bd->child) cJSON_AddItemToObject(breakdown, r.t->name, bd);
             else cJSON_Delete(bd);
@@ -604,6 +600,18 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
         }
         cJSON_free(text);
         free(path);
+    }
+    /* without keep_samples the logs go once every task is done (a failed run keeps them all, for resuming) */
+    for (size_t k = 0; k < n_tasks && !st && !o->keep_samples; k++) {
+        char name[300];
+        snprintf(name, sizeof name, "samples_%.200s.jsonl", tasks[k].name);
+        char *a = path_join(o->output_dir, name);
+        snprintf(name, sizeof name, "samples_%.200s.settings.json", tasks[k].name);
+        char *b = path_join(o->output_dir, name);
+        if (a) remove(a);
+        if (b) remove(b);
+        free(a);
+        free(b);
     }
     cJSON_Delete(root);
     return st;
