@@ -585,10 +585,8 @@ vlmc_status eval_run(eval_task *tasks, size_t n_tasks, const eval_backend *backe
         char *path = path_join(o->output_dir, "results.json");
         if (!text || !path) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         else {
-            size_t len = strlen(text);
-            text[len] = '\0';
             strbuf b = {0};
-            strbuf_append(&b, text, len);
+            strbuf_append(&b, text, strlen(text));
             strbuf_append(&b, "\n", 1);
             const char *c = strbuf_cstr(&b);
             st = c ? file_write_all(path, c, b.len, err) : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
