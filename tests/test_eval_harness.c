@@ -491,7 +491,8 @@ static void test_circular_replay(void) {
         return;
     }
     CHECK(d.n == 3 + 4 + 2, "9 rotations, got %zu", d.n);
-    char *replay = tmp_path("replay.jsonl");
+    char replay[1024];
+    snprintf(replay, sizeof replay, "%s", tmp_path("replay.jsonl"));
     FILE *f = fopen(replay, "wb");
     for (size_t i = 0; i < d.n; i++) {
         const eval_doc *x = &d.docs[i];
@@ -527,6 +528,34 @@ static void test_circular_replay(void) {
     cJSON_Delete(res);
     free(json);
     eval_backend_close(&b);
+    /* rotations given in the data, answered by the oracle except rotation 1 of question 9 */
+    write_text(tmp_path("given.tsv"), "index\tquestion\tA\tB\tanswer\tcategory\n"
+                                      "7\tq7\ta\tb\tA\tx\n9\tq9\ta\tb\tB\ty\n1000007\tq7\tb\ta\tB\tx\n"
+                                      "1000009\tq9\tb\ta\tA\ty\n1000011\torphan\ta\tb\tA\tz\n");
+    eval_task tg;
+    if (parse_task(mmbench_task_json(tmp_path("given.tsv"), "given"), NULL, &tg, &err)) {
+        write_text(tmp_path("given_replay.jsonl"), "{\"task\": \"mmb\", \"doc_id\": 0, \"response\": \"A\"}\n"
+                                                   "{\"task\": \"mmb\", \"doc_id\": 1, \"response\": \"B\"}\n"
+                                                   "{\"task\": \"mmb\", \"doc_id\": 2, \"response\": \"B\"}\n"
+                                                   "{\"task\": \"mmb\", \"doc_id\": 3, \"response\": \"B\"}\n"
+                                                   "{\"task\": \"mmb\", \"doc_id\": 4, \"response\": \"A\"}\n");
+        eval_backend gb;
+        eval_backend_replay(tmp_path("given_replay.jsonl"), &gb, &err);
+        o.output_dir = tmp_path("given_out");
+        char *gj = NULL;
+        st = eval_run(&tg, 1, &gb, &o, &gj, &err);
+        cJSON *gr = gj ? cJSON_Parse(gj) : NULL;
+        CHECK(st == VLMC_OK && result(gr, "mmb", "accuracy") == 0.5, "given rotations: accuracy %g (%s)",
+              result(gr, "mmb", "accuracy"), err.message);
+        const cJSON *ns = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(gr, "n-samples"), "mmb");
+        CHECK(ns && cJSON_GetObjectItemCaseSensitive(ns, "effective")->valuedouble == 2 &&
+                  cJSON_GetObjectItemCaseSensitive(ns, "prompts")->valuedouble == 5,
+              "given rotations: 2 questions, 5 prompts (the orphan is asked, not counted)");
+        cJSON_Delete(gr);
+        free(gj);
+        eval_backend_close(&gb);
+        eval_task_free(&tg);
+    }
     /* a replay file without an answer for some doc is an error naming it */
     write_text(replay, "{\"task\": \"mmb\", \"doc_id\": 0, \"response\": \"A\"}\n");
     eval_backend_replay(replay, &b, &err);
