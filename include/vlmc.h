@@ -371,6 +371,43 @@ void vlmc_synth_default_params(vlmc_synth_params *p);
  * split in train, val, test, and meta.json. Equal parameters give byte-identical files. */
 vlmc_status vlmc_synth_generate(const vlmc_synth_params *p, const char *out_dir, vlmc_error *err);
 
+/* ---- evaluation ---------------------------------------------------------------- */
+
+/* `vlmc eval` (docs/EVAL.md): runs benchmark tasks, each described by a task
+ * file (JSON: data, format, prompt template, metrics), against a model and
+ * writes OUTPUT/results.json in lmms-eval's layout plus one sample log per task,
+ * OUTPUT/samples_<task>.jsonl (task, doc_id, prompt, target, response, parsed,
+ * score, ...). A run that finds a sample log of the same settings resumes
+ * from it: logged samples are not asked again, and the metrics are computed
+ * over the whole log. */
+typedef struct vlmc_eval_params {
+    const char *model;        /* "oracle" (answers the targets), "replay:FILE" (answers from a JSONL of
+                                 {task, doc_id, response}), or a model folder (pending: see docs/EVAL.md) */
+    const char *model_args;   /* passed to the model backend; may be NULL */
+    const char *const *tasks; /* task names (TASKS_DIR/<name>.json) or paths of task files */
+    size_t n_tasks;
+    const char *tasks_dir;    /* NULL: "tasks" */
+    const char *data_dir;     /* value of ${data} in task files; NULL: unset (tasks that use it fail) */
+    const char *image_dir;    /* value of ${image_dir}; NULL: unset */
+    const char *output_dir;   /* created when missing */
+    long limit;               /* questions per task (all rotations of each); 0 = all */
+    int batch_size;           /* requests per backend call; 0 = 1 */
+    int log_samples;          /* keep the sample logs after a complete run (they exist during it anyway) */
+    /* called after every batch (may be NULL): done of total samples of the task, `resumed` of
+     * them read from an earlier run's log, seconds since the task started */
+    void (*progress)(void *user, const char *task, size_t done, size_t total, size_t resumed, double seconds);
+    void *progress_user;
+} vlmc_eval_params;
+
+void vlmc_eval_default_params(vlmc_eval_params *p);
+/* Runs the tasks; *results_json (may be NULL; free with vlmc_free) gets the text of
+ * OUTPUT/results.json. Errors name the task file and key, the data file and line, or
+ * the sample log. */
+vlmc_status vlmc_eval_run(const vlmc_eval_params *p, char **results_json, vlmc_error *err);
+/* The task names in tasks_dir (NULL: "tasks"): *names_out gets them, one per line,
+ * sorted (malloc'ed; free with vlmc_free). */
+vlmc_status vlmc_eval_list_tasks(const char *tasks_dir, char **names_out, vlmc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"run", cmd_run, "Answer a prompt about images"},
     {"chat", cmd_chat, "Interactive multi-turn chat"},
     {"synth", cmd_synth, "Generate the synthetic visual-world training dataset"},
+    {"eval", cmd_eval, "Run benchmark tasks and score the answers (lmms-eval style results)"},
 };
 
 static void usage(FILE *f) {
