@@ -19,6 +19,7 @@ static const struct {
     {"run", cmd_run, "Answer a prompt about images"},
     {"chat", cmd_chat, "Interactive multi-turn chat"},
     {"synth", cmd_synth, "Generate the synthetic visual-world training dataset"},
+    {"serve", cmd_serve, "OpenAI-compatible chat server with images and a chat page"},
 };
 
 static void usage(FILE *f) {
