@@ -33,19 +33,28 @@ async function lastAnswer() {
   });
 }
 
+// Sends prompt and records, inside the page, every text the answer shows on its way
+// (a MutationObserver), so streaming is seen however slowly this script polls.
 async function askAndWatch(prompt) {
   const before = await page.locator(".msg.assistant").count();
+  await page.evaluate(() => {
+    window.__states = new Set();
+    if (window.__observer) window.__observer.disconnect();
+    window.__observer = new MutationObserver(() => {
+      const all = document.querySelectorAll(".msg.assistant .content");
+      const last = all[all.length - 1];
+      if (last && last.textContent) window.__states.add(last.textContent);
+    });
+    window.__observer.observe(document.getElementById("messages"), { subtree: true, childList: true, characterData: true });
+  });
   await page.fill("#prompt", prompt);
   await page.click("#send");
-  await page.waitForFunction((n) => document.querySelectorAll(".msg.assistant").length > n, before);
-  const seen = new Set();
-  for (let i = 0; i < 400; i++) {
-    const a = await lastAnswer();
-    if (a.text) seen.add(a.text);
-    if (a.done) return { ...a, partials: seen.size };
-    await page.waitForTimeout(10);
-  }
-  throw new Error("the answer did not finish");
+  await page.waitForFunction((n) => {
+    const all = document.querySelectorAll(".msg.assistant");
+    return all.length > n && all[all.length - 1].dataset.done === "1";
+  }, before);
+  const a = await lastAnswer();
+  return { ...a, partials: await page.evaluate(() => window.__states.size) };
 }
 
 await check("browser: page loads and shows the model", async () => {
