@@ -187,7 +187,8 @@ static void test_parse_ok(void) {
           "messages_json %s", r.chat.messages_json);
     openai_request_free(&r);
 
-    ok = openai_parse_chat("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 47, &LIM, &r, &e);
+    const char *simple = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    ok = openai_parse_chat(simple, strlen(simple), &LIM, &r, &e);
     CHECK(ok && !r.stream && !r.has_max_tokens && r.chat.temperature == 1 && r.chat.top_p == 1 && !r.model &&
               r.chat.n_stop == 0 && !r.chat.has_seed, "defaults");
     if (ok) openai_request_free(&r);
@@ -310,7 +311,8 @@ static void test_queue(void) {
     job *j[3];
     api_error e;
     for (int i = 0; i < 3; i++) {
-        openai_parse_chat("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 46, &LIM, &r[i], &e);
+        const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+        CHECK(openai_parse_chat(body, strlen(body), &LIM, &r[i], &e), "parse %s", e.message);
         j[i] = job_new(&r[i], NULL, "id", 0, "m", NULL);
     }
     CHECK(jq_push(&q, j[0]) == 0 && jq_push(&q, j[1]) == 0, "two admitted");

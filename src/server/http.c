@@ -712,13 +712,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         }
     }
     if (s->p.log_requests || cancelled) {
-        if (rs->job)
+        if (rs->job) {
+            job *j = rs->job;
+            pthread_mutex_lock(&j->mu);
+            server_chat_result res = j->res;
+            bool done = j->done;
+            pthread_mutex_unlock(&j->mu);
             slog(s, "%s %s %d %lldms %s prompt=%d completion=%d finish=%s%s", rs->method, rs->path, rs->status,
-                 (long long)(now_ms() - rs->t0), rs->stream ? "stream" : "json", rs->job->res.prompt_tokens,
-                 rs->job->res.completion_tokens, rs->job->res.finish_reason ? rs->job->res.finish_reason : "-",
+                 (long long)(now_ms() - rs->t0), rs->stream ? "stream" : "json", res.prompt_tokens,
+                 res.completion_tokens, done && res.finish_reason ? res.finish_reason : "-",
                  cancelled ? " cancelled (client gone)" : "");
-        else if (s->p.log_requests)
+        } else if (s->p.log_requests) {
             slog(s, "%s %s %d %lldms", rs->method, rs->path, rs->status, (long long)(now_ms() - rs->t0));
+        }
     }
     job_unref(rs->job);
     strbuf_free(&rs->body);
