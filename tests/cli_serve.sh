@@ -44,6 +44,15 @@ start_server A -m echo --api-key "$KEY" --allow-path "$TMP/allowed" --max-body 6
   --max-image-pixels 1000 --ctx 64 --web web || { fail "server A starts"; finish; exit; }
 BASE="http://127.0.0.1:$PORT"
 
+timeout 10 "$VLMC" serve -m echo --port "$PORT" > "$TMP/dup.log" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "cannot listen" "$TMP/dup.log" && ok "a port in use is an error" || fail "a port in use is an error" "rc=$rc $(cat "$TMP/dup.log")"
+"$VLMC" serve --port 0 > "$TMP/cli.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q -- "-m MODEL is required" "$TMP/cli.log" && ok "serve without -m is a usage error" || fail "serve without -m" "rc=$rc"
+"$VLMC" serve -m echo --parallel 0 > "$TMP/cli.log" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q -- "--parallel" "$TMP/cli.log" && ok "--parallel 0 is a usage error" || fail "--parallel 0" "rc=$rc"
+"$VLMC" serve -m models/tiny-random-llava --port 0 > "$TMP/cli.log" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "session API" "$TMP/cli.log" && ok "a model folder says the generation API is not merged yet" || fail "model folder" "rc=$rc $(cat "$TMP/cli.log")"
+
 req "$BASE/health"
 if [ "$CODE" = 200 ] && [ "$(jfield "$TMP/body" 'd["status"]')" = ok ]; then ok "GET /health is 200 without a key"; else fail "GET /health" "$CODE"; fi
 req "$BASE/v1/models"; expect_err "no API key: 401" 401 invalid_request_error None missing_api_key

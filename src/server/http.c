@@ -839,8 +839,7 @@ vlmc_status vlmc_server_start(const vlmc_server_params *p, vlmc_server **out, vl
                             mhd_logger, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->p.max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->p.timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+                            on_completed, s, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!s->d) {
         server_free(s);
