@@ -43,7 +43,7 @@
  *            (the session puts a message's images before its text, as HF templates expect; the order of
  *             interleaved text and image parts inside one message is not kept)
  *          the last message must be the user's: a trailing assistant message is a prefill the session
- *          API cannot express -> return VLMC_ERR_UNSUPPORTED (400 is not right: map it to VLMC_ERR_ARG);
+ *          API cannot express -> return VLMC_ERR_ARG before any text (the server answers 400);
  *          vlmc_gen_params g = vlmc_gen_default_params(); g.max_new_tokens = req->max_tokens;
  *          g.temperature = req->temperature; g.top_p = req->top_p; g.seed = req->seed (has_seed, else a
  *          fresh value); no stop strings (the server applies them and stops generation through on_text);
