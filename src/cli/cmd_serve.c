@@ -205,8 +205,10 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     int port = vlmc_server_port(srv);
-    fprintf(stderr, "vlmc serve: model %s, listening on http://%s:%d/ (%d slot%s%s)\n", vlmc_server_model_id(srv),
-            p.host ? p.host : "127.0.0.1", port, p.parallel > 1 ? p.parallel : 1, p.parallel > 1 ? "s" : "",
+    const char *host = p.host ? p.host : "127.0.0.1";
+    int v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "vlmc serve: model %s, listening on http://%s%s%s:%d/ (%d slot%s%s)\n", vlmc_server_model_id(srv),
+            v6 ? "[" : "", host, v6 ? "]" : "", port, p.parallel > 1 ? p.parallel : 1, p.parallel > 1 ? "s" : "",
             p.web_dir ? "" : ", no chat page: --web DIR");
     fflush(stderr);
     if (port_file) {
