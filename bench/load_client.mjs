@@ -1,7 +1,9 @@
 // Load client for bench/load_serve.sh: C concurrent clients (default 8) send chat
 // requests to BASE for SECONDS, each client in a loop, over keep-alive connections.
-// Mix: plain JSON answers, SSE streams, and requests with an image (data URL; the
-// same few images, so the image cache is exercised). Checks every answer.
+// Mix: plain JSON answers, SSE streams, requests with an image (data URL; the same
+// few images, so the image cache is exercised), and one request in ten a stream the
+// client abandons after its first chunk (the server must cancel it and free the slot).
+// Checks every answer.
 // Prints one JSON line: {"requests", "ok", "rejected_503", "failures", "rps", ...}.
 // Node's http module only (no npm packages).
 import http from "node:http";
@@ -11,16 +13,20 @@ const [base, seconds = "20", clients = "8", imagesDir = "tests/data/images"] = p
 const url = new URL(base);
 const agent = new http.Agent({ keepAlive: true, maxSockets: Number(clients) });
 const images = ["rgb.png", "q.jpg", "lossy.webp"].map((f) => "data:image/png;base64," + readFileSync(imagesDir + "/" + f).toString("base64"));
-const stats = { requests: 0, ok: 0, rejected_503: 0, failures: 0, streamed: 0, with_image: 0, failure_samples: [] };
+const stats = { requests: 0, ok: 0, rejected_503: 0, aborted_by_client: 0, failures: 0, streamed: 0, with_image: 0, failure_samples: [] };
 const latencies = [];
 
-function post(body) {
+function post(body, abandon = false) {
   return new Promise((resolve) => {
     const data = JSON.stringify(body);
     const req = http.request({ host: url.hostname, port: url.port, path: "/v1/chat/completions", method: "POST", agent,
       headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) }, timeout: 30000 },
       (res) => {
         const chunks = [];
+        if (abandon && res.statusCode === 200) {
+          res.once("data", () => { req.destroy(); resolve({ status: "abandoned", body: "" }); });
+          return;
+        }
         res.on("data", (c) => chunks.push(c));
         res.on("end", () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString("utf8") }));
         res.on("error", (e) => resolve({ status: -1, body: String(e) }));
@@ -41,12 +47,13 @@ async function client(id, deadline) {
   while (Date.now() < deadline) {
     i++;
     const words = Array.from({ length: 1 + ((id * 7 + i) % 20) }, (_, k) => "w" + k).join(" ");
-    const stream = i % 3 === 0, withImage = i % 4 === 1;
+    const abandon = i % 10 === 5, stream = abandon || i % 3 === 0, withImage = i % 4 === 1;
     const content = withImage ? [{ type: "text", text: words }, { type: "image_url", image_url: { url: images[i % images.length] } }] : words;
     const t0 = performance.now();
-    const r = await post({ model: "echo", messages: [{ role: "user", content }], stream, max_tokens: 64 });
+    const r = await post({ model: "echo", messages: [{ role: "user", content }], stream, max_tokens: 64 }, abandon);
     latencies.push(performance.now() - t0);
     stats.requests++;
+    if (r.status === "abandoned") { stats.aborted_by_client++; continue; }
     if (r.status === 503) { stats.rejected_503++; await new Promise((ok) => setTimeout(ok, 25)); continue; } // back off, as Retry-After asks
     if (r.status !== 200) { fail(`status ${r.status}: ${r.body}`); continue; }
     let text = "";
