@@ -39,7 +39,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps test test-asan check fuzz fuzz-build clean lib tests bench examples
+.PHONY: all deps deps-web test test-asan check fuzz fuzz-build clean lib tests bench examples load-serve
 all: $(OUT)/vlmc examples
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -47,6 +47,22 @@ deps: build/.deps-ok
 build/.deps-ok: Makefile
 	@./scripts/install-deps.sh $(DEPS_PKGS)
 	@mkdir -p build && touch $@
+
+# The test clients of `vlmc serve` (tests/cli_serve*.sh): the official openai npm package and
+# playwright-core, pinned by tests/node/package-lock.json, and Debian's chromium for the chat page.
+# Needs node + npm. Without it those cases skip with a message; CI runs it.
+deps-web: build/.deps-web-ok
+build/.deps-web-ok: tests/node/package-lock.json tests/node/package.json
+	@./scripts/install-deps.sh chromium curl
+	@command -v npm > /dev/null || ./scripts/install-deps.sh nodejs npm
+	@command -v npm > /dev/null || { echo "vlmc: deps-web needs node and npm (Node.js >= 18)" >&2; exit 1; }
+	@npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	@mkdir -p build && touch $@
+
+# Load test of `vlmc serve -m echo` (bench/load_serve.sh): 8 clients, LOAD_SECONDS (default 20).
+LOAD_SECONDS ?= 20
+load-serve: $(OUT)/vlmc
+	@VLMC_BIN=$(OUT)/vlmc ./bench/load_serve.sh $(LOAD_SECONDS)
 
 $(OUT)/obj/%.o: %.c | build/.deps-ok
 	@mkdir -p $(dir $@)
@@ -89,7 +105,7 @@ $(OUT)/examples/%: examples/%.c $(OUT)/libvlmc.a
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OUT)/libvlmc.a $(LIBS)
 
 # Runs every test program; the runner prints "N passed, N failed" last.
-test: tests
+test: tests deps-web
 	@VLMC_BIN=$(OUT)/vlmc ./tests/run.sh $(OUT)/tests
 
 test-asan:

@@ -407,6 +407,49 @@ vlmc_status vlmc_eval_run(const vlmc_eval_params *p, char **results_json, vlmc_e
 /* The task names in tasks_dir (NULL: "tasks"): *names_out gets them, one per line,
  * sorted (malloc'ed; free with vlmc_free). */
 vlmc_status vlmc_eval_list_tasks(const char *tasks_dir, char **names_out, vlmc_error *err);
+/* ---- server -------------------------------------------------------------------- */
+
+/* `vlmc serve`: an OpenAI-compatible HTTP server (libmicrohttpd) with
+ * POST /v1/chat/completions (text + images, streaming with Server-Sent Events),
+ * GET /v1/models, GET /health and a chat page at / (docs/SERVER.md). */
+typedef struct vlmc_server vlmc_server;
+
+typedef struct vlmc_server_params {
+    const char *model;           /* model folder, or "echo" / "echo:DELAY_MS" (the test backend) */
+    const char *host;            /* address to listen on; NULL = "127.0.0.1" */
+    int port;                    /* 0 = any free port (see vlmc_server_port) */
+    int parallel;                /* requests generating at once (slots); 0 = 1 */
+    int max_queue;               /* requests waiting for a slot before HTTP 503; -1 = none wait, 0 = 16 */
+    int max_connections;         /* open HTTP connections; 0 = 256 */
+    const char *api_key;         /* when set, /v1/ routes need "Authorization: Bearer KEY" */
+    const char *allow_path;      /* directory whose files file:// image URLs may name; NULL = file:// refused */
+    const char *web_dir;         /* folder of the chat page (index.html, app.js, style.css); NULL = no page */
+    size_t max_body_bytes;       /* request body; 0 = 32 MiB (HTTP 413 above) */
+    int max_images;              /* images per request; 0 = 8 */
+    uint64_t max_image_pixels;   /* width*height per image; 0 = 33554432 */
+    uint64_t max_request_pixels; /* sum over a request's images; 0 = 4 * max_image_pixels */
+    int n_ctx;                   /* context length in tokens; 0 = the model's (echo: 4096) */
+    int max_tokens_cap;          /* largest max_tokens accepted; 0 = no cap beyond the context */
+    int image_cache_mb;          /* decoded-image cache; 0 = 256, -1 = off */
+    int timeout_s;               /* idle connection timeout; 0 = 60 */
+    /* One line per request and per server event (no newline); NULL = silent.
+     * Called from several threads at once. */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+    int log_requests;            /* 1: a line per request, 0: only errors and events */
+} vlmc_server_params;
+
+/* Zeroes p, then sets log_requests = 1 (every other field's 0 means its default). */
+void vlmc_server_default_params(vlmc_server_params *p);
+/* Loads the backend and starts listening; serving happens on the server's own
+ * threads until vlmc_server_stop. The params' strings are copied. */
+vlmc_status vlmc_server_start(const vlmc_server_params *p, vlmc_server **out, vlmc_error *err);
+/* The port listened on (the one chosen when params.port was 0). */
+int vlmc_server_port(const vlmc_server *s);
+const char *vlmc_server_model_id(const vlmc_server *s);
+/* Stops accepting, ends requests in flight (streams get an error event, waiting
+ * requests HTTP 503), joins every thread and frees s. */
+void vlmc_server_stop(vlmc_server *s);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@ static const struct {
     {"chat", cmd_chat, "Interactive multi-turn chat"},
     {"synth", cmd_synth, "Generate the synthetic visual-world training dataset"},
     {"eval", cmd_eval, "Run benchmark tasks and score the answers (lmms-eval style results)"},
+    {"serve", cmd_serve, "OpenAI-compatible chat server with images and a chat page"},
 };
 
 static void usage(FILE *f) {
