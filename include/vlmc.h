@@ -324,7 +324,7 @@ void vlmc_result_free(vlmc_result *r);
 typedef struct vlmc_session vlmc_session;
 
 /* n_ctx 0 = the model's default. */
-vlmc_status vlmc_session_new(vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_error *err);
+vlmc_status vlmc_session_new(const vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_error *err);
 void vlmc_session_free(vlmc_session *s);
 /* Forgets the messages, images and KV cache. */
 void vlmc_session_reset(vlmc_session *s);

@@ -18,7 +18,7 @@ typedef struct sess_image {
 } sess_image;
 
 struct vlmc_session {
-    vlmc_model *m;
+    const vlmc_model *m;
     llama_ctx ctx;
     int n_ctx;
     cJSON *messages;       /* [{"role", "content": [...]}] */
@@ -57,7 +57,7 @@ void vlmc_result_free(vlmc_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-vlmc_status vlmc_session_new(vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_error *err) {
+vlmc_status vlmc_session_new(const vlmc_model *m, int n_ctx, vlmc_session **out, vlmc_error *err) {
     if (!m || !out) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_new: NULL argument");
     *out = NULL;
     if (n_ctx < 0) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_new: n_ctx %d < 0", n_ctx);
@@ -106,7 +106,7 @@ void vlmc_session_reset(vlmc_session *s) {
 
 vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_error *err) {
     if (!s || !im) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_add_image: NULL argument");
-    vlmc_model *m = s->m;
+    const vlmc_model *m = s->m;
     if (!m->vm.has_vision)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" takes no images", m->dir,
                          m->vm.cfg.model_type);
@@ -186,7 +186,7 @@ void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t 
 
 /* The rendered conversation with each "<image>" written as the family's processor writes it. */
 static vlmc_status build_prompt(vlmc_session *s, char **out, vlmc_error *err) {
-    vlmc_model *m = s->m;
+    const vlmc_model *m = s->m;
     *out = NULL;
     if (!m->tok) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no tokenizer.json: cannot generate text", m->dir);
     if (!m->tpl) return vlmc_fail(err, m->tpl_err.code, "%s", m->tpl_err.message);
@@ -240,7 +240,7 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     if (s->n_pending)
         return vlmc_fail(err, VLMC_ERR_ARG, "%d image(s) attached after the last message: add the message they belong to",
                          s->n_pending);
-    vlmc_model *m = s->m;
+    const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim;
     char *text = NULL;
     int32_t *ids = NULL, *gen = NULL;
