@@ -89,6 +89,39 @@ assert "category" in res["breakdown"]["mmbench_sample"]
 PY
 then ok "oracle scores 100% on the bundled samples"; else fail "oracle scores 100% on the bundled samples" "rc=$rc $(tail -3 "$TMP/out")"; fi
 
+# CircularEval through replayed answers: every 7th prompt answered wrong; recount by circular group
+python3 - "$TMP/o4/samples_mmbench_sample.jsonl" "$TMP/replay_mmb.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as out:
+    for l in open(sys.argv[1]):
+        r = json.loads(l)
+        resp = r["target"] if r["doc_id"] % 7 else ("A" if r["target"] != "A" else "B")
+        out.write(json.dumps({"task": r["task"], "doc_id": r["doc_id"], "response": "The answer is " + resp}) + "\n")
+PY
+"$VLMC" eval -m "replay:$TMP/replay_mmb.jsonl" --tasks mmbench_sample --output "$TMP/o8" --log-samples > /dev/null 2>&1; rc=$?
+if [ $rc -eq 0 ] && python3 - "$TMP/o8" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+res = json.load(open(os.path.join(d, "results.json")))
+rows = [json.loads(l) for l in open(os.path.join(d, "samples_mmbench_sample.jsonl"))]
+groups = {}
+for r in rows:
+    groups.setdefault(r["circular_group"], []).append(r["score"] == 1)
+circ = sum(all(v) for v in groups.values()) / len(groups)
+vanilla = [r["score"] for r in rows if r["rotation"] == 0]
+assert abs(circ - res["results"]["mmbench_sample"]["accuracy"]) < 1e-12, circ
+assert abs(sum(vanilla) / len(vanilla) - res["results"]["mmbench_sample"]["vanilla_accuracy"]) < 1e-12
+assert 0 < circ < 1
+cats = {}
+for r in rows:
+    if r["rotation"] == 0:
+        cats.setdefault(r["category"], []).append(all(groups[r["circular_group"]]))
+for c, v in cats.items():
+    assert abs(sum(v) / len(v) - res["breakdown"]["mmbench_sample"]["category"][c]["accuracy"]) < 1e-12, c
+PY
+then ok "CircularEval accuracy and categories equal the recount from the sample log"
+else fail "CircularEval accuracy and categories equal the recount from the sample log" "rc=$rc"; fi
+
 "$VLMC" eval -m oracle --tasks mmbench_sample --limit 5 --output "$TMP/o5" --json > "$TMP/out" 2>&1; rc=$?
 if [ $rc -eq 0 ] && python3 -c "
 import json,sys; r=json.load(open(sys.argv[1])); n=r['n-samples']['mmbench_sample']
