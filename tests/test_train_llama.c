@@ -1,0 +1,437 @@
+/* Training graph: per-op backward against central finite differences, then the whole model against the
+ * fixtures written by PyTorch (transformers 4.47): loss to 1e-5 relative, every parameter gradient to
+ * 1e-4 × its max |value| (llama, llama_train_batch, llava, llava_train incl. stage 1), and one AdamW step
+ * to llava_train's updated.safetensors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "testlib.h"
+#include "formats/safetensors.h"
+#include "kernels/gelu.h"
+#include "kernels/layernorm.h"
+#include "kernels/train_ops.h"
+#include "train/train_model.h"
+
+/* ---- finite differences ----------------------------------------------------------------------
+ * Each op is checked through a scalar f = Σ out · r (r fixed random, f accumulated in double) so that
+ * df/dinp is the op's backward applied to dout = r. Kernels compute in f32: with step h = 1e-2 the
+ * central difference has truncation error O(h² f''') ≈ 1e-5 relative for these smooth ops and
+ * rounding error ≈ 6e-8 · Σ|out·r| / h ≈ 1e-5 relative; 2e-3 × max|grad| leaves a wide margin while a
+ * wrong formula (a missing term, a transposed index) is off by O(1). */
+
+static uint64_t rng_state = 12345;
+static float frand(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng_state >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+static void fill(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] = s * frand();
+}
+static double dotd(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+typedef double (*fd_fn)(void *ctx);
+/* Compares grad[n] (analytic) with central differences of f over x[n]. */
+static void fd_check(const char *what, fd_fn f, void *ctx, float *x, const float *grad, size_t n) {
+    const float h = 1e-2f;
+    double worst = 0, gmax = 0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(grad[i]));
+    for (size_t i = 0; i < n; i++) {
+        float x0 = x[i];
+        x[i] = x0 + h;
+        double fp = f(ctx);
+        x[i] = x0 - h;
+        double fm = f(ctx);
+        x[i] = x0;
+        double num = (fp - fm) / (2.0 * h);
+        worst = fmax(worst, fabs(num - grad[i]));
+    }
+    CHECK(worst <= 2e-3 * gmax + 1e-6, "%s: max |analytic - numeric| %g, max |grad| %g", what, worst, gmax);
+}
+
+/* RMSNorm */
+typedef struct { float *x, *w, *out, *rstd, *r; int R, C; } rms_ctx;
+static double rms_f(void *p) {
+    rms_ctx *c = p;
+    rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->R, c->C, 1e-5f);
+    return dotd(c->out, c->r, (size_t)c->R * c->C);
+}
+static void test_fd_rmsnorm(void) {
+    enum { R = 3, C = 8 };
+    float x[R * C], w[C], out[R * C], rstd[R], r[R * C], dx[R * C] = {0}, dw[C] = {0};
+    fill(x, R * C, 1), fill(w, C, 1), fill(r, R * C, 1);
+    rms_ctx c = {x, w, out, rstd, r, R, C};
+    rms_f(&c);
+    rmsnorm_backward(dx, dw, r, x, w, rstd, R, C);
+    fd_check("rmsnorm dx", rms_f, &c, x, dx, R * C);
+    fd_check("rmsnorm dw", rms_f, &c, w, dw, C);
+}
+
+/* LayerNorm */
+typedef struct { float *x, *w, *b, *out, *mean, *rstd, *r; int R, C; } ln_ctx;
+static double ln_f(void *p) {
+    ln_ctx *c = p;
+    layernorm_forward_train(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->R, c->C, 1e-5f);
+    return dotd(c->out, c->r, (size_t)c->R * c->C);
+}
+static void test_fd_layernorm(void) {
+    enum { R = 3, C = 8 };
+    float x[R * C], w[C], b[C], out[R * C], mean[R], rstd[R], r[R * C], dx[R * C] = {0}, dw[C] = {0}, db[C] = {0};
+    fill(x, R * C, 1), fill(w, C, 1), fill(b, C, 1), fill(r, R * C, 1);
+    ln_ctx c = {x, w, b, out, mean, rstd, r, R, C};
+    ln_f(&c);
+    layernorm_backward(dx, dw, db, r, x, w, mean, rstd, R, C);
+    fd_check("layernorm dx", ln_f, &c, x, dx, R * C);
+    fd_check("layernorm dw", ln_f, &c, w, dw, C);
+    fd_check("layernorm db", ln_f, &c, b, db, C);
+}
+
+/* Linear */
+typedef struct { float *x, *w, *b, *out, *r; int R, C, OC; } mm_ctx;
+static double mm_f(void *p) {
+    mm_ctx *c = p;
+    matmul_forward(c->out, c->x, c->w, c->b, c->R, c->C, c->OC);
+    return dotd(c->out, c->r, (size_t)c->R * c->OC);
+}
+static void test_fd_matmul(void) {
+    enum { R = 4, C = 5, OC = 3 };
+    float x[R * C], w[OC * C], b[OC], out[R * OC], r[R * OC], dx[R * C] = {0}, dw[OC * C] = {0}, db[OC] = {0};
+    fill(x, R * C, 1), fill(w, OC * C, 1), fill(b, OC, 1), fill(r, R * OC, 1);
+    mm_ctx c = {x, w, b, out, r, R, C, OC};
+    mm_f(&c);
+    matmul_backward(dx, dw, db, r, x, w, R, C, OC);
+    fd_check("matmul dx", mm_f, &c, x, dx, R * C);
+    fd_check("matmul dw", mm_f, &c, w, dw, OC * C);
+    fd_check("matmul db", mm_f, &c, b, db, OC);
+}
+
+/* SwiGLU and the activations */
+typedef struct { float *g, *u, *out, *r; int n; int act; } sw_ctx;
+static double sw_f(void *p) {
+    sw_ctx *c = p;
+    if (c->act < 0) swiglu_forward(c->out, c->g, c->u, c->n);
+    else act_forward((act_kind)c->act, c->out, c->g, (size_t)c->n);
+    return dotd(c->out, c->r, (size_t)c->n);
+}
+static void test_fd_activations(void) {
+    enum { n = 16 };
+    float g[n], u[n], out[n], r[n], dg[n], du[n];
+    fill(g, n, 3), fill(u, n, 1), fill(r, n, 1);
+    sw_ctx c = {g, u, out, r, n, -1};
+    swiglu_backward(dg, du, r, g, u, n);
+    fd_check("swiglu dgate", sw_f, &c, g, dg, n);
+    fd_check("swiglu dup", sw_f, &c, u, du, n);
+    const act_kind kinds[] = {ACT_GELU, ACT_GELU_TANH, ACT_QUICK_GELU, ACT_SILU};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        c.act = (int)kinds[k];
+        act_backward(kinds[k], dg, r, g, n);
+        fd_check(act_name(kinds[k]), sw_f, &c, g, dg, n);
+    }
+}
+
+/* Rope: the backward is the transpose of the forward rotation */
+typedef struct { float *x, *y, *cs, *sn, *r; int R, H, hd, rot; } rope_ctx;
+static double rope_f(void *p) {
+    rope_ctx *c = p;
+    memcpy(c->y, c->x, sizeof(float) * (size_t)c->R * c->H * c->hd);
+    rope_forward(c->y, c->cs, c->sn, c->R, c->H, c->hd, c->rot);
+    return dotd(c->y, c->r, (size_t)c->R * c->H * c->hd);
+}
+static void test_fd_rope(void) {
+    enum { R = 3, H = 2, hd = 8, rot = 6, n = R * H * hd };
+    float x[n], y[n], r[n], dx[n], cs[R * rot / 2], sn[R * rot / 2];
+    for (int i = 0; i < R * rot / 2; i++) {
+        float a = 0.7f * (float)i + 0.3f;
+        cs[i] = cosf(a), sn[i] = sinf(a);
+    }
+    fill(x, n, 1), fill(r, n, 1);
+    memcpy(dx, r, sizeof dx);
+    rope_backward(dx, cs, sn, R, H, hd, rot);
+    rope_ctx c = {x, y, cs, sn, r, R, H, hd, rot};
+    fd_check("rope (partial rotary) dx", rope_f, &c, x, dx, n);
+}
+
+/* Attention: causal with padding, GQA; and non-causal (ViT) */
+typedef struct { float *q, *k, *v, *out, *probs, *r; const int32_t *mask; int causal, B, T, H, KVH, hd; } att_ctx;
+static double att_f(void *p) {
+    att_ctx *c = p;
+    attention_forward(c->out, c->probs, c->q, c->k, c->v, c->mask, c->causal, c->B, c->T, c->H, c->KVH, c->hd, 0.5f);
+    return dotd(c->out, c->r, (size_t)c->B * c->T * c->H * c->hd);
+}
+static void att_case(int causal, const int32_t *mask, int KVH) {
+    enum { B = 2, T = 5, H = 4, hd = 4 };
+    const int QD = H * hd, KD = KVH * hd;
+    float q[B * T * H * hd], k[B * T * H * hd], v[B * T * H * hd], out[B * T * H * hd], probs[B * H * T * T],
+        r[B * T * H * hd], dq[B * T * H * hd], dk[B * T * H * hd], dv[B * T * H * hd];
+    fill(q, (size_t)B * T * QD, 1), fill(k, (size_t)B * T * KD, 1), fill(v, (size_t)B * T * KD, 1);
+    fill(r, (size_t)B * T * QD, 1);
+    /* rows of padded queries carry no loss in the model (labels -100): give them none here either */
+    if (mask)
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                if (!mask[b * T + t]) memset(r + ((size_t)b * T + t) * QD, 0, sizeof(float) * (size_t)QD);
+    att_ctx c = {q, k, v, out, probs, r, mask, causal, B, T, H, KVH, hd};
+    att_f(&c);
+    attention_backward(dq, dk, dv, r, probs, q, k, v, B, T, H, KVH, hd, 0.5f);
+    fd_check("attention dq", att_f, &c, q, dq, (size_t)B * T * QD);
+    fd_check("attention dk", att_f, &c, k, dk, (size_t)B * T * KD);
+    fd_check("attention dv", att_f, &c, v, dv, (size_t)B * T * KD);
+}
+static void test_fd_attention(void) {
+    const int32_t right_pad[10] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, left_pad[10] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+    att_case(1, NULL, 4);
+    att_case(1, right_pad, 2);
+    att_case(1, left_pad, 1);
+    att_case(0, NULL, 4);
+}
+
+/* Cross-entropy with HF's shift and ignore index */
+typedef struct { float *lg; const int32_t *labels; int B, T, V; } ce_ctx;
+static double ce_f(void *p) {
+    ce_ctx *c = p;
+    int64_t n;
+    double s = cross_entropy_forward(c->lg, c->labels, c->B, c->T, c->V, &n);
+    return s / (double)n;
+}
+static void test_fd_cross_entropy(void) {
+    enum { B = 2, T = 4, V = 7 };
+    const int32_t labels[B * T] = {-100, 3, 6, -100, 2, -100, 0, 5};
+    float lg[B * T * V], d[B * T * V];
+    fill(lg, B * T * V, 3);
+    ce_ctx c = {lg, labels, B, T, V};
+    int64_t n;
+    cross_entropy_forward(lg, labels, B, T, V, &n);
+    CHECK(n == 4, "targets: %lld", (long long)n);
+    cross_entropy_backward(d, lg, labels, B, T, V, 1.0f / (float)n);
+    fd_check("cross-entropy dlogits", ce_f, &c, lg, d, B * T * V);
+}
+
+/* ---- fixtures -------------------------------------------------------------------------------- */
+
+static bool analytically_zero(const char *name) {
+    size_t n = strlen(name), k = strlen("self_attn.k_proj.bias");
+    return n > k && !strcmp(name + n - k, "self_attn.k_proj.bias");
+}
+
+typedef struct fx_result { double loss_rel, worst_grad_rel; } fx_result;
+
+/* Runs forward + backward on a fixture's reference inputs, compares logits (where attention_mask = 1),
+ * loss and every gradient in grads_file against the model's trainable parameters. */
+static int run_fixture(const char *name, tm_stage stage, const char *grads_file, const char *loss_file,
+                       train_model *m, fx_result *res) {
+    char dir[1024], ref[1100], path[1200];
+    const char *sd = shared_path("fixtures");
+    if (!sd) return -1;
+    snprintf(dir, sizeof dir, "%s/%s", sd, name);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    fixture fx;
+    if (!CHECK(fx_open(&fx, ref) == 0, "%s: no manifest", ref)) return -1;
+    fx_array *ids = fx_read(&fx, "input_ids"), *mask = fx_read(&fx, "attention_mask"), *labels = fx_read(&fx, "labels"),
+             *loss = fx_read(&fx, loss_file), *logits = fx_read(&fx, "logits"), *pix = fx_read(&fx, "pixel_values");
+    int rc = -1;
+    safetensors *gs = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(ids && labels && loss, "%s: inputs missing", name)) goto out;
+    const int B = (int)ids->shape[0], T = (int)ids->shape[1], N = pix ? (int)pix->shape[0] : 0;
+    if (!CHECK(!train_model_load(m, dir, NULL, 0, &err), "%s", err.message)) goto out;
+    if (!CHECK(!train_model_set_stage(m, stage, &err) && !train_model_plan(m, B, T, N, &err), "%s", err.message))
+        goto out;
+    train_batch bt = {.B = B, .T = T, .input_ids = ids->data, .attention_mask = mask ? mask->data : NULL,
+                      .labels = labels->data, .pixel_values = pix ? pix->data : NULL, .n_images = N};
+    float l = 0;
+    train_model_zero_grad(m);
+    if (!CHECK(!train_model_forward(m, &bt, &l, &err), "%s", err.message)) goto out;
+    const float ref_loss = ((float *)loss->data)[0];
+    res->loss_rel = fabs((double)l - ref_loss) / fabs(ref_loss);
+    CHECK(res->loss_rel <= 1e-5, "%s: loss %.9g vs %.9g (rel %g)", name, l, ref_loss, res->loss_rel);
+    if (logits) {
+        const float *lg = train_model_logits(m);
+        float worst = 0, mx = max_abs(logits->data, logits->n);
+        for (int64_t r = 0; r < (int64_t)B * T; r++) {
+            if (mask && !((int32_t *)mask->data)[r]) continue;
+            float d = max_abs_diff(lg + r * m->V, (float *)logits->data + r * m->V, (size_t)m->V);
+            if (d > worst) worst = d;
+        }
+        CHECK(worst <= 1e-4f * mx, "%s: logits max diff %g (max %g)", name, worst, mx);
+    }
+    if (!CHECK(!train_model_backward(m, 1.0f, &err), "%s", err.message)) goto out;
+    snprintf(path, sizeof path, "%s/%s", ref, grads_file);
+    if (!CHECK(!safetensors_open(path, &gs, &err), "%s", err.message)) goto out;
+    res->worst_grad_rel = 0;
+    int n_ref = (int)safetensors_count(gs), n_ours = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        tm_param *p = &m->params[i];
+        const st_entry *e = safetensors_find(gs, p->name);
+        if (!p->trainable) {
+            CHECK(e == NULL, "%s: %s has a reference gradient but is not trainable here", name, p->name);
+            continue;
+        }
+        n_ours++;
+        if (!CHECK(e != NULL, "%s: %s has a gradient here but none in the reference", name, p->name)) continue;
+        if (!CHECK((size_t)tensor_numel(&e->t) == p->n, "%s: %s size", name, p->name)) continue;
+        const float *g = tm_param_grad(m, p);
+        float mx = max_abs(e->t.data, p->n), d = max_abs_diff(g, e->t.data, p->n);
+        if (analytically_zero(p->name)) {
+            /* softmax(q·(k_j + b)) = softmax(q·k_j + q·b): the key bias shifts every score of a row by the
+             * same amount, so d loss / d k_proj.bias = Σ_i q_i Σ_j ds_ij = 0 exactly. Both torch's value and
+             * ours are float rounding noise; check that they are noise at the scale of the same layer's
+             * q_proj.bias gradient instead of comparing two noises. */
+            char sib[256];
+            snprintf(sib, sizeof sib, "%.*sq_proj.bias", (int)(strlen(p->name) - strlen("k_proj.bias")), p->name);
+            const st_entry *qb = safetensors_find(gs, sib);
+            float scale = qb ? max_abs(qb->t.data, (size_t)tensor_numel(&qb->t)) : 0;
+            CHECK(qb && mx <= 1e-4f * scale && max_abs(g, p->n) <= 1e-4f * scale,
+                  "%s: %s should be ~0: ours %g, torch %g, scale %g", name, p->name, max_abs(g, p->n), mx, scale);
+            continue;
+        }
+        double rel = mx > 0 ? d / mx : d;
+        if (rel > res->worst_grad_rel) res->worst_grad_rel = rel;
+        CHECK(d <= 1e-4f * mx || (mx == 0 && d == 0), "%s: grad %s max diff %g, max |ref| %g", name, p->name, d, mx);
+    }
+    CHECK(n_ours == n_ref, "%s: %d gradients here, %d in %s", name, n_ours, n_ref, grads_file);
+    printf("    %s (%s): loss %.7f rel err %.2e, %d grads, worst |diff|/max|grad| %.2e\n", name, tm_stage_name(stage), l,
+           res->loss_rel, n_ours, res->worst_grad_rel);
+    rc = 0;
+out:
+    if (gs) safetensors_close(gs);
+    fx_free(ids), fx_free(mask), fx_free(labels), fx_free(loss), fx_free(logits), fx_free(pix);
+    fx_close(&fx);
+    return rc;
+}
+
+static void test_fixture_llama(void) {
+    train_model m;
+    fx_result r;
+    run_fixture("llama", TM_STAGE_FULL, "grads.safetensors", "loss", &m, &r);
+    train_model_free(&m);
+}
+
+static void test_fixture_llama_train_batch(void) {
+    train_model m;
+    fx_result r;
+    run_fixture("llama_train_batch", TM_STAGE_FULL, "grads.safetensors", "loss", &m, &r);
+    train_model_free(&m);
+}
+
+static void test_fixture_llava(void) {
+    train_model m;
+    fx_result r;
+    run_fixture("llava", TM_STAGE_FULL, "grads.safetensors", "loss", &m, &r);
+    train_model_free(&m);
+}
+
+static void test_fixture_llava_train_stage1(void) {
+    train_model m;
+    fx_result r;
+    if (run_fixture("llava_train", TM_STAGE_PROJECTOR, "grads_projector_only.safetensors", "loss_projector_only", &m,
+                    &r) == 0)
+        CHECK(m.n_grad_floats < 64 * 64 + 64 * 32 + 256 && !m.g.tok_emb && !m.vg.patch_w,
+              "stage 1: gradients only for the projector (%zu floats)", m.n_grad_floats);
+    train_model_free(&m);
+}
+
+/* Full stage: gradients, parameters without a gradient path, then one AdamW step (torch semantics: weight
+ * decay on every parameter that has a gradient) against updated.safetensors. */
+static void test_fixture_llava_train_full_and_adamw(void) {
+    train_model m;
+    fx_result r;
+    if (run_fixture("llava_train", TM_STAGE_FULL, "grads.safetensors", "loss", &m, &r) != 0) {
+        train_model_free(&m);
+        return;
+    }
+    fixture fx;
+    char ref[1200], path[1300];
+    snprintf(ref, sizeof ref, "%s/llava_train/reference", shared_path("fixtures"));
+    if (CHECK(fx_open(&fx, ref) == 0, "manifest")) {
+        const cJSON *pw = fx_meta(&fx, "params_without_grad");
+        int n = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, pw) {
+            tm_param *p = train_model_find(&m, it->valuestring);
+            CHECK(p && !p->on_path && !p->trainable, "%s should have no gradient path", it->valuestring);
+            n++;
+        }
+        CHECK(n == 18, "18 parameters without gradient");
+        fx_close(&fx);
+    }
+    adamw_params ap = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+    vlmc_error err = {0};
+    CHECK(!train_model_adamw_step(&m, 1, ap.lr, &ap, false, &err), "%s", err.message);
+    snprintf(path, sizeof path, "%s/updated.safetensors", ref);
+    safetensors *up = NULL, *gref = NULL;
+    char gpath[1300];
+    snprintf(gpath, sizeof gpath, "%s/grads.safetensors", ref);
+    safetensors *m_st_orig = NULL;
+    snprintf(gpath, sizeof gpath, "%s/../model.safetensors", ref);
+    safetensors_open(gpath, &m_st_orig, &err);
+    snprintf(gpath, sizeof gpath, "%s/grads.safetensors", ref);
+    if (CHECK(m_st_orig && !safetensors_open(path, &up, &err) && !safetensors_open(gpath, &gref, &err), "%s",
+              err.message)) {
+        /* Without weight decay Adam's first step is u(g) = lr · g / (|g| + eps): the same u as torch needs the
+         * same g. Our gradients match torch's to ~1e-6 of each tensor's max, but for elements with |g| near
+         * eps = 1e-8 that difference still moves u by up to lr · |δg| / eps. So each element is checked
+         * against the bound that its own gradient difference implies (plus float rounding of p), i.e. the
+         * update adds no error of its own; elements with |δg| = 0 must agree to rounding. */
+        double worst = 0, worst_excess = 0;
+        for (int i = 0; i < m.n_params; i++) {
+            const tm_param *p = &m.params[i];
+            const st_entry *e = safetensors_find(up, p->name);
+            if (!CHECK(e && (size_t)tensor_numel(&e->t) == p->n, "%s missing in updated", p->name)) continue;
+            const float *mine = tm_param_data(&m, p), *theirs = e->t.data;
+            const st_entry *ge = safetensors_find(gref, p->name), *orig = safetensors_find(m_st_orig, p->name);
+            if (!CHECK(orig != NULL, "%s missing in model.safetensors", p->name)) continue;
+            const float *g1 = tm_param_grad(&m, p), *g2 = ge ? ge->t.data : NULL;
+            if (!CHECK((g1 != NULL) == (g2 != NULL), "%s: gradient presence differs", p->name)) continue;
+            int bad = 0;
+            for (size_t j = 0; j < p->n; j++) {
+                const float p0 = ((const float *)orig->t.data)[j];
+                /* rounding: a few ulps of the operands (p0 and the step of about lr) */
+                double d = fabs((double)mine[j] - theirs[j]), bound = 4e-7 * (fabs(p0) + ap.lr);
+                if (g1) {
+                    double a = fabs(g1[j]), b = fabs(g2[j]), dg = fabs((double)g1[j] - g2[j]), mn = a < b ? a : b;
+                    bound += ((g1[j] < 0) == (g2[j] < 0)) ? ap.lr * dg * 1e-8 / ((mn + 1e-8) * (mn + 1e-8))
+                                                          : ap.lr * dg / 1e-8;
+                }
+                if (d > worst) worst = d;
+                if (d > bound) {
+                    if (bad < 2)
+                        printf("      %s[%zu]: d %g bound %g g %g / %g p %g / %g (p0 %g)\n", p->name, j, d, bound,
+                               g1 ? g1[j] : 0.f, g2 ? g2[j] : 0.f, mine[j], theirs[j], p0);
+                    bad++;
+                    if (d - bound > worst_excess) worst_excess = d - bound;
+                }
+            }
+            CHECK(bad == 0, "%s: %d updated values differ by more than their gradient difference explains", p->name,
+                  bad);
+        }
+        printf("    llava_train AdamW step: max |param - torch| %.2e (all within the gradient-difference bound)\n",
+               worst);
+    }
+    if (up) safetensors_close(up);
+    if (gref) safetensors_close(gref);
+    if (m_st_orig) safetensors_close(m_st_orig);
+    train_model_free(&m);
+}
+
+int main(void) {
+    tests_begin("train_llama");
+    TEST_RUN(test_fd_rmsnorm);
+    TEST_RUN(test_fd_layernorm);
+    TEST_RUN(test_fd_matmul);
+    TEST_RUN(test_fd_activations);
+    TEST_RUN(test_fd_rope);
+    TEST_RUN(test_fd_attention);
+    TEST_RUN(test_fd_cross_entropy);
+    TEST_RUN(test_fixture_llama);
+    TEST_RUN(test_fixture_llama_train_batch);
+    TEST_RUN(test_fixture_llava);
+    TEST_RUN(test_fixture_llava_train_stage1);
+    TEST_RUN(test_fixture_llava_train_full_and_adamw);
+    return tests_end();
+}
