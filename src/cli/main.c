@@ -18,6 +18,7 @@ static const struct {
     {"dump", cmd_dump, "Run a model on fixture-format inputs and write its arrays"},
     {"run", cmd_run, "Answer a prompt about images"},
     {"chat", cmd_chat, "Interactive multi-turn chat"},
+    {"train", cmd_train, "Fine-tune a model on conversations (full, LoRA, LLaVA stages)"},
 };
 
 static void usage(FILE *f) {
