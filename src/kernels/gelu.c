@@ -34,7 +34,7 @@ const char *act_name(act_kind a) {
 #define PAR_THRESHOLD 65536
 
 void gelu_forward(float *out, const float *inp, size_t N) {
-    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
+    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
     for (size_t i = 0; i < N; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
