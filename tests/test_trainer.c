@@ -2,6 +2,7 @@
  * the tokenizer_gpt2 fixture's tokenizer and a ChatML template: label masking, overfitting 8 examples
  * (full and LoRA), bit-identical resume, export → reload.  The runs use one thread (deterministic) and a
  * smaller configuration under AddressSanitizer (see SMALL). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +391,107 @@ static void test_lora_export(void) {
     safetensors_close(a);
 }
 
+
+/* LLaVA with images: a copy of the llava fixture (CLIP 56x56 → projector → Llama) whose image token is the
+ * gpt2 tokenizer's "<image>" (id 562, inside its 1024-id vocabulary), trained on 4 conversations about
+ * the fixture image. Stage 1 (projector) must change only the projector; full must fit the data. */
+static char llava_dir[600], llava_data[700];
+static bool make_llava(void) {
+    if (llava_dir[0]) return true;
+    const char *fx = shared_path("fixtures/llava");
+    if (!fx) return false;
+    char src[PATH_MAX], tk[600];
+    if (!realpath(fx, src)) return false; /* image paths in the data must not depend on its folder */
+    snprintf(tk, sizeof tk, "%s", shared_path("fixtures/tokenizer_gpt2"));
+    snprintf(llava_dir, sizeof llava_dir, "%s/tiny_llava", test_tmpdir());
+    vlmc_error e = {0};
+    file_mkdirs(llava_dir, &e);
+    const char *files[] = {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
+                           "added_tokens.json"};
+    for (int i = 0; i < 5; i++)
+        if (!CHECK(copy_to(tk, files[i], llava_dir), "copy %s", files[i])) return false;
+    if (!CHECK(copy_to(src, "model.safetensors", llava_dir) && copy_to(src, "preprocessor_config.json", llava_dir),
+               "copy llava"))
+        return false;
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/config.json", src);
+    size_t n;
+    char *cfg = test_read_file(p, &n);
+    char *at = cfg ? strstr(cfg, "\"image_token_index\": 1000") : NULL;
+    if (!CHECK(at != NULL, "llava config")) {
+        free(cfg);
+        return false;
+    }
+    memcpy(at + strlen("\"image_token_index\": "), " 562", 4);
+    snprintf(p, sizeof p, "%s/config.json", llava_dir);
+    file_write_all(p, cfg, n, &e);
+    free(cfg);
+    static const char *tpl =
+        "{% for m in messages %}{{ m['role'].upper() + ': ' }}{% for c in m['content'] %}{% if c['type'] == 'image' "
+        "%}{{ '<image>\\n' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{{ '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'ASSISTANT: ' }}{% endif %}";
+    snprintf(p, sizeof p, "%s/chat_template.jinja", llava_dir);
+    file_write_all(p, tpl, strlen(tpl), &e);
+    snprintf(llava_data, sizeof llava_data, "%s/llava.jsonl", test_tmpdir());
+    FILE *f = fopen(llava_data, "w");
+    static const char *qa[4][2] = {{"What is this?", "A small picture."}, {"Describe the colors.", "Mostly bright."},
+                                   {"Is it large?", "No, it is tiny."}, {"Name it.", "A test image."}};
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "{\"image\": \"%s/reference/image.png\", \"conversations\": [{\"from\": \"human\", \"value\": "
+                   "\"<image>\\n%s\"}, {\"from\": \"gpt\", \"value\": \"%s\"}]}\n",
+                src, qa[i][0], qa[i][1]);
+    fclose(f);
+    return true;
+}
+
+static void llava_run(const char *stage, double lr, int steps, const char *sub, losses *l) {
+    char out[800];
+    snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
+    vlmc_train_params p;
+    base_params(&p, out);
+    p.model_dir = llava_dir;
+    p.data_path = llava_data;
+    p.stage = stage;
+    p.lr = lr;
+    p.max_steps = steps;
+    p.batch_size = 2;
+    p.lr_scheduler_type = "constant";
+    vlmc_error e = {0};
+    CHECK(!vlmc_train(&p, record, l, &e), "%s: %s", stage, e.message);
+}
+
+static void test_llava_stages(void) {
+    if (!make_llava()) return;
+    losses l1 = {0}, l2 = {0};
+    llava_run("projector", 1e-2, SMALL ? 6 : 20, "llava_proj", &l1);
+    if (l1.n < 2) return;
+    printf("    llava projector stage: loss %.4f -> %.4f\n", l1.v[0], l1.v[l1.n - 1]);
+    CHECK(l1.v[l1.n - 1] < l1.v[0], "stage 1 loss decreases");
+    /* only multi_modal_projector.* changed in the export */
+    char out[900];
+    snprintf(out, sizeof out, "%s/llava_proj", test_tmpdir());
+    safetensors *a = NULL, *b = NULL;
+    vlmc_error e = {0};
+    if (CHECK(!safetensors_open(llava_dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message)) {
+        int changed = 0, proj_changed = 0, n = (int)safetensors_count(a);
+        for (int i = 0; i < n; i++) {
+            const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
+            if (!CHECK(y && tensor_nbytes(&x->t) == tensor_nbytes(&y->t), "%s exported", x->name)) continue;
+            bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
+            changed += diff;
+            proj_changed += diff && !strncmp(x->name, "multi_modal_projector.", 22);
+        }
+        CHECK(changed == 4 && proj_changed == 4, "stage 1 changed %d tensors (%d of the projector)", changed,
+              proj_changed);
+    }
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
+    llava_run("full", 3e-3, SMALL ? 10 : 60, "llava_full", &l2);
+    if (l2.n < 2) return;
+    printf("    llava full: loss %.4f -> %.4f\n", l2.v[0], l2.v[l2.n - 1]);
+    CHECK(l2.v[l2.n - 1] < (SMALL ? 0.7 * l2.v[0] : 0.05), "llava full stage fits 4 examples: %g", l2.v[l2.n - 1]);
+}
+
 int main(void) {
     tests_begin("trainer");
     TEST_RUN(test_label_masking);
@@ -398,5 +500,6 @@ int main(void) {
     TEST_RUN(test_lora_export);
     TEST_RUN(test_resume_bit_identical);
     TEST_RUN(test_export_reload);
+    TEST_RUN(test_llava_stages);
     return tests_end();
 }
