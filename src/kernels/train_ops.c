@@ -2,6 +2,7 @@
 #include "kernels/train_ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -128,7 +129,35 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
     }
 }
 
-/* ---- attention ---------------------------------------------------------------------- */
+/* ---- attention ----------------------------------------------------------------------
+ * Per (sequence, head): S = scale · Q K^T and O = P V through sgemm on strided head slices (the head's
+ * columns of the [T, H·hd] rows), the softmax in between row by row. Each (sequence, kv head) is one
+ * task; sgemm inside the parallel region runs on the calling thread. */
+
+static void softmax_rows(float *P, const int32_t *key_mask, int causal, int T) {
+    for (int t = 0; t < T; t++) {
+        float *p = P + (int64_t)t * T;
+        const int jend = causal ? t + 1 : T;
+        float mx = -INFINITY;
+        for (int j = 0; j < jend; j++)
+            if ((!key_mask || key_mask[j]) && p[j] > mx) mx = p[j];
+        if (mx == -INFINITY) { /* nothing visible */
+            memset(p, 0, (size_t)T * sizeof(float));
+            continue;
+        }
+        float sum = 0;
+        for (int j = 0; j < T; j++) {
+            if (j >= jend || (key_mask && !key_mask[j])) {
+                p[j] = 0;
+                continue;
+            }
+            p[j] = expf(p[j] - mx);
+            sum += p[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < jend; j++) p[j] *= inv;
+    }
+}
 
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        const int32_t *key_mask, int causal, int B, int T, int H, int KVH, int hd, float scale) {
@@ -138,43 +167,13 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const int kh = h / grp;
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + ((int64_t)b * T + t) * QD + (int64_t)h * hd;
-                float *p = probs + (((int64_t)b * H + h) * T + t) * T;
-                float *o = out + ((int64_t)b * T + t) * QD + (int64_t)h * hd;
-                const int jend = causal ? t + 1 : T;
-                float mx = -INFINITY;
-                for (int j = 0; j < jend; j++) {
-                    if (key_mask && !key_mask[(int64_t)b * T + j]) continue;
-                    const float *kj = k + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                    float s = 0;
-                    for (int i = 0; i < hd; i++) s += qt[i] * kj[i];
-                    s *= scale;
-                    p[j] = s;
-                    if (s > mx) mx = s;
-                }
-                memset(o, 0, (size_t)hd * sizeof(float));
-                if (mx == -INFINITY) { /* nothing visible */
-                    memset(p, 0, (size_t)T * sizeof(float));
-                    continue;
-                }
-                float sum = 0;
-                for (int j = 0; j < T; j++) {
-                    if (j >= jend || (key_mask && !key_mask[(int64_t)b * T + j])) {
-                        p[j] = 0;
-                        continue;
-                    }
-                    p[j] = expf(p[j] - mx);
-                    sum += p[j];
-                }
-                const float inv = 1.0f / sum;
-                for (int j = 0; j < jend; j++) {
-                    p[j] *= inv;
-                    if (p[j] == 0.0f) continue;
-                    const float *vj = v + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                    for (int i = 0; i < hd; i++) o[i] += p[j] * vj[i];
-                }
-            }
+            float *P = probs + ((int64_t)b * H + h) * T * T;
+            const float *qh = q + (int64_t)b * T * QD + (int64_t)h * hd, *kk = k + (int64_t)b * T * KD + (int64_t)kh * hd,
+                        *vv = v + (int64_t)b * T * KD + (int64_t)kh * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, qh, (int)QD, kk, (int)KD, 0.0f, P, T);
+            softmax_rows(P, key_mask ? key_mask + (int64_t)b * T : NULL, causal, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, vv, (int)KD, 0.0f,
+                        out + (int64_t)b * T * QD + (int64_t)h * hd, (int)QD);
         }
 }
 
@@ -182,48 +181,46 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         const float *k, const float *v, int B, int T, int H, int KVH, int hd, float scale) {
     const int64_t QD = (int64_t)H * hd, KD = (int64_t)KVH * hd;
     const int grp = H / KVH;
-    /* one thread per (sequence, kv head): it owns that head's dk, dv and its query heads' dq */
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int kh = 0; kh < KVH; kh++) {
-            float ds_row[T > 0 ? T : 1];
-            for (int t = 0; t < T; t++) {
-                memset(dk + ((int64_t)b * T + t) * KD + (int64_t)kh * hd, 0, (size_t)hd * sizeof(float));
-                memset(dv + ((int64_t)b * T + t) * KD + (int64_t)kh * hd, 0, (size_t)hd * sizeof(float));
-            }
-            for (int h = kh * grp; h < (kh + 1) * grp; h++)
+    /* one task per (sequence, kv head): it owns that head's dk, dv and its query heads' dq */
+    #pragma omp parallel
+    {
+        float *dS = malloc((size_t)T * T * sizeof(float));
+        #pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kh = 0; kh < KVH; kh++) {
+                if (!dS) continue; /* out of memory: gradients stay unset (cannot happen at planned sizes) */
+                const float *kk = k + (int64_t)b * T * KD + (int64_t)kh * hd, *vv = v + (int64_t)b * T * KD + (int64_t)kh * hd;
+                float *dkk = dk + (int64_t)b * T * KD + (int64_t)kh * hd, *dvv = dv + (int64_t)b * T * KD + (int64_t)kh * hd;
                 for (int t = 0; t < T; t++) {
-                    const float *p = probs + (((int64_t)b * H + h) * T + t) * T;
-                    const float *dot = dout + ((int64_t)b * T + t) * QD + (int64_t)h * hd;
-                    const float *qt = q + ((int64_t)b * T + t) * QD + (int64_t)h * hd;
-                    float *dqt = dq + ((int64_t)b * T + t) * QD + (int64_t)h * hd;
-                    memset(dqt, 0, (size_t)hd * sizeof(float));
-                    /* dp_j = dout · v_j;  ds_j = p_j (dp_j - Σ p dp) */
-                    double pdp = 0;
-                    for (int j = 0; j < T; j++) {
-                        if (p[j] == 0.0f) { ds_row[j] = 0; continue; }
-                        const float *vj = v + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                        float *dvj = dv + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                        float dp = 0;
-                        for (int i = 0; i < hd; i++) {
-                            dp += dot[i] * vj[i];
-                            dvj[i] += p[j] * dot[i];
-                        }
-                        ds_row[j] = dp;
-                        pdp += (double)p[j] * dp;
-                    }
-                    for (int j = 0; j < T; j++) {
-                        if (p[j] == 0.0f) continue;
-                        const float ds = p[j] * (ds_row[j] - (float)pdp) * scale;
-                        const float *kj = k + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                        float *dkj = dk + ((int64_t)b * T + j) * KD + (int64_t)kh * hd;
-                        for (int i = 0; i < hd; i++) {
-                            dqt[i] += ds * kj[i];
-                            dkj[i] += ds * qt[i];
-                        }
-                    }
+                    memset(dkk + (int64_t)t * KD, 0, (size_t)hd * sizeof(float));
+                    memset(dvv + (int64_t)t * KD, 0, (size_t)hd * sizeof(float));
                 }
-        }
+                for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+                    const float *P = probs + ((int64_t)b * H + h) * T * T;
+                    const float *doh = dout + (int64_t)b * T * QD + (int64_t)h * hd, *qh = q + (int64_t)b * T * QD + (int64_t)h * hd;
+                    float *dqh = dq + (int64_t)b * T * QD + (int64_t)h * hd;
+                    /* dP = dO V^T;  dS = P ∘ (dP - rowsum(P ∘ dP)) · scale */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, doh, (int)QD, vv, (int)KD, 0.0f,
+                                dS, T);
+                    for (int t = 0; t < T; t++) {
+                        const float *p = P + (int64_t)t * T;
+                        float *d = dS + (int64_t)t * T;
+                        double dot = 0;
+                        for (int j = 0; j < T; j++) dot += (double)p[j] * d[j];
+                        const float fd = (float)dot;
+                        for (int j = 0; j < T; j++) d[j] = p[j] * (d[j] - fd) * scale;
+                    }
+                    /* dQ = dS K;  dK += dS^T Q;  dV += P^T dO */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, kk, (int)KD, 0.0f,
+                                dqh, (int)QD);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dS, T, qh, (int)QD, 1.0f, dkk,
+                                (int)KD);
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, doh, (int)QD, 1.0f, dvv,
+                                (int)KD);
+                }
+            }
+        free(dS);
+    }
 }
 
 /* ---- embedding ---------------------------------------------------------------------- */
