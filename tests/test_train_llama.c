@@ -10,11 +10,13 @@
 
 #include "fixture.h"
 #include "testlib.h"
+#include "formats/arrays.h"
 #include "formats/safetensors.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/train_ops.h"
 #include "train/train_model.h"
+#include "vlmc.h"
 
 /* ---- finite differences ----------------------------------------------------------------------
  * Each op is checked through a scalar f = Σ out · r (r fixed random, f accumulated in double) so that
@@ -421,6 +423,67 @@ static void test_fixture_llava_train_full_and_adamw(void) {
     train_model_free(&m);
 }
 
+/* vlmc_compute_grads (the library side of `vlmc dump --grads`): inputs in the fixture format → a
+ * grads.safetensors equal to the reference's. */
+static void grads_api_case(const char *name, bool with_pixels) {
+    char ref[1100], in_dir[1100], out[1200];
+    const char *sd = shared_path("fixtures");
+    if (!sd) return;
+    snprintf(ref, sizeof ref, "%s/%s/reference", sd, name);
+    char model[1100];
+    snprintf(model, sizeof model, "%s/%s", sd, name);
+    fixture fx;
+    if (!CHECK(fx_open(&fx, ref) == 0, "%s", ref)) return;
+    const char *names[4] = {"input_ids", "attention_mask", "labels", "pixel_values"};
+    named_array arr[4];
+    fx_array *fa[4] = {0};
+    int n = 0;
+    for (int i = 0; i < (with_pixels ? 4 : 3); i++) {
+        fa[i] = fx_read(&fx, names[i]);
+        if (!CHECK(fa[i] != NULL, "%s: %s", name, names[i])) goto out;
+        memset(&arr[n], 0, sizeof arr[n]);
+        arr[n].name = (char *)names[i];
+        arr[n].dtype = i == 3 ? ARRAY_F32 : ARRAY_I32;
+        arr[n].ndim = fa[i]->ndim;
+        memcpy(arr[n].shape, fa[i]->shape, sizeof(int64_t) * (size_t)fa[i]->ndim);
+        arr[n].data = fa[i]->data;
+        n++;
+    }
+    snprintf(in_dir, sizeof in_dir, "%s/%s_in", test_tmpdir(), name);
+    snprintf(out, sizeof out, "%s/%s_grads.safetensors", test_tmpdir(), name);
+    vlmc_error err = {0};
+    float loss = 0;
+    if (!CHECK(!arrays_write_dir(in_dir, "test", NULL, arr, n, &err), "%s", err.message)) goto out;
+    if (!CHECK(!vlmc_compute_grads(model, in_dir, out, &loss, &err), "%s", err.message)) goto out;
+    safetensors *a = NULL, *b = NULL;
+    char refg[1200];
+    snprintf(refg, sizeof refg, "%s/grads.safetensors", ref);
+    if (CHECK(!safetensors_open(out, &a, &err) && !safetensors_open(refg, &b, &err), "%s", err.message)) {
+        CHECK(safetensors_count(a) == safetensors_count(b), "%s: %zu grads vs %zu", name, safetensors_count(a),
+              safetensors_count(b));
+        int ok = 0;
+        for (size_t i = 0; i < safetensors_count(b); i++) {
+            const st_entry *r = safetensors_at(b, i), *g = safetensors_find(a, r->name);
+            if (!g || tensor_numel(&g->t) != tensor_numel(&r->t)) continue;
+            size_t k = (size_t)tensor_numel(&r->t);
+            float mx = max_abs(r->t.data, k), d = max_abs_diff(g->t.data, r->t.data, k);
+            ok += d <= 1e-4f * mx || analytically_zero(r->name);
+        }
+        CHECK(ok == (int)safetensors_count(b), "%s: %d of %zu gradients match", name, ok, safetensors_count(b));
+        printf("    vlmc_compute_grads(%s): loss %.7f, %d/%zu gradients match\n", name, loss, ok, safetensors_count(b));
+    }
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
+out:
+    for (int i = 0; i < 4; i++) fx_free(fa[i]);
+    fx_close(&fx);
+}
+
+static void test_compute_grads_api(void) {
+    grads_api_case("llama_train_batch", false);
+    grads_api_case("llava", true);
+}
+
 int main(void) {
     tests_begin("train_llama");
     TEST_RUN(test_fd_rmsnorm);
@@ -435,5 +498,6 @@ int main(void) {
     TEST_RUN(test_fixture_llava);
     TEST_RUN(test_fixture_llava_train_stage1);
     TEST_RUN(test_fixture_llava_train_full_and_adamw);
+    TEST_RUN(test_compute_grads_api);
     return tests_end();
 }
