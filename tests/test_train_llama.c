@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fixture.h"
+#include "core/file.h"
 #include "testlib.h"
 #include "formats/arrays.h"
 #include "formats/safetensors.h"
@@ -484,6 +485,163 @@ static void test_compute_grads_api(void) {
     grads_api_case("llava", true);
 }
 
+/* The training forward on the decoder variants that have no gradient fixture: qwen2 (q/k/v biases),
+ * llama_rope_scaling (llama3 rope), llama_bf16 (upcast weights): logits as transformers computes them. */
+static void test_forward_variants(void) {
+    const char *names[] = {"qwen2", "llama_rope_scaling", "llama_bf16"};
+    for (int v = 0; v < 3; v++) {
+        char dir[1100], ref[1200];
+        const char *sd = shared_path("fixtures");
+        if (!sd) return;
+        snprintf(dir, sizeof dir, "%s/%s", sd, names[v]);
+        snprintf(ref, sizeof ref, "%s/reference", dir);
+        fixture fx;
+        if (!CHECK(fx_open(&fx, ref) == 0, "%s", ref)) continue;
+        fx_array *ids = fx_read(&fx, "input_ids"), *mask = fx_read(&fx, "attention_mask"), *lg = fx_read(&fx, "logits");
+        train_model m;
+        vlmc_error err = {0};
+        if (CHECK(ids && lg, "%s arrays", names[v]) &&
+            CHECK(!train_model_load(&m, dir, NULL, 0, &err) && !train_model_set_stage(&m, TM_STAGE_FULL, &err) &&
+                      !train_model_plan(&m, (int)ids->shape[0], (int)ids->shape[1], 0, &err),
+                  "%s: %s", names[v], err.message)) {
+            train_batch bt = {.B = (int)ids->shape[0], .T = (int)ids->shape[1], .input_ids = ids->data,
+                              .attention_mask = mask ? mask->data : NULL};
+            if (CHECK(!train_model_forward(&m, &bt, NULL, &err), "%s", err.message)) {
+                float d = max_abs_diff(train_model_logits(&m), lg->data, lg->n), mx = max_abs(lg->data, lg->n);
+                printf("    %s: logits max diff %.2e (max %.2f)\n", names[v], d, mx);
+                CHECK(d <= 1e-4f * mx, "%s: logits differ by %g", names[v], d);
+            }
+            train_model_free(&m);
+        }
+        fx_free(ids), fx_free(mask), fx_free(lg);
+        fx_close(&fx);
+    }
+}
+
+/* Whole-model finite differences on a tiny random Llama with everything the fixtures lack: tied embeddings,
+ * attention and MLP biases, GQA, a padded batch, LoRA adapters (B made nonzero). The loss is f32 (~6, so
+ * rounding ~4e-7); with h = 1e-2 the numeric derivative carries ~2e-5 of noise plus O(h²) truncation:
+ * each sampled element must agree within 2e-2 · max|grad of its tensor| + 1e-4. Miswiring (a missing
+ * path, the tied head counted once) is off by O(1). */
+static void write_tiny(const char *dir) {
+    vlmc_error e = {0};
+    file_mkdirs(dir, &e);
+    const int V = 40, D = 16, I = 24, L = 2, QD = 16, KD = 8;
+    char p[1200];
+    const char *cfg = "{\"model_type\": \"llama\", \"vocab_size\": 40, \"hidden_size\": 16, \"intermediate_size\": 24, "
+                      "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 4, "
+                      "\"attention_bias\": true, \"mlp_bias\": true, \"tie_word_embeddings\": true, "
+                      "\"rope_theta\": 100.0, \"max_position_embeddings\": 64}";
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    file_write_all(p, cfg, strlen(cfg), &e);
+    const char *names[64];
+    char nb[64][80];
+    tensor ts[64];
+    float *bufs[64];
+    int k = 0;
+    struct { const char *n; int a, b; } spec[] = {
+        {"input_layernorm.weight", D, 0}, {"post_attention_layernorm.weight", D, 0},
+        {"self_attn.q_proj.weight", QD, D}, {"self_attn.q_proj.bias", QD, 0},
+        {"self_attn.k_proj.weight", KD, D}, {"self_attn.k_proj.bias", KD, 0},
+        {"self_attn.v_proj.weight", KD, D}, {"self_attn.v_proj.bias", KD, 0},
+        {"self_attn.o_proj.weight", D, QD}, {"self_attn.o_proj.bias", D, 0},
+        {"mlp.gate_proj.weight", I, D}, {"mlp.gate_proj.bias", I, 0},
+        {"mlp.up_proj.weight", I, D}, {"mlp.up_proj.bias", I, 0},
+        {"mlp.down_proj.weight", D, I}, {"mlp.down_proj.bias", D, 0},
+    };
+    for (int l = -1; l < L; l++)
+        for (int i = 0; i < (l < 0 ? 2 : 16); i++) {
+            int a, b;
+            if (l < 0) {
+                snprintf(nb[k], sizeof nb[k], "%s", i ? "model.norm.weight" : "model.embed_tokens.weight");
+                a = i ? D : V, b = i ? 0 : D;
+            } else {
+                snprintf(nb[k], sizeof nb[k], "model.layers.%d.%s", l, spec[i].n);
+                a = spec[i].a, b = spec[i].b;
+            }
+            int64_t sh[2] = {a, b};
+            size_t n = (size_t)a * (size_t)(b ? b : 1);
+            bufs[k] = malloc(n * sizeof(float));
+            bool norm = strstr(nb[k], "norm") != NULL;
+            for (size_t j = 0; j < n; j++) bufs[k][j] = norm ? 1.0f + 0.1f * frand() : 0.3f * frand();
+            ts[k] = tensor_view(DT_F32, bufs[k], b ? 2 : 1, sh);
+            names[k] = nb[k];
+            k++;
+        }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK(!safetensors_write(p, (size_t)k, names, ts, NULL, &e), "%s", e.message);
+    for (int i = 0; i < k; i++) free(bufs[i]);
+}
+
+static double model_loss(train_model *m, const train_batch *bt) {
+    float l = 0;
+    vlmc_error e;
+    train_model_forward(m, bt, &l, &e);
+    return l;
+}
+
+static void fd_model(train_model *m, const train_batch *bt, int part, const char *what) {
+    vlmc_error e = {0};
+    train_model_zero_grad(m);
+    model_loss(m, bt);
+    CHECK(!train_model_backward(m, 1.0f, &e), "%s", e.message);
+    int checked = 0, bad = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        tm_param *p = &m->params[i];
+        if (!p->trainable || !(p->part & part)) continue;
+        float *w = tm_param_data(m, p), *g = tm_param_grad(m, p), *gc = malloc(p->n * sizeof(float));
+        memcpy(gc, g, p->n * sizeof(float));
+        float gmax = max_abs(gc, p->n);
+        for (int s = 0; s < 6; s++) {
+            size_t j = (size_t)((frand() * 0.5f + 0.5f) * (float)(p->n - 1));
+            float w0 = w[j];
+            w[j] = w0 + 1e-2f;
+            double fp = model_loss(m, bt);
+            w[j] = w0 - 1e-2f;
+            double fm = model_loss(m, bt);
+            w[j] = w0;
+            double num = (fp - fm) / 2e-2;
+            checked++;
+            if (fabs(num - gc[j]) > 2e-2 * gmax + 1e-4) {
+                if (bad < 3) printf("      %s[%zu]: analytic %g numeric %g\n", p->name, j, gc[j], num);
+                bad++;
+            }
+        }
+        free(gc);
+    }
+    printf("    %s: %d sampled gradients, %d off\n", what, checked, bad);
+    CHECK(bad == 0 && checked > 0, "%s: %d of %d gradients disagree with finite differences", what, bad, checked);
+}
+
+static void test_fd_whole_model(void) {
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/tiny_fd", test_tmpdir());
+    write_tiny(dir);
+    enum { B = 2, T = 7 };
+    const int32_t ids[B * T] = {1, 5, 9, 13, 2, 7, 3, 4, 8, 12, 39, 0, 0, 0};
+    const int32_t mask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0};
+    const int32_t labels[B * T] = {-100, -100, 9, 13, 2, 7, 3, -100, 8, 12, 39, -100, -100, -100};
+    train_batch bt = {.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = labels};
+    train_model m;
+    vlmc_error e = {0};
+    if (CHECK(!train_model_load(&m, dir, NULL, 0, &e) && !train_model_set_stage(&m, TM_STAGE_FULL, &e) &&
+                  !train_model_plan(&m, B, T, 0, &e),
+              "%s", e.message)) {
+        CHECK(m.tied && m.w.lm_head == m.w.tok_emb && m.g.lm_head == m.g.tok_emb, "tied head shares the gradient");
+        fd_model(&m, &bt, TM_PART_DECODER, "full (tied, biases, GQA, padding)");
+        train_model_free(&m);
+    }
+    tm_lora_config lc = {.r = 3, .alpha = 6, .dropout = 0, .targets = 127};
+    if (CHECK(!train_model_load(&m, dir, &lc, 5, &e) && !train_model_set_stage(&m, TM_STAGE_LORA, &e) &&
+                  !train_model_plan(&m, B, T, 0, &e),
+              "%s", e.message)) {
+        for (int i = 0; i < m.n_params; i++)
+            if (strstr(m.params[i].name, "lora_B")) fill(tm_param_data(&m, &m.params[i]), m.params[i].n, 0.3f);
+        fd_model(&m, &bt, TM_PART_LORA, "lora (A and B, all seven modules)");
+        train_model_free(&m);
+    }
+}
+
 int main(void) {
     tests_begin("train_llama");
     TEST_RUN(test_fd_rmsnorm);
@@ -493,11 +651,13 @@ int main(void) {
     TEST_RUN(test_fd_rope);
     TEST_RUN(test_fd_attention);
     TEST_RUN(test_fd_cross_entropy);
+    TEST_RUN(test_fd_whole_model);
     TEST_RUN(test_fixture_llama);
     TEST_RUN(test_fixture_llama_train_batch);
     TEST_RUN(test_fixture_llava);
     TEST_RUN(test_fixture_llava_train_stage1);
     TEST_RUN(test_fixture_llava_train_full_and_adamw);
     TEST_RUN(test_compute_grads_api);
+    TEST_RUN(test_forward_variants);
     return tests_end();
 }
