@@ -583,6 +583,11 @@ vlmc_status vlmc_compute_grads(const char *model_dir, const char *inputs_dir, co
     }
     if ((s = train_model_load(&m, model_dir, NULL, 0, err)) || (s = train_model_set_stage(&m, TM_STAGE_FULL, err)))
         goto out;
+    if (ids->shape[0] <= 0 || ids->shape[1] <= 0 || ids->shape[0] * ids->shape[1] > (1 << 24) ||
+        (pix && (pix->shape[0] <= 0 || pix->shape[0] > (1 << 16)))) {
+        s = vlmc_fail(err, VLMC_ERR_LIMIT, "%s: input sizes out of range", inputs_dir);
+        goto out;
+    }
     const int B = (int)ids->shape[0], T = (int)ids->shape[1], N = pix ? (int)pix->shape[0] : 0;
     if (pix && (!m.is_vlm || pix->shape[1] != m.VC || pix->shape[2] != m.VS || pix->shape[3] != m.VS)) {
         s = vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_values do not fit the model's vision tower", inputs_dir);

@@ -599,7 +599,8 @@ static void lay_out(train_model *m, tm_acts *a, bump *b) {
 }
 
 vlmc_status train_model_plan(train_model *m, int B, int T, int n_images, vlmc_error *err) {
-    if (B <= 0 || T <= 0 || n_images < 0 || (n_images > 0 && !m->is_vlm))
+    if (B <= 0 || T <= 0 || n_images < 0 || (n_images > 0 && !m->is_vlm) || (int64_t)B * T > (1 << 24) ||
+        n_images > (1 << 16))
         return vlmc_fail(err, VLMC_ERR_ARG, "training plan: invalid B %d, T %d, images %d", B, T, n_images);
     if (m->cfg.text.sliding_window > 0 && T > m->cfg.text.sliding_window)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: training sequences longer than the sliding window (%d)",
@@ -653,8 +654,11 @@ vlmc_status train_model_forward(train_model *m, const train_batch *bt, float *lo
         if (id < 0 || id >= m->V)
             return vlmc_fail(err, VLMC_ERR_ARG, "token id %d at position %lld is outside the vocabulary (%d)", id,
                              (long long)r, m->V);
-        a->img_row[r] = m->is_vlm && m->N > 0 && id == m->image_token;
+        a->img_row[r] = m->is_vlm && id == m->image_token;
         n_img_tokens += a->img_row[r];
+        if (bt->labels && bt->labels[r] != -100 && (bt->labels[r] < 0 || bt->labels[r] >= m->V))
+            return vlmc_fail(err, VLMC_ERR_ARG, "label %d at position %lld is neither -100 nor a token id (< %d)",
+                             bt->labels[r], (long long)r, m->V);
     }
     if (m->is_vlm) {
         const int want = m->N * (m->VT - m->drop_first);
