@@ -642,6 +642,68 @@ static void test_fd_whole_model(void) {
     }
 }
 
+/* Gradient accumulation as the trainer does it: the llama_train_batch batch of 2 split into two
+ * micro-batches, each backward scaled by its share of the targets, sums to the whole batch's gradient
+ * (the mean over ALL targets, not a mean of per-sequence means). */
+static void test_grad_accumulation(void) {
+    char dir[1100], ref[1200];
+    const char *sd = shared_path("fixtures");
+    if (!sd) return;
+    snprintf(dir, sizeof dir, "%s/llama_train_batch", sd);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    fixture fx;
+    if (!CHECK(fx_open(&fx, ref) == 0, "%s", ref)) return;
+    fx_array *ids = fx_read(&fx, "input_ids"), *mask = fx_read(&fx, "attention_mask"), *labels = fx_read(&fx, "labels"),
+             *loss = fx_read(&fx, "loss");
+    safetensors *gs = NULL;
+    train_model m;
+    vlmc_error err = {0};
+    char gp[1300];
+    snprintf(gp, sizeof gp, "%s/grads.safetensors", ref);
+    if (!CHECK(ids && mask && labels && loss && !safetensors_open(gp, &gs, &err), "inputs") ||
+        !CHECK(!train_model_load(&m, dir, NULL, 0, &err) && !train_model_set_stage(&m, TM_STAGE_FULL, &err) &&
+                   !train_model_plan(&m, 1, (int)ids->shape[1], 0, &err),
+               "%s", err.message))
+        goto out;
+    const int T = (int)ids->shape[1];
+    int64_t nt[2], total = 0;
+    for (int b = 0; b < 2; b++) {
+        nt[b] = 0;
+        for (int t = 1; t < T; t++) nt[b] += ((int32_t *)labels->data)[b * T + t] != -100;
+        total += nt[b];
+    }
+    train_model_zero_grad(&m);
+    double lsum = 0;
+    for (int b = 0; b < 2; b++) {
+        train_batch bt = {.B = 1, .T = T, .input_ids = (int32_t *)ids->data + b * T,
+                          .attention_mask = (int32_t *)mask->data + b * T, .labels = (int32_t *)labels->data + b * T};
+        float l = 0;
+        CHECK(!train_model_forward(&m, &bt, &l, &err) && !train_model_backward(&m, (float)nt[b] / (float)total, &err),
+              "%s", err.message);
+        lsum += (double)l * (double)nt[b];
+    }
+    const float ref_loss = ((float *)loss->data)[0];
+    CHECK(fabs(lsum / (double)total - ref_loss) <= 1e-5 * fabs(ref_loss), "accumulated loss %g vs %g",
+          lsum / (double)total, ref_loss);
+    double worst = 0;
+    int ok = 0;
+    for (int i = 0; i < m.n_params; i++) {
+        const tm_param *p = &m.params[i];
+        const st_entry *e = safetensors_find(gs, p->name);
+        if (!e) continue;
+        float mx = max_abs(e->t.data, p->n), d = max_abs_diff(tm_param_grad(&m, p), e->t.data, p->n);
+        if (mx > 0 && d / mx > worst) worst = d / mx;
+        ok += d <= 1e-4f * mx;
+    }
+    printf("    2 micro-batches of 1: loss %.7f, worst |diff|/max|grad| %.2e\n", lsum / (double)total, worst);
+    CHECK(ok == 21, "%d of 21 accumulated gradients match the whole batch's", ok);
+    train_model_free(&m);
+out:
+    if (gs) safetensors_close(gs);
+    fx_free(ids), fx_free(mask), fx_free(labels), fx_free(loss);
+    fx_close(&fx);
+}
+
 int main(void) {
     tests_begin("train_llama");
     TEST_RUN(test_fd_rmsnorm);
@@ -657,6 +719,7 @@ int main(void) {
     TEST_RUN(test_fixture_llava);
     TEST_RUN(test_fixture_llava_train_stage1);
     TEST_RUN(test_fixture_llava_train_full_and_adamw);
+    TEST_RUN(test_grad_accumulation);
     TEST_RUN(test_compute_grads_api);
     TEST_RUN(test_forward_variants);
     return tests_end();
