@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
 
 #define PAR_MIN 32768
 
@@ -248,21 +249,36 @@ static inline int32_t ce_target(const int32_t *labels, int b, int t, int T) {
 
 double cross_entropy_forward(const float *logits, const int32_t *labels, int B, int T, int64_t V,
                              int64_t *n_targets) {
-    double total = 0;
-    int64_t n = 0;
-    #pragma omp parallel for collapse(2) reduction(+ : total, n) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
+    /* per-thread partial sums over static row chunks, added in thread order: the same bits on every run
+     * with the same thread count (an OpenMP reduction combines in completion order) */
+    enum { MAXT = 256 };
+    double part[MAXT] = {0};
+    int64_t cnt[MAXT] = {0};
+    const int64_t R = (int64_t)B * T;
+    int nth = 1, cap = omp_get_max_threads();
+    if (cap > MAXT) cap = MAXT;
+    #pragma omp parallel num_threads(cap)
+    {
+        const int tid = omp_get_thread_num();
+        #pragma omp single
+        nth = omp_get_num_threads();
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < R; r++) {
+            const int b = (int)(r / T), t = (int)(r % T);
             const int32_t y = ce_target(labels, b, t, T);
             if (y < 0 || y >= V) continue;
-            const float *lg = logits + ((int64_t)b * T + t) * V;
+            const float *lg = logits + r * V;
             float mx = lg[0];
             for (int64_t i = 1; i < V; i++) if (lg[i] > mx) mx = lg[i];
             double s = 0;
             for (int64_t i = 0; i < V; i++) s += exp((double)lg[i] - mx);
-            total += log(s) + mx - lg[y];
-            n++;
+            part[tid] += log(s) + mx - lg[y];
+            cnt[tid]++;
         }
+    }
+    double total = 0;
+    int64_t n = 0;
+    for (int i = 0; i < nth; i++) total += part[i], n += cnt[i];
     if (n_targets) *n_targets = n;
     return total;
 }

@@ -396,6 +396,8 @@ vlmc_status vlmc_train(const vlmc_train_params *params, vlmc_train_callback cb, 
         return vlmc_fail(err, VLMC_ERR_ARG, "invalid batch size / accumulation / epochs / steps / warmup");
     if (p->lr <= 0)
         p->lr = tr->stage == TM_STAGE_FULL ? 2e-5 : tr->stage == TM_STAGE_LORA ? 2e-4 : 1e-3;
+    /* the thread count is process state: set for the run, restored at the end */
+    const int threads_before = omp_get_max_threads();
     if (p->n_threads > 0) omp_set_num_threads(p->n_threads);
     tm_lora_config lc = {0};
     vlmc_status s;
@@ -403,9 +405,14 @@ vlmc_status vlmc_train(const vlmc_train_params *params, vlmc_train_callback cb, 
         lc.r = p->lora_r;
         lc.alpha = (float)p->lora_alpha;
         lc.dropout = (float)p->lora_dropout;
-        if (lc.r <= 0) return vlmc_fail(err, VLMC_ERR_ARG, "lora r must be positive");
-        if (tm_lora_targets_parse(p->lora_targets ? p->lora_targets : "q,k,v,o,gate,up,down", &lc.targets))
-            return vlmc_fail(err, VLMC_ERR_ARG, "lora targets \"%s\": a list of q,k,v,o,gate,up,down", p->lora_targets);
+        if (lc.r <= 0) {
+            s = vlmc_fail(err, VLMC_ERR_ARG, "lora r must be positive");
+            goto out;
+        }
+        if (tm_lora_targets_parse(p->lora_targets ? p->lora_targets : "q,k,v,o,gate,up,down", &lc.targets)) {
+            s = vlmc_fail(err, VLMC_ERR_ARG, "lora targets \"%s\": a list of q,k,v,o,gate,up,down", p->lora_targets);
+            goto out;
+        }
     }
     if ((s = train_model_load(&tr->m, p->model_dir, &lc, p->seed, err)) ||
         (s = train_model_set_stage(&tr->m, tr->stage, err)) ||
@@ -549,6 +556,7 @@ vlmc_status vlmc_train(const vlmc_train_params *params, vlmc_train_callback cb, 
     }
 out:
     trainer_free(tr);
+    omp_set_num_threads(threads_before);
     return s;
 }
 
