@@ -486,6 +486,25 @@ static void test_llava_stages(void) {
     }
     if (a) safetensors_close(a);
     if (b) safetensors_close(b);
+    /* stage 2: projector and decoder move, the vision tower does not */
+    losses l3 = {0};
+    llava_run("projector+decoder", 3e-3, 4, "llava_pd", &l3);
+    snprintf(out, sizeof out, "%s/llava_pd", test_tmpdir());
+    a = b = NULL;
+    if (l3.n == 4 && CHECK(!safetensors_open(llava_dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message)) {
+        int vis_changed = 0, other_same = 0, n = (int)safetensors_count(a);
+        for (int i = 0; i < n; i++) {
+            const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
+            if (!y || tensor_nbytes(&x->t) != tensor_nbytes(&y->t)) continue;
+            bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
+            if (!strncmp(x->name, "vision_tower.", 13)) vis_changed += diff;
+            else other_same += !diff;
+        }
+        CHECK(vis_changed == 0 && other_same == 0, "stage 2: %d vision tensors changed, %d others unchanged",
+              vis_changed, other_same);
+    }
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
     llava_run("full", 3e-3, SMALL ? 10 : 60, "llava_full", &l2);
     if (l2.n < 2) return;
     printf("    llava full: loss %.4f -> %.4f\n", l2.v[0], l2.v[l2.n - 1]);
