@@ -13,12 +13,12 @@
  *   VD hidden, VH heads, VF MLP width, VL layers of which VLR run (up to the selected feature layer).
  *
  * Use:
- *   train_model m;  train_model_load(&m, dir, err);
- *   train_model_set_stage(&m, TM_STAGE_FULL, NULL, err);            // which parameters get gradients
+ *   train_model m;  train_model_load(&m, dir, NULL, seed, err);      // NULL: no LoRA adapters
+ *   train_model_set_stage(&m, TM_STAGE_FULL, err);                   // which parameters get gradients
  *   train_model_plan(&m, B, T, n_images, err);                       // activations for this shape
  *   train_model_zero_grad(&m);
  *   train_model_forward(&m, &batch, &loss, err);  train_model_backward(&m, 1.0f, err);
- *   train_model_adamw_step(&m, step, lr, &adamw);
+ *   train_model_adamw_step(&m, step, lr, &adamw, true, err);
  */
 #ifndef VLMC_TRAIN_TRAIN_MODEL_H
 #define VLMC_TRAIN_TRAIN_MODEL_H
@@ -94,7 +94,7 @@ typedef struct tm_vision {
 
 /* A parameter tensor as the checkpoint names it. */
 typedef struct tm_param {
-    char name[192];
+    char name[256];
     int ndim;
     int64_t shape[4];
     size_t n;          /* elements */
