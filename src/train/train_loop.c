@@ -182,7 +182,7 @@ static vlmc_status save_checkpoint(trainer *tr, int64_t step, vlmc_error *err) {
     int n = 0;
     for (int i = 0; i < m->n_params; i++) n += m->params[i].trainable;
     const char **names = calloc((size_t)(2 * n) + 1, sizeof *names);
-    char (*onames)[220] = calloc((size_t)(2 * n) + 1, sizeof *onames);
+    char (*onames)[280] = calloc((size_t)(2 * n) + 1, sizeof *onames);
     tensor *ts = calloc((size_t)(2 * n) + 1, sizeof *ts);
     if (!names || !onames || !ts) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
