@@ -382,7 +382,7 @@ vlmc_status vlmc_synth_generate(const vlmc_synth_params *p, const char *out_dir,
  * over the whole log. */
 typedef struct vlmc_eval_params {
     const char *model;        /* "oracle" (answers the targets), "replay:FILE" (answers from a JSONL of
-                                 {task, doc_id, response}), or a model folder (pending: see docs/EVAL.md) */
+                                 {task, doc_id, response}), or a model folder (answered through a vlmc_session) */
     const char *model_args;   /* passed to the model backend; may be NULL */
     const char *const *tasks; /* task names (TASKS_DIR/<name>.json) or paths of task files */
     size_t n_tasks;
@@ -450,6 +450,71 @@ const char *vlmc_server_model_id(const vlmc_server *s);
 /* Stops accepting, ends requests in flight (streams get an error event, waiting
  * requests HTTP 503), joins every thread and frees s. */
 void vlmc_server_stop(vlmc_server *s);
+
+/* ---- training ---------------------------------------------------------------- */
+
+/* Fine-tuning of a llama / mistral / qwen2 or llava model folder on a conversation dataset (JSONL or JSON:
+ * HF messages or LLaVA conversations, see docs/TRAINING.md), in f32 on the CPU, with Hugging Face Trainer's
+ * semantics: AdamW (no weight decay on biases and norm weights), linear warmup then a linear / cosine /
+ * constant schedule, clipping by global norm, gradient accumulation with the loss averaged over every
+ * target token of the accumulated batch, labels -100 on padding, image tokens and (unless train_on_prompt)
+ * everything but the assistant turns. Deterministic for a given seed and thread count. */
+typedef struct vlmc_train_params {
+    const char *model_dir;          /* required */
+    const char *data_path;          /* required: .jsonl or .json */
+    const char *eval_data_path;     /* NULL = no evaluation; else eval loss after every epoch */
+    const char *image_root;         /* NULL = the data file's folder */
+    const char *out_dir;            /* required: metrics.jsonl, loss.svg, checkpoint-N/, the exported model */
+    const char *stage;              /* "full" (default), "lora", "projector", "projector+decoder" */
+    double lr;                      /* 0 = 2e-5 full, 2e-4 lora, 1e-3 projector stages */
+    int epochs;                     /* default 1 */
+    int max_steps;                  /* > 0: this many optimizer steps instead of epochs */
+    int batch_size;                 /* sequences per micro-batch, default 1 */
+    int grad_accum;                 /* micro-batches per optimizer step, default 1 */
+    int warmup_steps;
+    const char *lr_scheduler_type;  /* "linear" (default), "cosine", "constant" */
+    double max_grad_norm;           /* default 1.0; <= 0 = no clipping */
+    double weight_decay;            /* default 0 */
+    double adam_beta1, adam_beta2, adam_eps; /* 0 = 0.9, 0.999, 1e-8 */
+    uint64_t seed;                  /* shuffling, LoRA init and dropout; default 42 */
+    int lora_r;                     /* default 8 */
+    double lora_alpha;              /* default 16 */
+    double lora_dropout;            /* default 0.05 */
+    const char *lora_targets;       /* default "q,k,v,o,gate,up,down" */
+    int save_steps;                 /* > 0: OUT/checkpoint-<step>/ every that many steps */
+    const char *resume_from;        /* a checkpoint-<step> folder, or NULL */
+    int train_on_prompt;            /* 1: loss on every text token */
+    int max_length;                 /* tokens per example (longer ones are cut), default 2048 */
+    int n_threads;                  /* 0 = OpenMP's default */
+    int no_export;                  /* 1: do not write the final model */
+    int quiet;                      /* 1: no progress line on stderr */
+} vlmc_train_params;
+
+/* Fills p with the defaults above (NULL strings). */
+void vlmc_train_params_default(vlmc_train_params *p);
+
+typedef struct vlmc_train_progress {
+    int64_t step, total_steps;      /* optimizer steps done (1-based after a step) / planned */
+    double epoch;                   /* fractional epoch */
+    double loss;                    /* mean loss of this step */
+    double lr, grad_norm;           /* lr used by this step, gradient norm before clipping */
+    double tokens_per_s, elapsed_s, eta_s;
+    int is_eval;                    /* 1: an evaluation report (eval_loss set, the rest as of this step) */
+    double eval_loss;
+} vlmc_train_progress;
+
+/* Called after every optimizer step and every evaluation; a nonzero return stops training (after a
+ * checkpoint when save_steps > 0). */
+typedef int (*vlmc_train_callback)(const vlmc_train_progress *p, void *user_data);
+
+vlmc_status vlmc_train(const vlmc_train_params *p, vlmc_train_callback cb, void *user_data, vlmc_error *err);
+
+/* Loss and gradients of a model folder on the inputs of IN_DIR/manifest.json (the fixtures' format:
+ * input_ids [B, T], optional attention_mask, labels [B, T] (-100 ignored, HF's shift), pixel_values for
+ * llava): every parameter on the loss path gets d loss / d parameter, written to grads_path as safetensors
+ * with the checkpoint's tensor names (as `vlmc dump --grads` wants). loss may be NULL. */
+vlmc_status vlmc_compute_grads(const char *model_dir, const char *inputs_dir, const char *grads_path, float *loss,
+                               vlmc_error *err);
 
 #ifdef __cplusplus
 }

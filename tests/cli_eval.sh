@@ -137,7 +137,18 @@ bad "missing --tasks is an error" "required" -m oracle --output "$TMP/x"
 bad "unknown task lists the known ones" "mmbench_sample" -m oracle --tasks nope --output "$TMP/x"
 bad "synth without --data names the flag" "--data" -m oracle --tasks synth --output "$TMP/x"
 bad "pope without --image-dir names the flag" "--image-dir" -m oracle --tasks pope --output "$TMP/x"
-bad "a model folder is pending integration" "pending integration" -m models/tiny-random-llava --tasks synth_sample --output "$TMP/x"
+bad "a model folder without a tokenizer is a clear error" "tokenizer.json" -m models/tiny-random-llava --tasks synth_sample --output "$TMP/x"
+
+# A real model through the session API: the idefics3 fixture with its toy tokenizer and SmolVLM's template
+# (random weights, so the answers are noise; what is checked is the pipeline and the recount).
+if have_shared; then
+  python3 tests/make_fixture_prompt_model.py "$SHARED/fixtures/idefics3" "$TMP/m_idefics3" > /dev/null 2>&1
+  "$VLMC" eval -m "$TMP/m_idefics3" --tasks synth_sample --limit 6 --output "$TMP/om" --log-samples --quiet > "$TMP/outm" 2>&1; rc=$?
+  if [ $rc -eq 0 ] && recount "$TMP/om/results.json" "$TMP/om/samples_synth_sample.jsonl" synth_sample > /dev/null 2> "$TMP/py" \
+     && python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; assert len(r)==6 and all(isinstance(x['response'], str) for x in r)" "$TMP/om/samples_synth_sample.jsonl"; then
+    ok "a model folder (idefics3 fixture): 6 answers generated, accuracy equals the recount"
+  else fail "a model folder (idefics3 fixture): 6 answers generated, accuracy equals the recount" "rc=$rc $(head -c 400 "$TMP/outm") $(cat "$TMP/py")"; fi
+else skip "a model folder (idefics3 fixture)" "../shared absent"; fi
 bad "log-likelihood tasks need a backend that scores" "log-likelihood" -m "replay:$TMP/replay.jsonl" --tasks scienceqa_sample_ll --output "$TMP/x"
 bad "bad --limit" "--limit" -m oracle --tasks synth_sample --output "$TMP/x" --limit 0
 bad "unknown option" "unknown option" -m oracle --tasks synth_sample --output "$TMP/x" --shots 5

@@ -21,6 +21,7 @@ static const struct {
     {"synth", cmd_synth, "Generate the synthetic visual-world training dataset"},
     {"eval", cmd_eval, "Run benchmark tasks and score the answers (lmms-eval style results)"},
     {"serve", cmd_serve, "OpenAI-compatible chat server with images and a chat page"},
+    {"train", cmd_train, "Fine-tune a model on conversations (full, LoRA, LLaVA stages)"},
 };
 
 static void usage(FILE *f) {

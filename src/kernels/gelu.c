@@ -86,3 +86,44 @@ void act_forward(act_kind a, float *out, const float *inp, size_t N) {
         return;
     }
 }
+
+/* Derivatives, in f32 with libm's exp/erf/tanh:
+ *   gelu:       Phi(x) + x phi(x)
+ *   gelu_tanh:  0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2),  t = tanh(k (x + c x^3))
+ *   quick_gelu: s + 1.702 x s (1 - s),  s = sigmoid(1.702 x)
+ *   silu:       s (1 + x (1 - s)),      s = sigmoid(x) */
+void act_backward(act_kind a, float *dinp, const float *dout, const float *inp, size_t N) {
+    #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+    for (size_t i = 0; i < N; i++) {
+        const float x = inp[i];
+        float d;
+        switch (a) {
+        case ACT_GELU: {
+            float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+            float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;
+            d = cdf + x * pdf;
+            break;
+        }
+        case ACT_GELU_TANH:
+        case ACT_GELU_FAST: {
+            const float k = 0.7978845608028654f, c = 0.044715f;
+            float t = tanhf(k * (x + c * x * x * x));
+            d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+            break;
+        }
+        case ACT_QUICK_GELU: {
+            float s = 1.0f / (1.0f + expf(-1.702f * x));
+            d = s + 1.702f * x * s * (1.0f - s);
+            break;
+        }
+        case ACT_RELU: d = x > 0.0f ? 1.0f : 0.0f; break;
+        case ACT_SILU: {
+            float s = 1.0f / (1.0f + expf(-x));
+            d = s * (1.0f + x * (1.0f - s));
+            break;
+        }
+        default: d = 0.0f;
+        }
+        dinp[i] = dout[i] * d;
+    }
+}

@@ -24,4 +24,7 @@ void gelu_tanh_forward(float *out, const float *inp, size_t N);
 void quick_gelu_forward(float *out, const float *inp, size_t N);
 void act_forward(act_kind a, float *out, const float *inp, size_t N);
 
+/* Backward of act_forward: dinp[i] = dout[i] * act'(inp[i]) (overwrites; dinp may equal dout). */
+void act_backward(act_kind a, float *dinp, const float *dout, const float *inp, size_t N);
+
 #endif
