@@ -51,7 +51,7 @@ timeout 10 "$VLMC" serve -m echo --port "$PORT" > "$TMP/dup.log" 2>&1; rc=$?
 "$VLMC" serve -m echo --parallel 0 > "$TMP/cli.log" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q -- "--parallel" "$TMP/cli.log" && ok "--parallel 0 is a usage error" || fail "--parallel 0" "rc=$rc"
 "$VLMC" serve -m models/tiny-random-llava --port 0 > "$TMP/cli.log" 2>&1; rc=$?
-[ $rc -eq 1 ] && grep -q "session API" "$TMP/cli.log" && ok "a model folder says the generation API is not merged yet" || fail "model folder" "rc=$rc $(cat "$TMP/cli.log")"
+[ $rc -eq 1 ] && grep -q "tokenizer.json" "$TMP/cli.log" && ok "a model folder without a tokenizer is a clear error" || fail "model folder without a tokenizer" "rc=$rc $(cat "$TMP/cli.log")"
 
 req "$BASE/health"
 if [ "$CODE" = 200 ] && [ "$(jfield "$TMP/body" 'd["status"]')" = ok ]; then ok "GET /health is 200 without a key"; else fail "GET /health" "$CODE"; fi

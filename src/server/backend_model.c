@@ -1,71 +1,132 @@
-/* ==== INTEGRATION POINT: `vlmc serve -m MODEL_DIR` ====================================
+/* `vlmc serve -m MODEL_DIR`: the server's backend on the vlmc_session API.
  *
- * This file adapts a real model to the server's backend interface (backend.h). It is
- * deliberately NOT implemented: the vlmc_model / session API with streaming generation
- * is being built on another branch. Until it is merged, opening a model folder fails
- * with VLMC_ERR_UNSUPPORTED and `vlmc serve` only runs the echo test backend.
- *
- * What the integrator writes here (see docs/SERVER.md, "Plugging in the model"):
- *
- *   server_backend_model_open(model_dir, n_ctx, parallel, out, err)
- *     - load the model (vlmc_model_load with n_batch = parallel, n_ctx), its tokenizer,
- *       chat template and image processor;
- *     - create one session per slot (0..parallel-1);
- *     - fill *out: ctx, model_id (the folder's basename), n_ctx, count_prompt_tokens,
- *       chat, destroy.
- *
- *   chat(ctx, slot, req, on_text, ud, res, err)
- *     - render req->messages_json with the chat template (add_generation_prompt = true);
- *       image parts are {"type":"image"}, in the order of req->images;
- *     - preprocess + encode req->images[k].image (cache the features on the image cache
- *       entry: image_cache_features / image_cache_set_features on
- *       req->images[k].cache_entry, so a repeated image is not encoded again);
- *     - generate on session[slot] with req->temperature / top_p / seed, at most
- *       req->max_tokens tokens; pass each piece of vlmc_decode_stream_push to on_text and
- *       stop as soon as on_text returns non-zero (client gone, stop string, shutdown);
- *     - fill res: finish_reason "stop" (EOS) or "length", prompt_tokens, completion_tokens.
- *     Batched decoding: the server calls chat() from `parallel` threads at once; a
- *     batching implementation joins the active slots into one decode step here.
- *
- *   count_prompt_tokens(ctx, req, &n, err): template + tokenizer + image token counts
- *     (vlmc_preprocessed.num_image_tokens), so over-long prompts get HTTP 400 early.
- *
- * Mapping onto the session API as staged in /work/main at the time of writing (vlmc_session_*,
- * vlmc_gen_params, vlmc_result; check it against what is merged):
- *   open:  vlmc_model_load(dir, &(vlmc_model_params){.n_ctx = n_ctx}); one vlmc_session_new(model, n_ctx)
- *          per slot; model_id = basename(dir); n_ctx = the sessions' context; count_prompt_tokens = NULL
- *          (a session counts its prompt only while generating; an over-long prompt then fails in
- *          vlmc_session_generate with VLMC_ERR_LIMIT, which the server answers with 400, or with an SSE
- *          error event once a stream has started).
- *   chat:  s = session[slot]; vlmc_session_reset(s);
- *          for each message m: for each image part of m: vlmc_session_add_image(s, req->images[k].image);
- *                              vlmc_session_add_message(s, m.role, <m's text parts joined by "\n">);
- *            (the session puts a message's images before its text, as HF templates expect; the order of
- *             interleaved text and image parts inside one message is not kept)
- *          the last message must be the user's: a trailing assistant message is a prefill the session
- *          API cannot express -> return VLMC_ERR_ARG before any text (the server answers 400);
- *          vlmc_gen_params g = vlmc_gen_default_params(); g.max_new_tokens = req->max_tokens;
- *          g.temperature = req->temperature; g.top_p = req->top_p; g.seed = req->seed (has_seed, else a
- *          fresh value); no stop strings (the server applies them and stops generation through on_text);
- *          vlmc_session_generate(s, &g, fn, ud, &out, err) with fn(text, len, id, user) calling
- *          on_text(ud, text, len) when len > 0 and returning its value;
- *          res->finish_reason = out.stop == VLMC_STOP_LENGTH ? "length" : "stop";
- *          res->prompt_tokens = out.timings.n_prompt_tokens; res->completion_tokens = out.timings.n_generated;
- *          vlmc_result_free(&out).
- *   Threads: `parallel` sessions generate at once, each using OpenMP; with --parallel > 1 set the
- *          model's n_threads to cores / parallel, or keep --parallel 1 until batched decoding exists.
- *   Image features: vlmc_session_add_image encodes on attach and takes no precomputed features, so the
- *          image cache saves decoding only; caching encoded features needs a session call that accepts
- *          them (then use image_cache_features / image_cache_set_features here). */
+ * One session per slot. Each request is a fresh conversation on its slot's
+ * session: the session is reset, every message is added with its images (a
+ * message's images go before its text, as Hugging Face templates lay them out;
+ * the order of interleaved text and image parts inside one message is not kept),
+ * and the reply is generated with the request's temperature, top_p, seed and
+ * max_tokens. Stop strings are applied by the server, which stops generation
+ * through on_text. A trailing assistant message (a prefill) cannot be expressed
+ * with the session API and is a 400.
+ * The prompt length is known only once the session renders it, so an over-long
+ * prompt fails inside chat() with VLMC_ERR_LIMIT (HTTP 400 before any text). The
+ * image cache saves decoding; encoded features are not cached yet (sessions encode
+ * on attach). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/error.h"
+#include "core/strbuf.h"
 #include "server/backend.h"
+
+typedef struct model_backend {
+    vlmc_model *model;
+    vlmc_session **sessions; /* [parallel] */
+    int parallel;
+    char model_id[256];
+} model_backend;
+
+static void model_backend_destroy(void *ctx) {
+    model_backend *b = ctx;
+    if (!b) return;
+    for (int i = 0; b->sessions && i < b->parallel; i++) vlmc_session_free(b->sessions[i]);
+    free(b->sessions);
+    vlmc_model_free(b->model);
+    free(b);
+}
+
+typedef struct stream_ctx {
+    server_text_fn on_text;
+    void *ud;
+} stream_ctx;
+
+static int stream_piece(const char *text, size_t len, int32_t id, void *user) {
+    (void)id;
+    stream_ctx *c = user;
+    return len > 0 ? c->on_text(c->ud, text, len) : 0;
+}
+
+static vlmc_status model_chat(void *ctx, int slot, const server_chat_request *req, server_text_fn on_text, void *ud,
+                              server_chat_result *res, vlmc_error *err) {
+    model_backend *b = ctx;
+    if (slot < 0 || slot >= b->parallel) return vlmc_fail(err, VLMC_ERR_INTERNAL, "slot %d out of range", slot);
+    vlmc_session *s = b->sessions[slot];
+    vlmc_session_reset(s);
+    if (req->n_messages == 0 || strcmp(req->messages[req->n_messages - 1].role, "assistant") == 0)
+        return vlmc_fail(err, VLMC_ERR_ARG, "the last message must not be the assistant's (prefill is not supported)");
+    vlmc_status st = VLMC_OK;
+    for (int i = 0; i < req->n_messages && !st; i++) {
+        const server_message *m = &req->messages[i];
+        strbuf text = {0};
+        for (int k = 0; k < m->n_parts && !st; k++) {
+            const server_part *p = &m->parts[k];
+            if (p->image >= 0) {
+                if (p->image >= req->n_images) st = vlmc_fail(err, VLMC_ERR_INTERNAL, "image part out of range");
+                else st = vlmc_session_add_image(s, req->images[p->image].image, err);
+            } else {
+                if (text.len) strbuf_puts(&text, "\n");
+                strbuf_append(&text, p->text, p->text_len);
+            }
+        }
+        /* The OpenAI "developer" role is the system prompt of HF templates. */
+        const char *role = strcmp(m->role, "developer") ? m->role : "system";
+        const char *t = strbuf_cstr(&text);
+        if (!st && !t) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        if (!st) st = vlmc_session_add_message(s, role, t, err);
+        strbuf_free(&text);
+    }
+    if (st) return st;
+    vlmc_gen_params g = vlmc_gen_default_params();
+    g.max_new_tokens = req->max_tokens;
+    g.temperature = (float)req->temperature;
+    g.top_p = (float)req->top_p;
+    g.seed = req->has_seed ? req->seed : (uint64_t)(uintptr_t)req ^ 0x9E3779B97F4A7C15ull;
+    stream_ctx sc = {on_text, ud};
+    vlmc_result out;
+    memset(&out, 0, sizeof out);
+    st = vlmc_session_generate(s, &g, stream_piece, &sc, &out, err);
+    if (!st) {
+        res->finish_reason = out.stop == VLMC_STOP_LENGTH ? "length" : "stop";
+        res->prompt_tokens = out.timings.n_prompt_tokens;
+        res->completion_tokens = out.timings.n_generated;
+    }
+    vlmc_result_free(&out);
+    return st;
+}
 
 vlmc_status server_backend_model_open(const char *model_dir, int n_ctx, int parallel, server_backend *out,
                                       vlmc_error *err) {
-    (void)n_ctx;
-    (void)parallel;
-    (void)out;
-    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
-                     "%s: serving a model folder needs the generation session API, which is not merged yet "
-                     "(src/server/backend_model.c); use -m echo for the test backend", model_dir);
+    memset(out, 0, sizeof *out);
+    if (parallel < 1) parallel = 1;
+    model_backend *b = calloc(1, sizeof *b);
+    if (!b) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    b->parallel = parallel;
+    vlmc_model_params mp = {.n_ctx = n_ctx > 0 ? n_ctx : 0};
+    vlmc_status st = vlmc_model_load(model_dir, &mp, &b->model, err);
+    if (!st && !vlmc_model_tokenizer(b->model))
+        st = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no tokenizer.json: the server cannot generate text", model_dir);
+    if (!st && !(b->sessions = calloc((size_t)parallel, sizeof *b->sessions))) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < parallel; i++) st = vlmc_session_new(b->model, n_ctx > 0 ? n_ctx : 0, &b->sessions[i], err);
+    if (st) {
+        model_backend_destroy(b);
+        return st;
+    }
+    const char *base = strrchr(model_dir, '/');
+    while (base && base[1] == '\0' && base > model_dir) { /* "dir/" */
+        const char *q = base - 1;
+        while (q > model_dir && *q != '/') q--;
+        base = *q == '/' ? q : NULL;
+        break;
+    }
+    snprintf(b->model_id, sizeof b->model_id, "%s", base ? base + 1 : model_dir);
+    size_t L = strlen(b->model_id);
+    if (L && b->model_id[L - 1] == '/') b->model_id[L - 1] = '\0';
+    out->ctx = b;
+    out->model_id = b->model_id;
+    out->n_ctx = n_ctx > 0 ? n_ctx : 4096;
+    out->count_prompt_tokens = NULL;
+    out->chat = model_chat;
+    out->destroy = model_backend_destroy;
+    return VLMC_OK;
 }
