@@ -767,7 +767,7 @@ static void test_public_dump(void) {
     keep[0].file = keep[1].file = NULL;
     CHECK(arrays_write_dir(in, NULL, NULL, keep, 2, &err) == VLMC_OK, "%s", err.message);
     array_set_free(&set);
-    if (!CHECK(vlmc_dump(dir, in, out, 16, &err) == VLMC_OK, "%s", err.message)) return;
+    if (!CHECK(vlmc_dump(dir, in, out, 16, 0, &err) == VLMC_OK, "%s", err.message)) return;
     fixture a, b;
     if (!CHECK(fx_open(&a, out) == 0 && fx_open(&b, ref) == 0, "manifests")) return;
     const char *names[4] = {"logits", "hidden_states", "generation_step_logits", "generated_ids"};

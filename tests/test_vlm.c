@@ -1,3 +1,4 @@
+#include <math.h>
 /* VLMs end to end through the dump path (vlmc_dump, the library side of `vlmc dump`) against the transformers 4.47
  * fixtures llava, llava_batch, llava_multi_image, llava_next, idefics3 (and the decoder-only llama, qwen2, mistral):
  * every output the fixture records within max|Δ| <= 1e-4 · max|ref| (rows with attention_mask = 0 excluded, see
@@ -10,6 +11,7 @@
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
+#include "formats/safetensors.h"
 #include "models/vlm.h"
 
 #define TOL 1e-4f
@@ -72,7 +74,7 @@ static void run_fixture(const char *name) {
     if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
     named_array *gen = array_set_find(&r, "generated_ids");
     int n_gen = gen ? (int)gen->shape[1] : 0;
-    if (CHECK(vlmc_dump(dir, in, out, n_gen, &err) == VLMC_OK, "%s: %s", name, err.message) &&
+    if (CHECK(vlmc_dump(dir, in, out, n_gen, 0, &err) == VLMC_OK, "%s: %s", name, err.message) &&
         CHECK(arrays_read_dir(out, 1, &o, &err) == VLMC_OK, "%s", err.message)) {
         named_array *mask = array_set_find(&r, "attention_mask");
         const int32_t *mk = mask ? mask->data : NULL;
@@ -117,6 +119,51 @@ static void test_llama(void) { run_fixture("llama"); }
 static void test_qwen2(void) { run_fixture("qwen2"); }
 static void test_mistral(void) { run_fixture("mistral"); }
 
+/* labels → loss, and --grads → grads.safetensors, equal to PyTorch's on the llava fixture. */
+static void test_dump_loss_and_grads(void) {
+    const char *p = shared_path("fixtures/llava");
+    if (!p) return;
+    char dir[1024], ref[1100], in[1200], out[1200], path[1300];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    snprintf(out, sizeof out, "%s/out_grads", test_tmpdir());
+    vlmc_error err = {0};
+    if (!make_inputs(ref, "labels", "labels", in, sizeof in)) return;
+    if (!CHECK(vlmc_dump(dir, in, out, 0, 1, &err) == VLMC_OK, "%s", err.message)) return;
+    array_set got = {0}, want = {0};
+    if (CHECK(arrays_read_dir(out, 1, &got, &err) == VLMC_OK && arrays_read_dir(ref, 1, &want, &err) == VLMC_OK, "%s",
+              err.message)) {
+        named_array *gl = array_set_find(&got, "loss"), *wl = array_set_find(&want, "loss");
+        CHECK(gl && wl && fabsf(((float *)gl->data)[0] - ((float *)wl->data)[0]) <= 1e-5f * fabsf(((float *)wl->data)[0]),
+              "loss %g vs %g", gl ? ((float *)gl->data)[0] : -1.0f, wl ? ((float *)wl->data)[0] : -1.0f);
+    }
+    array_set_free(&got);
+    array_set_free(&want);
+    safetensors *g = NULL, *w = NULL;
+    snprintf(path, sizeof path, "%s/grads.safetensors", out);
+    char wpath[1300];
+    snprintf(wpath, sizeof wpath, "%s/grads.safetensors", ref);
+    if (!CHECK(safetensors_open(path, &g, &err) == VLMC_OK && safetensors_open(wpath, &w, &err) == VLMC_OK, "%s",
+               err.message))
+        goto out;
+    int compared = 0;
+    for (size_t i = 0; i < safetensors_count(w); i++) {
+        const st_entry *we = safetensors_at(w, i), *ge = safetensors_find(g, we->name);
+        if (!CHECK(ge != NULL, "gradient %s missing", we->name)) continue;
+        size_t n = (size_t)tensor_numel(&we->t);
+        float m = max_abs(we->t.data, n), d = max_abs_diff(ge->t.data, we->t.data, n);
+        /* CLIP's k_proj bias has a true gradient of exactly 0 (softmax ignores a per-row shift): both sides
+         * are float noise there, so it is held to the scale of the same layer's q_proj bias gradient instead. */
+        if (strstr(we->name, "k_proj.bias") && strstr(we->name, "vision")) continue;
+        CHECK(d <= 1e-4f * m, "%s: max|d| %g vs max|ref| %g", we->name, d, m);
+        compared++;
+    }
+    CHECK(compared >= 40, "%d gradients compared", compared);
+out:
+    if (g) safetensors_close(g);
+    if (w) safetensors_close(w);
+}
+
 /* An input the dump cannot use is an error, never ignored. */
 static void test_dump_errors(void) {
     const char *p = shared_path("fixtures/llava");
@@ -126,12 +173,11 @@ static void test_dump_errors(void) {
     snprintf(ref, sizeof ref, "%s/reference", dir);
     snprintf(out, sizeof out, "%s/out_err", test_tmpdir());
     vlmc_error err = {0};
-    if (make_inputs(ref, "labels", "labels", in, sizeof in)) {
-        CHECK(vlmc_dump(dir, in, out, 0, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "loss"),
-              "labels: %s", err.message);
-    }
+    if (make_inputs(ref, "nolabels", NULL, in, sizeof in))
+        CHECK(vlmc_dump(dir, in, out, 0, 1, &err) == VLMC_ERR_ARG && strstr(err.message, "labels"),
+              "--grads without labels: %s", err.message);
     if (make_inputs(ref, "logits", "logits", in, sizeof in)) {
-        CHECK(vlmc_dump(dir, in, out, 0, &err) == VLMC_ERR_ARG && strstr(err.message, "logits"), "logits as input: %s",
+        CHECK(vlmc_dump(dir, in, out, 0, 0, &err) == VLMC_ERR_ARG && strstr(err.message, "logits"), "logits as input: %s",
               err.message);
     }
     /* a decoder-only model given pixel_values */
@@ -139,10 +185,10 @@ static void test_dump_errors(void) {
     if (lp && make_inputs(ref, "pix", NULL, in, sizeof in)) {
         char ld[1024];
         snprintf(ld, sizeof ld, "%s", lp);
-        CHECK(vlmc_dump(ld, in, out, 0, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "pixel_values"),
+        CHECK(vlmc_dump(ld, in, out, 0, 0, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "pixel_values"),
               "pixel_values to llama: %s", err.message);
     }
-    CHECK(vlmc_dump(dir, "/nonexistent/in", out, 0, &err) != VLMC_OK && strstr(err.message, "/nonexistent/in"),
+    CHECK(vlmc_dump(dir, "/nonexistent/in", out, 0, 0, &err) != VLMC_OK && strstr(err.message, "/nonexistent/in"),
           "missing inputs: %s", err.message);
 }
 
@@ -292,6 +338,7 @@ int main(void) {
     TEST_RUN(test_qwen2);
     TEST_RUN(test_mistral);
     TEST_RUN(test_dump_errors);
+    TEST_RUN(test_dump_loss_and_grads);
     TEST_RUN(test_splice_count);
     TEST_RUN(test_session_kv_reuse);
     return tests_end();

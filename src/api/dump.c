@@ -6,6 +6,7 @@
 
 #include "vlmc.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "formats/arrays.h"
 #include "models/vlm.h"
 
@@ -15,7 +16,7 @@ static const char *const other_inputs[] = {"image_grid_thw",   "image_patches", 
                                            "input_ids_full",   "image_raw",       NULL};
 
 typedef struct dump_in {
-    named_array *ids, *mask, *pos, *pixels, *sizes, *pmask;
+    named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels;
 } dump_in;
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
@@ -31,10 +32,7 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "pixel_values") && m->has_vision) in->pixels = a;
         else if (!strcmp(n, "image_sizes") && !strcmp(mt, "llava_next")) in->sizes = a;
         else if (!strcmp(n, "pixel_attention_mask") && !strcmp(mt, "idefics3")) in->pmask = a;
-        else if (!strcmp(n, "labels"))
-            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
-                             "%s: input labels: the loss is not implemented yet (remove labels to dump the forward pass)",
-                             dir);
+        else if (!strcmp(n, "labels")) in->labels = a;
         else {
             bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask");
             for (const char *const *o = other_inputs; *o; o++) known |= !strcmp(*o, n);
@@ -50,8 +48,8 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
-    named_array *same[2] = {in->mask, in->pos};
-    for (int i = 0; i < 2; i++)
+    named_array *same[3] = {in->mask, in->pos, in->labels};
+    for (int i = 0; i < 3; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
@@ -159,7 +157,7 @@ static void out_add(outs *o, const char *name, array_dtype dt, int ndim, const i
     a->data = data;
 }
 
-vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n,
+vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,
                       vlmc_error *err) {
     if (!model_dir || !inputs_dir || !out_dir) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_dump: NULL argument");
     if (generate_n < 0 || generate_n > 1 << 20) return vlmc_fail(err, VLMC_ERR_ARG, "generate_n must be >= 0");
@@ -173,6 +171,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     int32_t *mbuf = NULL, *gen = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
+    char *grads_path = NULL;
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &set, err);
     if (s) goto done;
     if ((s = vlm_load(model_dir, &m, err))) goto done;
@@ -249,6 +248,22 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         out_add(&o, "generation_step_logits", ARRAY_F32, 3, (int64_t[]){B, generate_n, V}, steps,
                 "raw logits that produced each generated token [B, n, vocab]");
     }
+    /* labels: the loss (and with grads the gradients) through the training graph, on the same inputs */
+    float loss = 0.0f;
+    if (grads && !in.labels) {
+        s = vlmc_fail(err, VLMC_ERR_ARG, "%s: --grads needs labels among the inputs", inputs_dir);
+        goto done;
+    }
+    if (in.labels) {
+        if ((s = file_mkdirs(out_dir, err))) goto done;
+        grads_path = path_join(out_dir, grads ? "grads.safetensors" : ".vlmc-grads.tmp");
+        if (!grads_path) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        s = vlmc_compute_grads(model_dir, inputs_dir, grads_path, &loss, err);
+        if (!grads) remove(grads_path);
+        if (s) goto done;
+        out_add(&o, "loss", ARRAY_F32, 1, (int64_t[]){1}, &loss,
+                "mean cross-entropy over non-ignored shifted labels (HF's ForCausalLMLoss)");
+    }
     meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "model", m.cfg.architecture[0] ? m.cfg.architecture : m.fam->hf_class);
     cJSON_AddStringToObject(meta, "model_type", m.cfg.model_type);
@@ -258,6 +273,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                          "int32, uint8; shape lists dimensions outermost first.",
                          meta, o.a, o.n, err);
 done:
+    free(grads_path);
     cJSON_Delete(meta);
     if (have_ctx) llama_ctx_free(&c);
     if (loaded) vlm_free(&m);

@@ -7,17 +7,19 @@
 #include "commands.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vlmc dump -m MODEL --inputs IN_DIR --out OUT_DIR [--generate N]\n\n"
+    fprintf(f, "usage: vlmc dump -m MODEL --inputs IN_DIR --out OUT_DIR [--generate N] [--grads]\n\n"
                "IN_DIR/manifest.json lists input arrays in the fixtures' format (input_ids, attention_mask,\n"
                "position_ids, pixel_values, image_sizes, pixel_attention_mask); OUT_DIR gets logits,\n"
                "hidden_states / text_hidden_states, the vision and projector outputs, and with --generate N\n"
-               "generated_ids and generation_step_logits (greedy, no EOS stop). An input the model cannot\n"
+               "generated_ids and generation_step_logits (greedy, no EOS stop). With labels among the\n"
+               "inputs also loss, and with --grads OUT_DIR/grads.safetensors. An input the model cannot\n"
                "use is an error.\n");
 }
 
 int cmd_dump(int argc, char **argv) {
     const char *model = NULL, *in = NULL, *out = NULL;
     long gen = 0;
+    int grads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -25,8 +27,8 @@ int cmd_dump(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--grads")) {
-            fprintf(stderr, "vlmc dump: --grads: gradients are not implemented yet\n");
-            return 2;
+            grads = 1;
+            continue;
         }
         int takes = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--inputs") || !strcmp(a, "--out") ||
                     !strcmp(a, "-o") || !strcmp(a, "--generate");
@@ -54,7 +56,7 @@ int cmd_dump(int argc, char **argv) {
         return 2;
     }
     vlmc_error err = {0};
-    if (vlmc_dump(model, in, out, (int)gen, &err)) {
+    if (vlmc_dump(model, in, out, (int)gen, grads, &err)) {
         fprintf(stderr, "vlmc dump: %s\n", err.message);
         return 1;
     }
