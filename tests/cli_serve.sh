@@ -157,10 +157,10 @@ start_server B -m echo:150 --parallel 1 --queue 1 --quiet || { fail "server B st
 BASE="http://127.0.0.1:$PORT"
 long=$(python3 -c "print(' '.join(['word']*40))")
 AUTH=()
-curl -s --max-time 20 "$BASE/v1/chat/completions" -d '{"messages":[{"role":"user","content":"one two a b c d e f g h"}]}' -o "$TMP/q1" &
+curl -s --max-time 20 "$BASE/v1/chat/completions" -d '{"messages":[{"role":"user","content":"one two a b c d e f g h i j k l m n o p q r"}]}' -o "$TMP/q1" &
 q1=$!
 for _ in $(seq 1 100); do [ "$(health slots_busy)" = 1 ] && break; sleep 0.02; done
-curl -s --max-time 20 "$BASE/v1/chat/completions" -d '{"messages":[{"role":"user","content":"three four a b c d e f g h"}]}' -o "$TMP/q2" &
+curl -s --max-time 20 "$BASE/v1/chat/completions" -d '{"messages":[{"role":"user","content":"three four a b c d e f g h i j k l m n o p q r"}]}' -o "$TMP/q2" &
 q2=$!
 for _ in $(seq 1 100); do [ "$(health queued)" = 1 ] && break; sleep 0.02; done
 curl -s -D "$TMP/hdr503" -o "$TMP/body" -w '%{http_code}' --max-time 10 "$BASE/v1/chat/completions" -d '{"messages":[{"role":"user","content":"x"}]}' > "$TMP/code"
@@ -168,8 +168,8 @@ CODE=$(cat "$TMP/code")
 expect_err "queue full: 503" 503 server_error None server_overloaded
 grep -qi '^Retry-After:' "$TMP/hdr503" && ok "503 carries Retry-After" || fail "503 carries Retry-After"
 wait $q1 $q2
-if [ "$(jfield "$TMP/q1" 'd["choices"][0]["message"]["content"]')" = "You said: one two a b c d e f g h" ] && \
-   [ "$(jfield "$TMP/q2" 'd["choices"][0]["message"]["content"]')" = "You said: three four a b c d e f g h" ]; then
+if [ "$(jfield "$TMP/q1" 'd["choices"][0]["message"]["content"]')" = "You said: one two a b c d e f g h i j k l m n o p q r" ] && \
+   [ "$(jfield "$TMP/q2" 'd["choices"][0]["message"]["content"]')" = "You said: three four a b c d e f g h i j k l m n o p q r" ]; then
   ok "the running and the queued request both complete"; else fail "the running and the queued request both complete" "$(cat "$TMP/q1" "$TMP/q2")"; fi
 
 c0=$(health cancelled)

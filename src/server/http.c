@@ -45,6 +45,7 @@ struct vlmc_server {
     image_cache *cache;
     job_queue q;
     atomic_int stopping;
+    atomic_int inflight; /* chat requests admitted whose response is not finished */
     pthread_t *workers;
     int n_workers;
     struct worker_arg *wargs;
@@ -484,6 +485,7 @@ static enum MHD_Result handle_chat(vlmc_server *s, struct MHD_Connection *c, req
         return respond_error(s, c, rs, &e);
     }
     rs->job = j; /* the connection's reference */
+    atomic_fetch_add(&s->inflight, 1);
     rs->stream = stream;
     int fd = conn_fd(c);
     if (stream) {
@@ -726,6 +728,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
             slog(s, "%s %s %d %lldms", rs->method, rs->path, rs->status, (long long)(now_ms() - rs->t0));
         }
     }
+    if (rs->job) atomic_fetch_sub(&s->inflight, 1);
     job_unref(rs->job);
     strbuf_free(&rs->body);
     free(rs);
@@ -781,6 +784,7 @@ vlmc_status vlmc_server_start(const vlmc_server_params *p, vlmc_server **out, vl
     s->cache = image_cache_new(cache_bytes);
     jq_init(&s->q, s->p.parallel + s->p.max_queue);
     atomic_init(&s->stopping, 0);
+    atomic_init(&s->inflight, 0);
     s->started = (int64_t)time(NULL) * 1000;
     if (!s->model || !s->host || !s->cache || (p->api_key && p->api_key[0] && !s->api_key) ||
         (p->web_dir && !s->web_dir)) {
@@ -878,6 +882,12 @@ void vlmc_server_stop(vlmc_server *s) {
         list = n;
     }
     for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
+    /* Every job is done now; let the connections write out what is left (the end of the
+     * streams, the answers) before the daemon closes them: at most 2 s. */
+    for (int i = 0; i < 200 && atomic_load(&s->inflight) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (s->d) MHD_stop_daemon(s->d);
     if (s->quiesced_fd != MHD_INVALID_SOCKET) close(s->quiesced_fd);
     server_free(s);
