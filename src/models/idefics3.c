@@ -18,17 +18,8 @@
 #include "models/vlm.h"
 
 static vlmc_status idefics3_load(vlm_model *m, vlmc_error *err) {
-    vlmc_status s = llama_model_load(&m->lm, &m->cfg.text, m->st, "model.text_model.", "lm_head.weight", err);
-    if (s) {
-        m->lm.layers = NULL;
-        return s;
-    }
-    if ((s = vlm_vision_load(m->st, &m->cfg, &m->vit, &m->proj, err))) return s;
-    m->has_vision = true;
-    m->image_token_id = m->cfg.image_token_index;
-    if (m->image_token_id < 0 || m->image_token_id >= m->lm.vocab)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "config.json: image_token_id %d outside the vocabulary (%d)",
-                         m->image_token_id, m->lm.vocab);
+    vlmc_status s = vlm_load_parts(m, "model.text_model.", "lm_head.weight", err);
+    if (s) return s;
     int side = m->vit.image_size / m->vit.P;
     m->image_seq_len = projector_out_tokens(&m->proj, side * side);
     if (m->image_seq_len <= 0)

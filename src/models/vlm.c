@@ -69,12 +69,8 @@ vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const fl
     return VLMC_OK;
 }
 
-vlmc_status vlm_load_llava_parts(vlm_model *m, vlmc_error *err) {
-    const bool new_layout = !safetensors_find(m->st, "language_model.model.embed_tokens.weight") &&
-                            safetensors_find(m->st, "model.language_model.embed_tokens.weight");
-    vlmc_status s = llama_model_load(&m->lm, &m->cfg.text, m->st,
-                                     new_layout ? "model.language_model." : "language_model.model.",
-                                     new_layout ? "lm_head.weight" : "language_model.lm_head.weight", err);
+vlmc_status vlm_load_parts(vlm_model *m, const char *text_prefix, const char *lm_head_name, vlmc_error *err) {
+    vlmc_status s = llama_model_load(&m->lm, &m->cfg.text, m->st, text_prefix, lm_head_name, err);
     if (s) {
         m->lm.layers = NULL;
         return s;
@@ -83,9 +79,17 @@ vlmc_status vlm_load_llava_parts(vlm_model *m, vlmc_error *err) {
     m->has_vision = true;
     m->image_token_id = m->cfg.image_token_index;
     if (m->image_token_id < 0 || m->image_token_id >= m->lm.vocab)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "config.json: image_token_index %d outside the vocabulary (%d)",
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "config.json: the image token id %d is outside the vocabulary (%d)",
                          m->image_token_id, m->lm.vocab);
     return VLMC_OK;
+}
+
+vlmc_status vlm_load_llava_parts(vlm_model *m, vlmc_error *err) {
+    /* transformers >= 4.52 moved the decoder under model.language_model. */
+    const bool new_layout = !safetensors_find(m->st, "language_model.model.embed_tokens.weight") &&
+                            safetensors_find(m->st, "model.language_model.embed_tokens.weight");
+    return vlm_load_parts(m, new_layout ? "model.language_model." : "language_model.model.",
+                          new_layout ? "lm_head.weight" : "language_model.lm_head.weight", err);
 }
 
 vlmc_status vlm_llava_select(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, float **selected,

@@ -101,6 +101,10 @@ void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *
 vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const float *features, size_t n_features,
                       size_t first, bool exact, float *embeds, size_t *used, vlmc_error *err);
 
+/* Loads the decoder (tensors under text_prefix, LM head lm_head_name), the vision tower and the projector,
+ * and checks the image token id against the vocabulary. */
+vlmc_status vlm_load_parts(vlm_model *m, const char *text_prefix, const char *lm_head_name, vlmc_error *err);
+
 /* Shared by the LLaVA-style families: the decoder with 4.47's names (language_model.model.*,
  * language_model.lm_head.weight) or those of transformers >= 4.52 (model.language_model.*, lm_head.weight),
  * plus vision tower and projector. */
