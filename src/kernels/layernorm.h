@@ -10,7 +10,7 @@
 void layernorm_forward(float *out, const float *inp, const float *weight, const float *bias, size_t N, size_t C,
                        float eps);
 
-/* The training pair (llm.c's argument order): the forward also keeps each row's mean and 1/std,
+/* The training pair (llm.c's argument order): the forward also keeps each row's mean and 1/std (mean, rstd may be NULL),
  * the backward accumulates (+=) into dinp, dweight and dbias (each may be NULL = not wanted). */
 void layernorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                              const float *bias, size_t N, size_t C, float eps);
