@@ -60,10 +60,11 @@ exec 3>&-
 [ $rc -eq 2 ] && grep -q "nope" "$TMP/o" && ok "chat: unknown flag" || fail "chat unknown flag" "rc=$rc"
 
 # 6. On a pseudo-terminal (util-linux script): the "> " prompt, and a real Ctrl-C (the terminal's ^C, turned into
-# SIGINT by the line discipline) stops the answer; the chat then reads /quit and ends normally.
+# SIGINT by the line discipline) stops the answer; the chat then reads /quit and ends normally. The command is
+# exec'd: a non-exec'ing /bin/sh (dash) between script and vlmc would itself die of that SIGINT (rc 130).
 if command -v script >/dev/null 2>&1; then
   (printf 'hi\n'; sleep 2.5; printf '\003'; sleep 1; printf '/quit\n'; sleep 0.5) |
-    timeout 60 script -qec "$VLMC chat -m $M -n 0 -c 16000 --ignore-eos -t 1" /dev/null >"$TMP/pty.out" 2>&1; rc=$?
+    timeout 60 script -qec "exec $VLMC chat -m $M -n 0 -c 16000 --ignore-eos -t 1" /dev/null >"$TMP/pty.out" 2>&1; rc=$?
   if [ $rc -eq 0 ] && grep -aq "answer stopped" "$TMP/pty.out" && grep -aq "^> /quit" "$TMP/pty.out"; then
     ok "chat on a pseudo-terminal: prompt, ^C stops the answer"
   else fail "chat on a pty" "rc=$rc $(tail -c 300 "$TMP/pty.out")"; fi
