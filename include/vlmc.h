@@ -362,6 +362,8 @@ typedef struct vlmc_synth_params {
     double val_fraction;  /* share of images in the validation split (default 0.05) */
     double test_fraction; /* share in the test split (default 0.05); train has the rest */
     int threads;          /* OpenMP threads; 0 for the default. The output does not depend on it. */
+    const char *tasks;    /* comma-separated task names to ask (docs/SYNTH.md), e.g. "caption"; NULL or "": all.
+                           * The images do not depend on it, only the questions. */
 } vlmc_synth_params;
 
 /* Fills p with the defaults above (seed 0, n 1000). */

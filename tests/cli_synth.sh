@@ -41,6 +41,24 @@ then ok "JSONL rows and splits are consistent"; else fail "JSONL rows and splits
 if ! cmp -s "$TMP/a/train.jsonl" "$TMP/c/train.jsonl" && ! cmp -s "$TMP/a/images/train/000001.png" "$TMP/c/images/train/000001.png"; then
   ok "another seed, another dataset"; else fail "another seed, another dataset"; fi
 
+# --tasks: only those tasks are asked, about the very same images
+"$VLMC" synth --out "$TMP/cap" --n 50 --seed 3 --tasks caption,ocr --quiet > "$TMP/out" 2>&1; rc=$?
+if [ $rc -eq 0 ] && diff -r "$TMP/a/images" "$TMP/cap/images" > /dev/null && python3 - "$TMP/cap" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+meta = json.load(open(os.path.join(d, "meta.json")))
+assert meta["asked_tasks"] == ["caption", "ocr"], meta["asked_tasks"]
+seen = set()
+for split in ("train", "val", "test"):
+    for line in open(os.path.join(d, split + ".jsonl")):
+        r = json.loads(line)
+        assert 1 <= len(r["tasks"]) <= 2 and set(r["tasks"]) <= {"caption", "ocr"}, r["tasks"]
+        assert ("ocr" in r["tasks"]) == (r["scene"]["word"] is not None)
+        seen.update(r["tasks"])
+assert seen == {"caption", "ocr"}
+PY
+then ok "--tasks caption,ocr: only those questions, same images"; else fail "--tasks" "rc=$rc $(cat "$TMP/out")"; fi
+
 bad() { # name, expected text in stderr, args...
   local name=$1 want=$2; shift 2
   "$VLMC" synth "$@" > "$TMP/out" 2>&1; local rc=$?
@@ -55,6 +73,7 @@ bad "too small --size is an error" "--size" --out "$TMP/x" --n 5 --size 16
 bad "fractions over 1 are an error" "fraction" --out "$TMP/x" --n 5 --val 0.7 --test 0.7
 bad "unknown option is an error" "unknown option" --out "$TMP/x" --n 5 --colour red
 bad "option without value is an error" "needs a value" --out "$TMP/x" --n
+bad "unknown task is an error" "unknown task 'colour'" --out "$TMP/x" --n 5 --tasks caption,colour
 bad "unwritable folder is an error" "cannot create" --out /proc/vlmc-nope/d --n 2
 if [ ! -e "$TMP/x" ]; then ok "nothing written on bad arguments"; else fail "nothing written on bad arguments"; fi
 

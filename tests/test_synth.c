@@ -373,7 +373,7 @@ static void test_answers_follow_from_scene(void) {
             synth_rng r;
             synth_rng_seed(&r, 5, (uint64_t)idx, 2);
             synth_qa qa[16];
-            int n = synth_questions(&s, &r, qa, 12);
+            int n = synth_questions(&s, &r, qa, 12, (1u << SYNTH_N_TASKS) - 1);
             CHECK(n >= 6, "scene %d: only %d questions", idx, n);
             for (int k = 0; k < n; k++) {
                 const synth_qa *q = &qa[k];

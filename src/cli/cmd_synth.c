@@ -27,6 +27,8 @@ static void usage(FILE *f) {
             "  --val F             validation fraction, 0..1 (default %g)\n"
             "  --test F            test fraction, 0..1 (default %g)\n"
             "  --threads T         worker threads, 0 = all cores (default 0; output does not depend on it)\n"
+            "  --tasks LIST        ask only these tasks (comma-separated, e.g. caption; default all);\n"
+            "                      the images are the same whatever the list\n"
             "  --quiet             no summary line\n",
             (unsigned long long)d.seed, d.image_size, d.questions, d.min_objects, d.max_objects, d.text_percent,
             d.val_fraction, d.test_fraction);
@@ -100,6 +102,7 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--val")) ok = parse_frac(a, v, &p.val_fraction);
         else if (!strcmp(a, "--test")) ok = parse_frac(a, v, &p.test_fraction);
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 0, 1024, &p.threads);
+        else if (!strcmp(a, "--tasks")) p.tasks = v;
         else {
             fprintf(stderr, "vlmc synth: unknown option '%s' (see vlmc synth --help)\n", a);
             return 2;

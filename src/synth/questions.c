@@ -419,7 +419,28 @@ static bool same_stem(const char *a, const char *b) {
     return la == lb && !memcmp(a, b, la);
 }
 
-int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max) {
+bool synth_task_mask(const char *list, unsigned *mask, char *bad, size_t bad_size) {
+    *mask = 0;
+    if (!list || !*list) {
+        *mask = (1u << SYNTH_N_TASKS) - 1;
+        return true;
+    }
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        int t = 0;
+        while (t < SYNTH_N_TASKS && !(strlen(synth_task_names[t]) == len && !memcmp(synth_task_names[t], p, len))) t++;
+        if (t == SYNTH_N_TASKS) {
+            snprintf(bad, bad_size, "%.*s", (int)len, p);
+            return false;
+        }
+        *mask |= 1u << t;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return true;
+}
+
+int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max, unsigned task_mask) {
     ctx c = {s, rng};
     int n = 0, order[SYNTH_N_TASKS], pos = SYNTH_N_TASKS;
     /* Rounds over the tasks in shuffled order, so that a conversation covers
@@ -431,9 +452,11 @@ int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max
             synth_rng_shuffle(rng, order, SYNTH_N_TASKS);
             pos = 0;
         }
+        int task = order[pos++];
+        if (!(task_mask & (1u << task))) continue;
         synth_qa q;
         memset(&q, 0, sizeof q);
-        if (!generators[order[pos++]](&c, &q)) continue;
+        if (!generators[task](&c, &q)) continue;
         bool dup = false;
         for (int k = 0; k < n && !dup; k++) dup = same_stem(out[k].question, q.question);
         if (!dup) out[n++] = q;

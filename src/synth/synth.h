@@ -155,8 +155,12 @@ typedef struct synth_qa {
 } synth_qa;
 
 /* Writes up to max distinct questions about s (fewer only when the scene
- * cannot support more); returns how many. rng drives the choices. */
-int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max);
+ * cannot support more); returns how many. rng drives the choices. Only the
+ * tasks whose bit (1 << task) is set in task_mask are asked. */
+int synth_questions(const synth_scene *s, synth_rng *rng, synth_qa *out, int max, unsigned task_mask);
+/* The mask of a comma-separated list of task names (NULL or empty: every task);
+ * false, with the offending name in bad (up to bad_size bytes), for an unknown one. */
+bool synth_task_mask(const char *list, unsigned *mask, char *bad, size_t bad_size);
 
 /* A pixel box (x1, y1 exclusive) as 0..1000 coordinates that enclose it:
  * floor for the left/top edge, ceil for the right/bottom edge. */

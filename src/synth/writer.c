@@ -58,6 +58,11 @@ static vlmc_status check_params(const vlmc_synth_params *p, int sizes[3], vlmc_e
         p->val_fraction + p->test_fraction > 1)
         return vlmc_fail(err, VLMC_ERR_ARG, "synth: split fractions must be in 0..1 with val + test <= 1 (got %g and %g)",
                          p->val_fraction, p->test_fraction);
+    unsigned mask;
+    char bad[64];
+    if (!synth_task_mask(p->tasks, &mask, bad, sizeof bad))
+        return vlmc_fail(err, VLMC_ERR_ARG, "synth: unknown task '%s' (tasks: caption, color, shape, count, position, "
+                         "relation, yesno, exists, grounding, ocr, mcq)", bad);
     /* Rounded to the nearest image; train has the rest. */
     sizes[1] = (int)floor(p->n * p->val_fraction + 0.5);
     sizes[2] = (int)floor(p->n * p->test_fraction + 0.5);
@@ -166,6 +171,14 @@ static void json_meta(strbuf *b, const vlmc_synth_params *p, const int sizes[3],
                    "x1 = floor(1000 * left / width), x2 = ceil(1000 * right / width) with left and right the edges "
                    "of the outermost drawn pixels (likewise y), so the box encloses every pixel of the shape or word\",\n");
     json_list(b, "tasks", synth_task_names, SYNTH_N_TASKS, false);
+    unsigned mask;
+    char bad[64];
+    const char *asked[SYNTH_N_TASKS];
+    int n_asked = 0;
+    synth_task_mask(p->tasks, &mask, bad, sizeof bad);
+    for (int t = 0; t < SYNTH_N_TASKS; t++)
+        if (mask & (1u << t)) asked[n_asked++] = synth_task_names[t];
+    json_list(b, "asked_tasks", asked, n_asked, false);
     json_list(b, "colors", synth_color_names, SYNTH_N_COLORS, false);
     strbuf_puts(b, "  \"color_rgb\": {");
     for (int i = 0; i < SYNTH_N_COLORS; i++)
@@ -223,7 +236,10 @@ static void make_image(const vlmc_synth_params *p, const char *out_dir, const in
     synth_rng r;
     synth_rng_seed(&r, p->seed, (uint64_t)i, 2);
     synth_qa qa[MAX_QUESTIONS];
-    int nq = synth_questions(&scene, &r, qa, p->questions);
+    unsigned task_mask;
+    char bad[64];
+    synth_task_mask(p->tasks, &task_mask, bad, sizeof bad); /* checked by check_params */
+    int nq = synth_questions(&scene, &r, qa, p->questions, task_mask);
     strbuf row = {0}, q = {0};
     json_row(&row, id, rel, &scene, qa, nq);
     json_qa_rows(&q, id, rel, qa, nq);
