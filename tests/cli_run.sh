@@ -93,8 +93,11 @@ else fail "eos list" "want $want: $(cat "$TMP/eos.json")"; fi
 [ $rc -eq 2 ] && grep -q "bogus" "$TMP/o" && ok "unknown flag" || fail "unknown flag" "rc=$rc $(cat "$TMP/o")"
 "$VLMC" run -m "$M" -p "hi" --temp abc >"$TMP/o" 2>&1; rc=$?
 [ $rc -eq 2 ] && grep -q "temp" "$TMP/o" && ok "bad --temp value" || fail "bad --temp" "rc=$rc $(cat "$TMP/o")"
-"$VLMC" run -p "hi" >"$TMP/o" 2>&1; rc=$?
-[ $rc -ne 0 ] && grep -q "no model" "$TMP/o" && ok "no -m: clear error" || fail "no -m" "rc=$rc $(cat "$TMP/o")"
+VLMC_MODEL="$TMP/no-such-model" "$VLMC" run -p "hi" >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "no-such-model" "$TMP/o" && ok "no -m: \$VLMC_MODEL is the model, a missing one is named" || fail "no -m, VLMC_MODEL" "rc=$rc $(cat "$TMP/o")"
+mkdir -p "$TMP/bin" && cp "$VLMC" "$TMP/bin/vlmc"
+(cd "$TMP" && env -u VLMC_MODEL ./bin/vlmc run -p "hi") >"$TMP/o" 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q "no model given" "$TMP/o" && grep -q "models/vlmc-tiny" "$TMP/o" && ok "no -m and no default model beside the binary: clear error" || fail "no -m, no default" "rc=$rc $(cat "$TMP/o")"
 "$VLMC" run -m "$SHARED/fixtures/llava" -p "hi" >"$TMP/o" 2>&1; rc=$?
 [ $rc -ne 0 ] && grep -q "tokenizer" "$TMP/o" && ok "no tokenizer: clear error" || fail "no tokenizer" "rc=$rc $(cat "$TMP/o")"
 "$VLMC" run -m "$M" -p "hi there, how are you today" -c 8 >"$TMP/o" 2>&1; rc=$?

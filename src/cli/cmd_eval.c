@@ -8,17 +8,18 @@
 
 #include <cjson/cJSON.h>
 
+#include "paths.h"
 #include "vlmc.h"
 #include "commands.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: vlmc eval -m MODEL --tasks T1,T2 --output DIR [options]\n\n"
+            "usage: vlmc eval [-m MODEL] --tasks T1,T2 --output DIR [options]\n\n"
             "Runs benchmark tasks (task files TASKS_DIR/<name>.json) and writes DIR/results.json\n"
             "(lmms-eval layout) and DIR/samples_<task>.jsonl. An interrupted run started again with the\n"
             "same arguments continues from its sample logs.\n\n"
             "  -m, --model MODEL   oracle (answers the targets: a sanity check), replay:FILE (answers from a\n"
-            "                      JSONL of {task, doc_id, response}), or a model folder (pending integration)\n"
+            "                      JSONL of {task, doc_id, response}), or a model folder (default: models/vlmc-tiny)\n"
             "  --model-args ARGS   arguments of the model backend (key=value,...)\n"
             "  --tasks LIST        comma-separated task names or task-file paths; `--tasks list` lists them\n"
             "  --tasks-dir DIR     folder of the task files (default $VLMC_TASKS_DIR, else ./tasks, else\n"
@@ -31,25 +32,6 @@ static void usage(FILE *f) {
             "  --log-samples       keep the sample logs (else removed after a complete run)\n"
             "  --json              print results.json to stdout instead of the table\n"
             "  --quiet             no progress line\n");
-}
-
-/* The default task folder: ./tasks, else the tasks/ of the source tree the binary was built in
- * (build/vlmc -> tasks/, build/asan/vlmc -> tasks/). Written into buf. */
-static const char *default_tasks_dir(char *buf, size_t cap) {
-    struct stat st;
-    if (stat("tasks", &st) == 0 && S_ISDIR(st.st_mode)) return "tasks";
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return "tasks";
-    exe[n] = '\0';
-    for (int up = 1; up <= 3; up++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash) break;
-        *slash = '\0';
-        snprintf(buf, cap, "%s/tasks", exe);
-        if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return buf;
-    }
-    return "tasks";
 }
 
 static int parse_long(const char *opt, const char *s, long lo, long hi, long *out) {
@@ -136,8 +118,8 @@ int cmd_eval(int argc, char **argv) {
     const char *tasks_arg = NULL;
     int quiet = 0, json = 0;
     char tasks_buf[4200];
-    p.tasks_dir = getenv("VLMC_TASKS_DIR");
-    if (!p.tasks_dir || !p.tasks_dir[0]) p.tasks_dir = default_tasks_dir(tasks_buf, sizeof tasks_buf);
+    p.tasks_dir = cli_find_dir("VLMC_TASKS_DIR", "tasks", NULL, tasks_buf, sizeof tasks_buf);
+    if (!p.tasks_dir) p.tasks_dir = "tasks";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -195,8 +177,13 @@ int cmd_eval(int argc, char **argv) {
         vlmc_free(names);
         return 0;
     }
-    if (!p.model || !tasks_arg || !p.output_dir) {
-        fprintf(stderr, "vlmc eval: -m MODEL, --tasks LIST and --output DIR are required\n");
+    if (!tasks_arg || !p.output_dir) {
+        fprintf(stderr, "vlmc eval: --tasks LIST and --output DIR are required\n");
+        usage(stderr);
+        return 2;
+    }
+    char modelbuf[4096];
+    if (!p.model && !(p.model = cli_default_model("eval", modelbuf, sizeof modelbuf))) {
         usage(stderr);
         return 2;
     }

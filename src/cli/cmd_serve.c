@@ -10,16 +10,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "paths.h"
 #include "vlmc.h"
 #include "commands.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: vlmc serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--api-key KEY] [options]\n\n"
+            "usage: vlmc serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--api-key KEY] [options]\n\n"
             "An OpenAI-compatible server: POST /v1/chat/completions (text and images, streaming),\n"
             "GET /v1/models, GET /health, and a chat page at /. MODEL is a model folder, or\n"
             "'echo' / 'echo:DELAY_MS' for the deterministic test backend. Ctrl-C stops it.\n\n"
-            "  -m, --model MODEL        model folder, or echo[:DELAY_MS]\n"
+            "  -m, --model MODEL        model folder, or echo[:DELAY_MS] (default: models/vlmc-tiny)\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port P                 port, 0 = any free port (default 8080)\n"
             "  --port-file FILE         write the port listened on to FILE once ready\n"
@@ -73,35 +74,9 @@ static void log_line(void *ud, const char *line) {
     funlockfile(stderr);
 }
 
-static int is_dir_with_page(const char *d) {
-    char p[PATH_MAX + 16];
-    struct stat st;
-    if (strlen(d) >= PATH_MAX) return 0;
-    snprintf(p, sizeof p, "%s/index.html", d);
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The chat page's folder: $VLMC_WEB_DIR, else web/ beside the binary (build/vlmc,
- * build/asan/vlmc, build/clang/vlmc) or in the current directory. */
+/* The chat page's folder: $VLMC_WEB_DIR, else web/ of the source tree holding the binary, or ./web. */
 static const char *default_web_dir(char *buf, size_t n) {
-    const char *env = getenv("VLMC_WEB_DIR");
-    if (env && *env) return env;
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k > 0) {
-        exe[k] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        static const char *rel[] = {"/web", "/../web", "/../../web", "/../share/vlmc/web"};
-        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-            if (strlen(exe) + strlen(rel[i]) >= n) continue;
-            memcpy(buf, exe, strlen(exe) + 1);
-            strcat(buf, rel[i]);
-            if (is_dir_with_page(buf)) return buf;
-        }
-    }
-    if (is_dir_with_page("web")) return "web";
-    return NULL;
+    return cli_find_dir("VLMC_WEB_DIR", "web", "index.html", buf, n);
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -177,10 +152,8 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    if (!p.model) {
-        fprintf(stderr, "vlmc serve: -m MODEL is required (a model folder, or 'echo' for the test backend)\n");
-        return 2;
-    }
+    char modelbuf[PATH_MAX];
+    if (!p.model && !(p.model = cli_default_model("serve", modelbuf, sizeof modelbuf))) return 2;
     if (!p.api_key) p.api_key = getenv("VLMC_API_KEY");
     char webbuf[PATH_MAX];
     p.web_dir = web ? web : default_web_dir(webbuf, sizeof webbuf);

@@ -1,5 +1,6 @@
 /* Options shared by `vlmc run` and `vlmc chat`; see gen_opts.h. */
 #include "gen_opts.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -126,12 +127,11 @@ void gen_opts_install_sigint(gen_opts *o) {
 }
 
 int gen_opts_load(const gen_opts *o, const char *cmd, vlmc_model **m) {
-    if (!o->model) {
-        fprintf(stderr, "vlmc %s: no model given: use -m MODEL_DIR (there is no default model yet)\n", cmd);
-        return 2;
-    }
+    char buf[4096];
+    const char *path = o->model ? o->model : cli_default_model(cmd, buf, sizeof buf);
+    if (!path) return 2;
     vlmc_error err = {0};
-    if (vlmc_model_load(o->model, &o->mp, m, &err)) {
+    if (vlmc_model_load(path, &o->mp, m, &err)) {
         fprintf(stderr, "vlmc %s: %s\n", cmd, err.message);
         return 1;
     }
