@@ -39,7 +39,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
-.PHONY: all deps deps-web test test-asan check fuzz fuzz-build clean lib tests bench examples load-serve
+.PHONY: all deps deps-web test test-asan check fuzz fuzz-build clean lib tests bench examples load-serve model
 all: $(OUT)/vlmc examples
 
 # Installs the Debian packages vlmc needs when any is missing. Idempotent.
@@ -58,6 +58,11 @@ build/.deps-web-ok: tests/node/package-lock.json tests/node/package.json
 	@command -v npm > /dev/null || { echo "vlmc: deps-web needs node and npm (Node.js >= 18)" >&2; exit 1; }
 	@npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 	@mkdir -p build && touch $@
+
+# Trains vlmc's default model models/vlmc-tiny from nothing with vlmc alone (synthetic data, tokenizer,
+# LLaVA's two stages, evaluation on the held-out split): about an hour on 2 cores. See models/vlmc-tiny/README.md.
+model: $(OUT)/vlmc
+	@VLMC=$(OUT)/vlmc ./scripts/train_default_model.sh models/vlmc-tiny
 
 # Load test of `vlmc serve -m echo` (bench/load_serve.sh): 8 clients, LOAD_SECONDS (default 20).
 LOAD_SECONDS ?= 20
