@@ -343,6 +343,13 @@ vlmc_status vlmc_session_add_message(vlmc_session *s, const char *role, const ch
  * callback gets one last call with id -1 for text held back until the end. */
 vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlmc_stream_fn fn, void *user,
                                   vlmc_result *out, vlmc_error *err);
+/* The log-probability of `continuation` as the start of the assistant's answer to the conversation so far
+ * (rendered as generate renders it; the continuation tokenized without special tokens), summed over its
+ * tokens in double precision, and whether each of its tokens is the most likely one (*is_greedy, may be
+ * NULL). The conversation is not changed; the prompt stays in the KV cache, so scoring several options
+ * of one question runs the prompt once. lmms-eval's loglikelihood request. */
+vlmc_status vlmc_session_loglikelihood(vlmc_session *s, const char *continuation, double *logprob, int *is_greedy,
+                                       vlmc_error *err);
 /* The prompt ids of the last generate (owned by the session; valid until the next call). */
 void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t *n);
 

@@ -327,6 +327,83 @@ static void test_session_kv_reuse(void) {
     vlmc_model_free(m);
 }
 
+/* vlmc_session_loglikelihood: the greedy answer is greedy and scores as the session's own generation chose it;
+ * log P(ab cd) = log P(ab) + log P(cd | ab) < log P(ab); a fresh session and the cached prompt agree; the
+ * probabilities of every one-token continuation sum to at most 1 (the byte characters are tokens of their own). */
+static void test_session_loglikelihood(void) {
+    const char *p = shared_path("fixtures/llava");
+    if (!p) return;
+    char cmd[2048], model[600], img[1100];
+    snprintf(model, sizeof model, "%s/ll_model", test_tmpdir());
+    snprintf(img, sizeof img, "%s/reference/image.png", p);
+    snprintf(cmd, sizeof cmd, "python3 tests/make_chat_model.py '%s' '%s'", p, model);
+    if (system(cmd) != 0) {
+        test_skip("python3 tests/make_chat_model.py failed");
+        return;
+    }
+    vlmc_error err = {0};
+    vlmc_model *m = NULL;
+    vlmc_image *im = NULL;
+    vlmc_session *a = NULL, *b = NULL;
+    vlmc_result r;
+    memset(&r, 0, sizeof r);
+    if (!CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_session_new(m, 0, &a, &err) == VLMC_OK && vlmc_session_new(m, 0, &b, &err) == VLMC_OK, "%s",
+               err.message))
+        goto out;
+    /* the greedy answer, generated in b */
+    vlmc_gen_params gp = vlmc_gen_default_params();
+    gp.max_new_tokens = 3;
+    gp.ignore_eos = 1;
+    if (!CHECK(vlmc_session_add_image(b, im, &err) == VLMC_OK && vlmc_session_add_message(b, "user", "hi", &err) == VLMC_OK &&
+                   vlmc_session_generate(b, &gp, NULL, NULL, &r, &err) == VLMC_OK,
+               "%s", err.message))
+        goto out;
+    if (!CHECK(vlmc_session_add_image(a, im, &err) == VLMC_OK && vlmc_session_add_message(a, "user", "hi", &err) == VLMC_OK,
+               "%s", err.message))
+        goto out;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (CHECK(vlmc_tokenizer_encode(vlmc_model_tokenizer(m), r.text, r.text_len, 0, &ids, &n, &err) == VLMC_OK, "%s",
+              err.message) &&
+        n == r.n_ids && !memcmp(ids, r.ids, n * sizeof(int32_t))) {
+        double lp;
+        int greedy = 0;
+        CHECK(vlmc_session_loglikelihood(a, r.text, &lp, &greedy, &err) == VLMC_OK, "%s", err.message);
+        CHECK(greedy == 1 && lp < 0, "the greedy answer \"%s\": greedy %d, log p %g", r.text, greedy, lp);
+    } else printf("    (the greedy answer \"%s\" does not tokenize back to its ids: its greedy check is not run)\n", r.text);
+    vlmc_free(ids);
+    double ab, abcd, ab_fresh;
+    int g1, g2;
+    CHECK(vlmc_session_loglikelihood(a, "ab", &ab, &g1, &err) == VLMC_OK &&
+              vlmc_session_loglikelihood(a, "abcd", &abcd, &g2, &err) == VLMC_OK, "%s", err.message);
+    CHECK(abcd < ab && ab < 0, "log P(abcd) %g must be below log P(ab) %g < 0", abcd, ab);
+    /* the same question in a fresh session (no cache) */
+    vlmc_session_reset(b);
+    CHECK(vlmc_session_add_image(b, im, &err) == VLMC_OK && vlmc_session_add_message(b, "user", "hi", &err) == VLMC_OK &&
+              vlmc_session_loglikelihood(b, "ab", &ab_fresh, NULL, &err) == VLMC_OK, "%s", err.message);
+    CHECK(fabs(ab - ab_fresh) <= 1e-5 * fabs(ab), "cached prompt %g vs fresh %g", ab, ab_fresh);
+    /* single printable ASCII characters are distinct one-token continuations: their probabilities sum to <= 1 */
+    double total = 0;
+    int ok = 1;
+    for (int c = '!'; c <= '~' && ok; c++) {
+        char t[2] = {(char)c, 0};
+        double lp;
+        ok = vlmc_session_loglikelihood(a, t, &lp, NULL, &err) == VLMC_OK;
+        total += exp(lp);
+    }
+    CHECK(ok && total > 0 && total <= 1 + 1e-9, "sum of one-character probabilities %g (%s)", total, ok ? "" : err.message);
+    double dummy;
+    CHECK(vlmc_session_loglikelihood(a, "", &dummy, NULL, &err) == VLMC_ERR_ARG, "an empty continuation is an error");
+out:
+    vlmc_result_free(&r);
+    vlmc_session_free(a);
+    vlmc_session_free(b);
+    vlmc_image_free(im);
+    vlmc_model_free(m);
+}
+
 int main(void) {
     tests_begin("vlm");
     TEST_RUN(test_llava);
@@ -341,5 +418,6 @@ int main(void) {
     TEST_RUN(test_dump_loss_and_grads);
     TEST_RUN(test_splice_count);
     TEST_RUN(test_session_kv_reuse);
+    TEST_RUN(test_session_loglikelihood);
     return tests_end();
 }

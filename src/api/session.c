@@ -4,6 +4,8 @@
  * prefix of the new prompt that equals what the cache holds (the earlier prompt plus the answer's fed tokens);
  * only the rest is run. Image features are computed once, when an image is attached, and stay in the session;
  * the image tokens of the suffix take the rows after those the cached prefix used. */
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,6 +229,137 @@ static vlmc_status build_prompt(vlmc_session *s, char **out, vlmc_error *err) {
     return *out ? VLMC_OK : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
 }
 
+/* Renders and tokenizes the conversation with the assistant turn opened into s->prompt, and checks that it
+ * fits the context and that its image tokens match the attached images' feature rows. */
+static vlmc_status session_prompt(vlmc_session *s, vlmc_error *err) {
+    if (s->n_pending)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%d image(s) attached after the last message: add the message they belong to",
+                         s->n_pending);
+    const vlmc_model *m = s->m;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    vlmc_status st = build_prompt(s, &text, err);
+    if (st) return st;
+    /* one BOS: the post-processor's, unless the template wrote it already */
+    int add_special = 1;
+    int32_t bos = vlmc_tokenizer_bos_id(m->tok);
+    const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
+    if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
+    st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err);
+    free(text);
+    if (st) return st;
+    free(s->prompt);
+    s->prompt = ids;
+    s->n_prompt = n;
+    if (n == 0) return vlmc_fail(err, VLMC_ERR_ARG, "the prompt is empty");
+    if (n >= (size_t)s->n_ctx)
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "the conversation needs %zu tokens; the context holds %d (-c)", n, s->n_ctx);
+    size_t n_img = 0;
+    for (size_t i = 0; i < n; i++) n_img += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
+    if (m->vm.has_vision && n_img != s->n_features)
+        return vlmc_fail(err, VLMC_ERR_ARG, "Image features and image tokens do not match: tokens: %zu, features %zu",
+                         n_img, s->n_features);
+    return VLMC_OK;
+}
+
+/* Keeps the longest prefix of s->prompt that the KV cache holds (at least one token is left to run, for the
+ * first logits): *k tokens, of which *first are image tokens. */
+static void session_reuse_cache(vlmc_session *s, size_t *k, size_t *first) {
+    const int32_t *ids = s->prompt;
+    const size_t n = s->n_prompt, cached = (size_t)s->ctx.kv.n_past;
+    const int32_t img = s->m->vm.image_token_id;
+    size_t i = 0;
+    while (i < cached && i < n && s->cached[i] == ids[i]) i++;
+    if (i == n) i--;
+    s->ctx.kv.n_past = (int)i;
+    s->ctx.kv.n_valid[0] = (int32_t)i;
+    *k = i;
+    *first = 0;
+    for (size_t j = 0; j < i; j++) *first += img >= 0 && ids[j] == img;
+}
+
+/* Runs embeds [T, D] after the KV cache in passes of at most max_tokens; logits of every position into
+ * logits [T, vocab], or (logits NULL) of the last one only into ctx.step_logits. */
+static vlmc_status session_run(vlmc_session *s, const float *embeds, size_t T, float *logits, vlmc_error *err) {
+    llama_ctx *c = &s->ctx;
+    const size_t D = (size_t)c->m->dim, V = (size_t)c->m->vocab;
+    vlmc_status st = VLMC_OK;
+    for (size_t done = 0; !st && done < T;) {
+        size_t n = T - done < (size_t)c->max_tokens ? T - done : (size_t)c->max_tokens;
+        llama_output out = logits ? (llama_output){.logits = logits + done * V}
+                                  : (llama_output){.logits = c->step_logits, .logits_last_only = true};
+        st = llama_forward(c, &(llama_input){.n_tokens = (int)n, .embeds = embeds + done * D}, &out, err);
+        done += n;
+    }
+    return st;
+}
+
+/* log softmax(logits)[id] in double, and whether id is the (first) argmax. */
+static double log_prob_of(const float *logits, size_t V, int32_t id, bool *is_max) {
+    size_t best = 0;
+    for (size_t i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    double sum = 0;
+    for (size_t i = 0; i < V; i++) sum += exp((double)logits[i] - (double)logits[best]);
+    *is_max = (size_t)id == best;
+    return (double)logits[id] - (double)logits[best] - log(sum);
+}
+
+vlmc_status vlmc_session_loglikelihood(vlmc_session *s, const char *continuation, double *logprob, int *is_greedy,
+                                       vlmc_error *err) {
+    if (!s || !continuation || !logprob) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_loglikelihood: NULL argument");
+    const vlmc_model *m = s->m;
+    const size_t D = (size_t)m->vm.lm.dim, V = (size_t)m->vm.lm.vocab;
+    int32_t *cont = NULL;
+    size_t nc = 0;
+    float *embeds = NULL, *logits = NULL;
+    vlmc_status st = session_prompt(s, err);
+    if (!st) st = vlmc_tokenizer_encode(m->tok, continuation, strlen(continuation), 0, &cont, &nc, err);
+    if (st) return st;
+    const size_t n = s->n_prompt;
+    if (nc == 0) st = vlmc_fail(err, VLMC_ERR_ARG, "the continuation \"%s\" has no tokens", continuation);
+    else if (n + nc > (size_t)s->n_ctx)
+        st = vlmc_fail(err, VLMC_ERR_LIMIT, "prompt and continuation need %zu tokens; the context holds %d", n + nc,
+                       s->n_ctx);
+    size_t k = 0, first = 0;
+    if (!st) session_reuse_cache(s, &k, &first);
+    /* the prompt after the cache (its last logits predict the first continuation token), then the continuation
+     * but its last token, every position's logits kept */
+    const size_t T = n - k > nc - 1 ? n - k : nc - 1;
+    if (!st && (!(embeds = malloc(T * D * sizeof(float))) || !(logits = malloc((nc > 1 ? nc - 1 : 1) * V * sizeof(float)))))
+        st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!st) st = vlm_embed(&m->vm, s->prompt + k, n - k, s->features, s->n_features, first, false, embeds, NULL, err);
+    if (!st) st = session_run(s, embeds, n - k, NULL, err);
+    bool greedy = true, top;
+    double lp = 0;
+    if (!st) {
+        lp += log_prob_of(s->ctx.step_logits, V, cont[0], &top);
+        greedy &= top;
+        memcpy(s->cached, s->prompt, n * sizeof(int32_t));
+    }
+    if (!st && nc > 1) {
+        st = vlm_embed(&m->vm, cont, nc - 1, s->features, s->n_features, s->n_features, false, embeds, NULL, err);
+        if (!st) st = session_run(s, embeds, nc - 1, logits, err);
+        for (size_t i = 1; !st && i < nc; i++) {
+            lp += log_prob_of(logits + (i - 1) * V, V, cont[i], &top);
+            greedy &= top;
+        }
+    }
+    /* the cache keeps the prompt only: the next call (another option) reuses it */
+    if (st) llama_ctx_reset(&s->ctx);
+    else {
+        s->ctx.kv.n_past = (int)n;
+        s->ctx.kv.n_valid[0] = (int32_t)n;
+        *logprob = lp;
+        if (is_greedy) *is_greedy = greedy;
+    }
+    free(cont);
+    free(embeds);
+    free(logits);
+    return st;
+}
+
 vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlmc_stream_fn fn, void *user,
                                   vlmc_result *out, vlmc_error *err) {
     if (out) memset(out, 0, sizeof *out);
@@ -237,48 +370,17 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
         return vlmc_fail(err, VLMC_ERR_ARG,
                          "generation parameters: need max_new_tokens >= 0, temperature >= 0, top_k >= 0, 0 < top_p <= 1, "
                          "0 <= min_p <= 1, repetition_penalty > 0");
-    if (s->n_pending)
-        return vlmc_fail(err, VLMC_ERR_ARG, "%d image(s) attached after the last message: add the message they belong to",
-                         s->n_pending);
     const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim;
-    char *text = NULL;
-    int32_t *ids = NULL, *gen = NULL;
-    size_t n = 0;
+    int32_t *gen = NULL;
     float *embeds = NULL;
     gen_result r = {0};
-    vlmc_status st = build_prompt(s, &text, err);
+    vlmc_status st = session_prompt(s, err);
     if (st) return st;
-    /* one BOS: the post-processor's, unless the template wrote it already */
-    int add_special = 1;
-    int32_t bos = vlmc_tokenizer_bos_id(m->tok);
-    const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
-    if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
-    if ((st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err))) goto done;
-    free(s->prompt);
-    s->prompt = ids;
-    s->n_prompt = n;
-    if (n == 0) { st = vlmc_fail(err, VLMC_ERR_ARG, "the prompt is empty"); goto done; }
-    if (n >= (size_t)s->n_ctx) {
-        st = vlmc_fail(err, VLMC_ERR_LIMIT, "the conversation needs %zu tokens; the context holds %d (-c)", n, s->n_ctx);
-        goto done;
-    }
-    /* all image tokens of the conversation must have their feature rows */
-    size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
-    if (m->vm.has_vision && n_img != s->n_features) {
-        st = vlmc_fail(err, VLMC_ERR_ARG, "Image features and image tokens do not match: tokens: %zu, features %zu", n_img,
-                       s->n_features);
-        goto done;
-    }
-    /* reuse the cached prefix; at least one token is run for the first logits */
-    size_t k = 0, cached = (size_t)s->ctx.kv.n_past;
-    while (k < cached && k < n && s->cached[k] == ids[k]) k++;
-    if (k == n) k--;
-    s->ctx.kv.n_past = (int)k;
-    s->ctx.kv.n_valid[0] = (int32_t)k;
-    size_t first = 0;
-    for (size_t i = 0; i < k; i++) first += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
+    const int32_t *ids = s->prompt;
+    const size_t n = s->n_prompt;
+    size_t k, first;
+    session_reuse_cache(s, &k, &first);
     const size_t T = n - k;
     if (!(embeds = malloc(T * D * sizeof(float)))) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = vlm_embed(&m->vm, ids + k, T, s->features, s->n_features, first, false, embeds, NULL, err))) goto done;
@@ -322,7 +424,6 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     s->encode_s = 0;
 done:
     strbuf_free(&r.text);
-    free(text);
     free(embeds);
     free(gen);
     return st;

@@ -7,8 +7,9 @@
  * from the text. Generation is greedy when the task's temperature is 0, stops at
  * the task's stop strings and at EOS, and is cut before the first stop string.
  * model_args: comma-separated key=value pairs: n_ctx=N, threads=N.
- * Log-likelihood scoring is not wired yet: tasks with "output_type":
- * "multiple_choice" fail with a clear error on this backend. */
+ * Log-likelihood scoring ("output_type": "multiple_choice") asks the session for
+ * the log-probability of each option as the start of the assistant's answer;
+ * the prompt runs once per question (the options reuse its KV cache). */
 #include "eval/harness.h"
 
 #include <stdio.h>
@@ -47,22 +48,36 @@ static char *prompt_text(const char *prompt) {
     return s;
 }
 
+/* A fresh one-turn conversation: the request's images, then its text. */
+static vlmc_status start_request(model_backend *b, const eval_request *r, vlmc_error *err) {
+    vlmc_session_reset(b->session);
+    vlmc_status s = VLMC_OK;
+    for (size_t k = 0; k < r->n_images && !s; k++) {
+        vlmc_image *im = NULL;
+        s = vlmc_image_from_rgb(r->images[k].data, r->images[k].width, r->images[k].height, &im, err);
+        if (!s) s = vlmc_session_add_image(b->session, im, err);
+        vlmc_image_free(im);
+    }
+    char *text = s ? NULL : prompt_text(r->prompt);
+    if (!s && !text) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!s) s = vlmc_session_add_message(b->session, "user", text, err);
+    free(text);
+    return s;
+}
+
+static vlmc_status model_loglikelihood(void *ctx, const eval_request *r, const char *const *continuations, size_t n,
+                                       double *logprobs, vlmc_error *err) {
+    model_backend *b = ctx;
+    vlmc_status s = start_request(b, r, err);
+    for (size_t i = 0; i < n && !s; i++) s = vlmc_session_loglikelihood(b->session, continuations[i], &logprobs[i], NULL, err);
+    return s ? vlmc_fail_prefix(err, "%s doc %lld", r->task, (long long)r->doc_id) : VLMC_OK;
+}
+
 static vlmc_status model_generate(void *ctx, const eval_request *reqs, size_t n, char **responses, vlmc_error *err) {
     model_backend *b = ctx;
     for (size_t i = 0; i < n; i++) {
         const eval_request *r = &reqs[i];
-        vlmc_session_reset(b->session);
-        vlmc_status s = VLMC_OK;
-        for (size_t k = 0; k < r->n_images && !s; k++) {
-            vlmc_image *im = NULL;
-            s = vlmc_image_from_rgb(r->images[k].data, r->images[k].width, r->images[k].height, &im, err);
-            if (!s) s = vlmc_session_add_image(b->session, im, err);
-            vlmc_image_free(im);
-        }
-        char *text = s ? NULL : prompt_text(r->prompt);
-        if (!s && !text) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-        if (!s) s = vlmc_session_add_message(b->session, "user", text, err);
-        free(text);
+        vlmc_status s = start_request(b, r, err);
         vlmc_gen_params p = vlmc_gen_default_params();
         p.max_new_tokens = r->max_new_tokens > 0 ? r->max_new_tokens : p.max_new_tokens;
         p.temperature = (float)r->temperature;
@@ -116,7 +131,7 @@ vlmc_status eval_backend_model(const char *model_dir, const char *model_args, ev
     out->name = "model";
     out->needs_images = true;
     out->generate = model_generate;
-    out->loglikelihood = NULL;
+    out->loglikelihood = model_loglikelihood;
     out->free = model_backend_free;
     return VLMC_OK;
 }

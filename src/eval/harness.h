@@ -66,8 +66,8 @@ vlmc_status eval_backend_oracle(eval_backend *out, vlmc_error *err);
  * log of an earlier run is one); a request whose (task, doc_id) the file lacks
  * is an error naming the file. Later lines win over earlier ones. */
 vlmc_status eval_backend_replay(const char *path, eval_backend *out, vlmc_error *err);
-/* The real model (src/eval/backend_model.c): pending integration with the
- * model/session API; see docs/EVAL.md. Returns VLMC_ERR_UNSUPPORTED until then. */
+/* A model folder (src/eval/backend_model.c), answered through a vlmc_session:
+ * generation and log-likelihood scoring. */
 vlmc_status eval_backend_model(const char *model_dir, const char *model_args, eval_backend *out,
                                vlmc_error *err);
 void eval_backend_close(eval_backend *b);
