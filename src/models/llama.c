@@ -156,7 +156,7 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     if (matmul_scratch_floats((int64_t)QD) > sn) sn = matmul_scratch_floats((int64_t)QD);
     if (matmul_scratch_floats((int64_t)I) > sn) sn = matmul_scratch_floats((int64_t)I);
     bool all_f32 = m->tok_emb.type == DT_F32 && m->lm_head.type == DT_F32;
-    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers[l].wq.type == DT_F32;
+    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers && m->layers[l].wq.type == DT_F32;
     c->scratch_n = all_f32 ? 0 : sn;
     c->inv_freq = malloc(half * sizeof(float));
     c->x = malloc(R * D * sizeof(float));
@@ -220,6 +220,7 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
 
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
     const llama_model *m = c->m;
+    if (m->forward) return m->forward(c, in, out, err);
     const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
     const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
                   I = m->ffn_dim, half = m->rot_dim / 2;

@@ -37,6 +37,10 @@ typedef struct llama_layer {
     tensor b_gate, b_up, b_down; /* mlp_bias, data == NULL when absent */
 } llama_layer;
 
+struct llama_ctx;
+struct llama_input;
+struct llama_output;
+
 typedef struct llama_model {
     hf_text_config cfg;
     int n_layers, dim, n_heads, n_kv_heads, head_dim, rot_dim, ffn_dim, vocab;
@@ -45,6 +49,13 @@ typedef struct llama_model {
     tensor final_norm; /* [D] */
     tensor lm_head;    /* [vocab, D]; the embedding matrix when tied */
     llama_layer *layers;
+    /* A decoder of another architecture that runs in this context (its KV cache, buffers, generation loop and
+     * sessions): llama_forward calls `forward` instead of the layers above (layers is NULL), the sizes above plan
+     * the buffers (ffn_dim = its MLP width) and `arch` holds its own weights. NULL for the Llama family.
+     * Kosmos-2's text decoder (src/models/kosmos2.c) is one. */
+    vlmc_status (*forward)(struct llama_ctx *c, const struct llama_input *in, const struct llama_output *out,
+                           vlmc_error *err);
+    const void *arch;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,
