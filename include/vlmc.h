@@ -346,6 +346,27 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
 /* The prompt ids of the last generate (owned by the session; valid until the next call). */
 void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t *n);
 
+/* ---- grounded answers ---------------------------------------------------------- */
+
+/* A box an answer names: x to the right and y down from the image's top-left corner. */
+typedef struct vlmc_box {
+    char *label;           /* the phrase it belongs to (KOSMOS-2 <phrase>, Qwen <ref>), or NULL */
+    double x1, y1, x2, y2; /* pixels of the image the answer is about (or 0..1 when width or height is 0) */
+} vlmc_box;
+
+/* The boxes in a model's answer text[0..len) (UTF-8): KOSMOS-2 markup (<phrase>..</phrase><object><patch_index_A>
+ * <patch_index_B></object>, read as transformers' Kosmos2Processor.post_process_generation does), Qwen-VL
+ * (<ref>..</ref><box>(x1,y1),(x2,y2)</box>) and Qwen2-VL (<|object_ref_start|>..<|box_start|>(x1,y1),(x2,y2)
+ * <|box_end|>) boxes on 0..1000, and "[x1, y1, x2, y2]" on 0..1000 (vlmc's synthetic data). Coordinates are scaled
+ * to a width × height image. *boxes is malloc'ed (NULL when none); free it with vlmc_boxes_free. */
+vlmc_status vlmc_answer_boxes(const char *text, size_t len, int width, int height, vlmc_box **boxes, size_t *n,
+                              vlmc_error *err);
+void vlmc_boxes_free(vlmc_box *boxes, size_t n);
+/* Writes im with the outlines of the boxes (pixel coordinates; a colour per box, clipped to the image) as a PNG
+ * file. im is not modified. */
+vlmc_status vlmc_image_save_png_with_boxes(const vlmc_image *im, const vlmc_box *boxes, size_t n, const char *path,
+                                           vlmc_error *err);
+
 /* ---- synthetic dataset -------------------------------------------------------- */
 
 /* `vlmc synth`: a synthetic visual world (shapes, colours, sizes, words over

@@ -432,8 +432,8 @@ static size_t tag_at(const uint32_t *c, size_t n, size_t i, int grid) {
 /* "<patch_index_" + str(idx).zfill(4) + ">" */
 static bool push_patch_token(cps *s, long long idx) {
     char num[32], tok[64];
-    snprintf(num, sizeof num, "%lld", idx < 0 ? -idx : idx);
-    size_t pad = strlen(num) < 4 - (idx < 0) ? 4 - (idx < 0) - strlen(num) : 0;
+    snprintf(num, sizeof num, "%llu", idx < 0 ? 0ull - (unsigned long long)idx : (unsigned long long)idx);
+    size_t pad = strlen(num) < 4 - (size_t)(idx < 0) ? 4 - (size_t)(idx < 0) - strlen(num) : 0;
     snprintf(tok, sizeof tok, "<patch_index_%s%.*s%s>", idx < 0 ? "-" : "", (int)pad, "0000", num);
     return cps_push_ascii(s, tok);
 }
