@@ -108,9 +108,24 @@ static void test_dump_inputs(void) {
     }
 }
 
+/* vlmc info: the family's components and configs */
+static void test_info(void) {
+    const char *p = shared_path("fixtures/kosmos2");
+    if (!p) return;
+    char *json = NULL;
+    vlmc_error err = {0};
+    if (!CHECK(vlmc_info_json(p, &json, &err) == VLMC_OK, "%s", err.message)) return;
+    CHECK(strstr(json, "\"model_type\": \"kosmos-2\"") && strstr(json, "\"projector\": 19264") &&
+              strstr(json, "\"vision_tower\": 36608") && strstr(json, "\"layers\": 2, \"hidden_size\": 64") &&
+              strstr(json, "\"image_size\": 56, \"patch_size\": 14"),
+          "%s", json);
+    vlmc_free(json);
+}
+
 int main(void) {
     tests_begin("kosmos2");
     TEST_RUN(test_fixture);
     TEST_RUN(test_dump_inputs);
+    TEST_RUN(test_info);
     return tests_end();
 }

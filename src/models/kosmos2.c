@@ -341,34 +341,19 @@ static void add_sinusoid(float *x, int pos, int pad, int D) {
 
 static vlmc_status kosmos2_text_forward(llama_ctx *c, const llama_input *in, const llama_output *out,
                                         vlmc_error *err) {
-    const llama_model *m = c->m;
-    const kosmos2 *k = m->arch;
+    const kosmos2 *k = c->m->arch;
     const int B = c->n_batch, T = in->n_tokens, L = k->L;
     const int64_t R = (int64_t)B * T, D = k->D, F = k->F, hd = D / k->H;
     kv_cache *kv = &c->kv;
-    vlmc_status s;
-    if (T <= 0 || T > c->max_tokens)
-        return vlmc_fail(err, VLMC_ERR_ARG, "decoder: %d tokens per sequence in one call (1..%d planned)", T,
-                         c->max_tokens);
-    if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
-    if ((s = kv_cache_reserve(kv, T, err))) return s;
-
-    /* x[R, D] = embeddings (image rows already spliced in by the caller) · embed_scale + positions */
-    if (in->tokens) {
-        if ((s = llama_embed_tokens(m, in->tokens, R, c->x, err))) return s;
-    } else {
-        memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
-    }
+    vlmc_status s = llama_forward_start(c, in, err); /* c->x = embeddings (image rows spliced in by the caller) */
+    if (s) return s;
+    /* x = x · embed_scale + sinusoid(position); position: padding_idx + count of real tokens, padding_idx for
+     * padding (a zero row) */
     for (int64_t i = 0; i < R * D; i++) c->x[i] *= k->embed_scale;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const size_t r = (size_t)b * T + t;
-            int mk = in->attention_mask ? in->attention_mask[r] != 0 : 1;
-            kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
-            if (mk) kv->n_valid[b]++;
-            int pos = in->position_ids ? in->position_ids[r] : (mk ? k->pad + kv->n_valid[b] : k->pad);
-            add_sinusoid(c->x + r * D, pos, k->pad, (int)D);
-        }
+    for (int64_t r = 0; r < R; r++) {
+        int pos = in->position_ids ? in->position_ids[r] : k->pad + c->pos[r];
+        add_sinusoid(c->x + r * D, pos, k->pad, (int)D);
+    }
     float *hs = out->hidden_states;
     if (hs) memcpy(hs, c->x, (size_t)R * D * sizeof(float));
 
@@ -404,16 +389,7 @@ static vlmc_status kosmos2_text_forward(llama_ctx *c, const llama_input *in, con
     /* final layer_norm; logits = xn lm_head^T */
     layernorm_forward(c->xn, c->x, k->final_norm.w, k->final_norm.b, (size_t)R, (size_t)D, k->eps);
     if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
-    if (out->logits) {
-        if (out->logits_last_only) {
-            for (int b = 0; b < B; b++)
-                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        } else {
-            matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        }
-    }
-    kv->n_past += T;
+    llama_forward_finish(c, T, out);
     return VLMC_OK;
 }
 

@@ -218,12 +218,9 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
-    const llama_model *m = c->m;
-    if (m->forward) return m->forward(c, in, out, err);
-    const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
-    const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
-                  I = m->ffn_dim, half = m->rot_dim / 2;
+vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err) {
+    const int B = c->n_batch, T = in->n_tokens;
+    const int64_t R = (int64_t)B * T, D = c->m->dim;
     kv_cache *kv = &c->kv;
     vlmc_status s;
     if (T <= 0 || T > c->max_tokens)
@@ -234,22 +231,54 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
 
     /* x[R, D]: token embeddings, or the caller's (VLM: text + image features) */
     if (in->tokens) {
-        if ((s = llama_embed_tokens(m, in->tokens, R, c->x, err))) return s;
+        if ((s = llama_embed_tokens(c->m, in->tokens, R, c->x, err))) return s;
     } else {
         memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
     }
-
-    /* slots n_past..n_past+T-1: padding mask and position ids (generate(): cumsum(mask) - 1, padding -> 1) */
-    int max_pos = 0;
+    /* slots n_past..n_past+T-1: padding mask, and the count of real tokens so far (0 for padding) */
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             int mk = in->attention_mask ? in->attention_mask[(size_t)b * T + t] != 0 : 1;
             kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
             if (mk) kv->n_valid[b]++;
-            int p = in->position_ids ? in->position_ids[(size_t)b * T + t] : (mk ? kv->n_valid[b] - 1 : 1);
-            c->pos[(size_t)b * T + t] = p;
-            if (p > max_pos) max_pos = p;
+            c->pos[(size_t)b * T + t] = mk ? kv->n_valid[b] : 0;
         }
+    }
+    return VLMC_OK;
+}
+
+void llama_forward_finish(llama_ctx *c, int T, const llama_output *out) {
+    const llama_model *m = c->m;
+    const int B = c->n_batch;
+    const int64_t D = m->dim;
+    if (out->logits) {
+        if (out->logits_last_only) {
+            for (int b = 0; b < B; b++)
+                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
+            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        } else {
+            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        }
+    }
+    c->kv.n_past += T;
+}
+
+vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
+    const llama_model *m = c->m;
+    if (m->forward) return m->forward(c, in, out, err);
+    const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
+    const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
+                  I = m->ffn_dim, half = m->rot_dim / 2;
+    kv_cache *kv = &c->kv;
+    vlmc_status s = llama_forward_start(c, in, err);
+    if (s) return s;
+
+    /* position ids: generate()'s rule, cumsum(mask) - 1, padding -> 1 */
+    int max_pos = 0;
+    for (int64_t r = 0; r < R; r++) {
+        int p = in->position_ids ? in->position_ids[r] : (c->pos[r] ? c->pos[r] - 1 : 1);
+        c->pos[r] = p;
+        if (p > max_pos) max_pos = p;
     }
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
     rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
@@ -292,16 +321,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     /* final norm; logits = xn lm_head^T */
     rmsnorm_f32(c->xn, c->x, R, D, &m->final_norm, m->eps);
     if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
-    if (out->logits) {
-        if (out->logits_last_only) {
-            for (int b = 0; b < B; b++)
-                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        } else {
-            matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        }
-    }
-    kv->n_past += T;
+    llama_forward_finish(c, T, out);
     return VLMC_OK;
 }
 

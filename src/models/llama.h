@@ -126,6 +126,13 @@ typedef struct llama_output {
  * VLMC_ERR_LIMIT when the cache is full. */
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err);
 
+/* The two ends of a forward, shared with the decoders that run in this context (llama_model.forward):
+ * start checks T, reserves T slots, writes c->x [B·T, D] (token embeddings, or in->embeds) and records the
+ * padding mask of the new slots, with c->pos[r] = the 1-based count of real tokens of the sequence up to token r
+ * (0 for padding); finish computes the logits of c->xn (the final norm's output) and makes the T slots cached. */
+vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err);
+void llama_forward_finish(llama_ctx *c, int T, const llama_output *out);
+
 /* Greedy decoding: runs the prompt in one pass after whatever is cached, then feeds
  * back the argmax token n_new - 1 times (one token per sequence per step), no EOS stop.
  * ids: [B, n_new]; step_logits: [B, n_new, vocab] (the logits that chose each token) or NULL. */
