@@ -344,7 +344,6 @@ static vlmc_status kosmos2_text_forward(llama_ctx *c, const llama_input *in, con
     const kosmos2 *k = c->m->arch;
     const int B = c->n_batch, T = in->n_tokens, L = k->L;
     const int64_t R = (int64_t)B * T, D = k->D, F = k->F, hd = D / k->H;
-    kv_cache *kv = &c->kv;
     vlmc_status s = llama_forward_start(c, in, err); /* c->x = embeddings (image rows spliced in by the caller) */
     if (s) return s;
     /* x = x · embed_scale + sinusoid(position); position: padding_idx + count of real tokens, padding_idx for
@@ -357,7 +356,7 @@ static vlmc_status kosmos2_text_forward(llama_ctx *c, const llama_input *in, con
     float *hs = out->hidden_states;
     if (hs) memcpy(hs, c->x, (size_t)R * D * sizeof(float));
 
-    const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = k->H,
+    const attn_args aa = {.B = B, .T = T, .n_past = c->kv.n_past, .n_ctx = c->n_ctx, .n_heads = k->H,
                           .n_kv_heads = k->H, .head_dim = (int)hd, .window = 0, .scale = 1.0f / sqrtf((float)hd),
                           .n_threads = c->n_threads};
     for (int l = 0; l < L; l++) {
@@ -367,12 +366,7 @@ static vlmc_status kosmos2_text_forward(llama_ctx *c, const llama_input *in, con
         matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
                          (const tensor *const[]){&w->wq, &w->wk, &w->wv},
                          (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
-        kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
-        kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
-        if (T >= ATTN_GEMM_MIN_T && c->attn_S)
-            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S, c->attn_rows);
-        else
-            attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        llama_attention(c, l, &aa);
         /* x += inner_attn_ln(att) Wo^T + bo */
         layernorm_forward(c->att, c->att, w->inner_norm.w, w->inner_norm.b, (size_t)R, (size_t)D, k->eps);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);

@@ -263,6 +263,16 @@ void llama_forward_finish(llama_ctx *c, int T, const llama_output *out) {
     c->kv.n_past += T;
 }
 
+void llama_attention(llama_ctx *c, int l, const attn_args *aa) {
+    kv_cache *kv = &c->kv;
+    kv_cache_store(kv, kv_cache_k(kv, l), c->k, aa->T);
+    kv_cache_store(kv, kv_cache_v(kv, l), c->v, aa->T);
+    if (aa->T >= ATTN_GEMM_MIN_T && c->attn_S)
+        attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, aa, c->attn_S, c->attn_rows);
+    else
+        attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, aa, c->scores);
+}
+
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
     const llama_model *m = c->m;
     if (m->forward) return m->forward(c, in, out, err);
@@ -299,13 +309,8 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
                          (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
-        kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
-        kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
-        if (T >= ATTN_GEMM_MIN_T && c->attn_S)
-            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S, c->attn_rows);
-        else
-            attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        llama_attention(c, l, &aa);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
         /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */

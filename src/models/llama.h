@@ -132,6 +132,10 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
  * (0 for padding); finish computes the logits of c->xn (the final norm's output) and makes the T slots cached. */
 vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err);
 void llama_forward_finish(llama_ctx *c, int T, const llama_output *out);
+/* One layer's attention: caches c->k, c->v (aa->T new rows per sequence) in layer l, then c->att = softmax(c->q k^T
+ * · aa->scale + mask) v over the cache (row by row, or through sgemm for ATTN_GEMM_MIN_T+ new tokens). */
+struct attn_args;
+void llama_attention(llama_ctx *c, int l, const struct attn_args *aa);
 
 /* Greedy decoding: runs the prompt in one pass after whatever is cached, then feeds
  * back the argmax token n_new - 1 times (one token per sequence per step), no EOS stop.

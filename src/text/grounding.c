@@ -46,6 +46,8 @@ static bool cps_push_ascii(cps *s, const char *a) {
 
 static vlmc_status decode(const char *text, size_t len, cps *out, vlmc_error *err) {
     memset(out, 0, sizeof *out);
+    if (!cps_push(out, 0)) return vlmc_fail(err, VLMC_ERR_NOMEM, "grounding: out of memory");
+    out->n = 0; /* never a NULL array, even for an empty text */
     for (size_t i = 0; i < len;) {
         uint32_t c;
         size_t l = utf8_decode(text + i, len - i, &c);
