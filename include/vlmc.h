@@ -221,7 +221,7 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
 /* A loaded model folder: config.json + *.safetensors of a family found by config.json's model_type:
  * llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), llava
  * (LlavaForConditionalGeneration), llava_next (LlavaNextForConditionalGeneration), idefics3
- * (Idefics3ForConditionalGeneration, SmolVLM). When the folder has them, also: tokenizer.json (+
+ * (Idefics3ForConditionalGeneration, SmolVLM), kosmos-2 (Kosmos2ForConditionalGeneration; through vlmc_dump). When the folder has them, also: tokenizer.json (+
  * tokenizer_config.json), the chat template, preprocessor_config.json (VLMs) and generation_config.json
  * (eos_token_id, an id or a list). Weights stay memory-mapped. A loaded model is not modified by use:
  * all run state (KV cache, conversation) lives in sessions. */
@@ -249,13 +249,15 @@ const vlmc_tokenizer *vlmc_model_tokenizer(const vlmc_model *m);
  * per output. Inputs: input_ids [B, T] (int32), attention_mask [B, T] (0 = left padding; position ids
  * are derived from it as generate() does, unless position_ids [B, T] is given), and for VLMs
  * pixel_values (llava: [N, 3, H, W]; llava_next: [N, tiles, 3, H, W] with image_sizes [N, 2]; idefics3:
- * [B, N, 3, H, W] with pixel_attention_mask [B, N, H, W]; all-zero padding images are dropped). The image
+ * [B, N, 3, H, W] with pixel_attention_mask [B, N, H, W]; all-zero padding images are dropped; kosmos-2:
+ * [N, 3, H, W] with image_embeds_position_mask [B, T], the positions its image embeddings replace). The image
  * features fill the image-token positions in reading order. labels [B, T] (-100 ignored, HF's shift) add
  * the output loss [1] (through the training graph: decoder-only models and LLaVA), and with grads != 0
  * OUT_DIR/grads.safetensors (d loss / d parameter, checkpoint names). Any other input is an error. Outputs: logits [B, T, V]; hidden_states (decoder-only) or text_hidden_states
  * (VLMs) [L+1, B, T, D]; VLMs: vision_hidden_states [Lv+1, tiles, tokens, Dv], projector_output, and per
  * family vision_selected_features (llava, llava_next), packed_image_features (llava_next),
- * vision_last_hidden_state (idefics3); with generate_n > 0, generated_ids [B, n] and
+ * vision_last_hidden_state (idefics3), vision_post_layernorm, vision_normalized and image_embeds instead of
+ * projector_output (kosmos-2); with generate_n > 0, generated_ids [B, n] and
  * generation_step_logits [B, n, V] (greedy, no EOS stop, KV-cache path). */
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,
                       vlmc_error *err);
@@ -352,6 +354,27 @@ vlmc_status vlmc_session_loglikelihood(vlmc_session *s, const char *continuation
                                        vlmc_error *err);
 /* The prompt ids of the last generate (owned by the session; valid until the next call). */
 void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t *n);
+
+/* ---- grounded answers ---------------------------------------------------------- */
+
+/* A box an answer names: x to the right and y down from the image's top-left corner. */
+typedef struct vlmc_box {
+    char *label;           /* the phrase it belongs to (KOSMOS-2 <phrase>, Qwen <ref>), or NULL */
+    double x1, y1, x2, y2; /* pixels of the image the answer is about (or 0..1 when width or height is 0) */
+} vlmc_box;
+
+/* The boxes in a model's answer text[0..len) (UTF-8): KOSMOS-2 markup (<phrase>..</phrase><object><patch_index_A>
+ * <patch_index_B></object>, read as transformers' Kosmos2Processor.post_process_generation does), Qwen-VL
+ * (<ref>..</ref><box>(x1,y1),(x2,y2)</box>) and Qwen2-VL (<|object_ref_start|>..<|box_start|>(x1,y1),(x2,y2)
+ * <|box_end|>) boxes on 0..1000, and "[x1, y1, x2, y2]" on 0..1000 (vlmc's synthetic data). Coordinates are scaled
+ * to a width × height image. *boxes is malloc'ed (NULL when none); free it with vlmc_boxes_free. */
+vlmc_status vlmc_answer_boxes(const char *text, size_t len, int width, int height, vlmc_box **boxes, size_t *n,
+                              vlmc_error *err);
+void vlmc_boxes_free(vlmc_box *boxes, size_t n);
+/* Writes im with the outlines of the boxes (pixel coordinates; a colour per box, clipped to the image) as a PNG
+ * file. im is not modified. */
+vlmc_status vlmc_image_save_png_with_boxes(const vlmc_image *im, const vlmc_box *boxes, size_t n, const char *path,
+                                           vlmc_error *err);
 
 /* ---- synthetic dataset -------------------------------------------------------- */
 

@@ -11,12 +11,13 @@
 #include "models/vlm.h"
 
 /* Inputs of the seam that no family here uses. */
-static const char *const other_inputs[] = {"image_grid_thw",   "image_patches",   "image_patches_indices",
-                                           "image_embeds_position_mask", "images_seq_mask", "images_emb_mask",
-                                           "input_ids_full",   "image_raw",       NULL};
+static const char *const other_inputs[] = {"image_grid_thw", "image_patches",  "image_patches_indices",
+                                           "images_seq_mask", "images_emb_mask", "input_ids_full",
+                                           "image_raw",       NULL};
 
 typedef struct dump_in {
     named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels;
+    named_array *img_pos; /* kosmos-2: image_embeds_position_mask */
 } dump_in;
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
@@ -33,8 +34,10 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "image_sizes") && !strcmp(mt, "llava_next")) in->sizes = a;
         else if (!strcmp(n, "pixel_attention_mask") && !strcmp(mt, "idefics3")) in->pmask = a;
         else if (!strcmp(n, "labels")) in->labels = a;
+        else if (!strcmp(n, "image_embeds_position_mask") && !strcmp(mt, "kosmos-2")) in->img_pos = a;
         else {
-            bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask");
+            bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask") ||
+                         !strcmp(n, "image_embeds_position_mask");
             for (const char *const *o = other_inputs; *o; o++) known |= !strcmp(*o, n);
             if (known)
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input %s is not used by model_type \"%s\"", dir, n, mt);
@@ -48,14 +51,16 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
-    named_array *same[3] = {in->mask, in->pos, in->labels};
-    for (int i = 0; i < 3; i++)
+    named_array *same[4] = {in->mask, in->pos, in->labels, in->img_pos};
+    for (int i = 0; i < 4; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
     if (!strcmp(mt, "llava_next") && in->pixels && !in->sizes)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava_next needs image_sizes with pixel_values", dir);
-    if ((in->sizes || in->pmask) && !in->pixels)
+    if (!strcmp(mt, "kosmos-2") && in->pixels && !in->img_pos)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: kosmos-2 needs image_embeds_position_mask with pixel_values", dir);
+    if ((in->sizes || in->pmask || in->img_pos) && !in->pixels)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_sizes / pixel_attention_mask without pixel_values", dir);
     return VLMC_OK;
 }
@@ -80,8 +85,8 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     const float *src = px->data;
     vi->height = (int)H;
     vi->width = (int)W;
-    if (!strcmp(m->cfg.model_type, "llava")) {
-        if (nd != 4) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava pixel_values must be [N, C, H, W]", dir);
+    if (!strcmp(m->cfg.model_type, "llava") || !strcmp(m->cfg.model_type, "kosmos-2")) {
+        if (nd != 4) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s pixel_values must be [N, C, H, W]", dir, m->cfg.model_type);
         if (!(*tiles = malloc((size_t)N * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         for (int64_t i = 0; i < N; i++) (*tiles)[i] = 1;
         vi->n_images = vi->n_tiles = (int)N;
@@ -200,16 +205,25 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                               .projector_output = vproj, .features = feat};
         if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
         const int64_t Lv = m.vit.L, n = vi.n_tiles, Dv = m.vit.D;
+        const bool kosmos2 = !strcmp(m.cfg.model_type, "kosmos-2");
         out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
                 "vision tower hidden states [L+1, tiles, tokens, Dv]; [0] = embeddings");
-        if (vo.sel_tokens)
+        if (kosmos2) {
+            out_add(&o, "vision_post_layernorm", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vlast,
+                    "post_layernorm over the whole last hidden state");
+            out_add(&o, "vision_normalized", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vsel,
+                    "L2-normalised along the feature dim");
+            out_add(&o, "image_embeds", ARRAY_F32, 3, (int64_t[]){n, vo.proj_tokens, D}, vproj,
+                    "image_to_text_projection output [images, latent_query_num, D]");
+        } else if (vo.sel_tokens)
             out_add(&o, "vision_selected_features", ARRAY_F32, 3, (int64_t[]){n, vo.sel_tokens, vo.sel_features}, vsel,
                     "vision_feature_layer selection per tile");
         if (!strcmp(m.cfg.model_type, "idefics3"))
             out_add(&o, "vision_last_hidden_state", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vlast,
                     "post_layernorm(last layer) = connector input");
-        out_add(&o, "projector_output", ARRAY_F32, 3, (int64_t[]){n, vo.proj_tokens, D}, vproj,
-                "projector / connector output per tile");
+        if (!kosmos2)
+            out_add(&o, "projector_output", ARRAY_F32, 3, (int64_t[]){n, vo.proj_tokens, D}, vproj,
+                    "projector / connector output per tile");
         if (!strcmp(m.cfg.model_type, "llava_next"))
             out_add(&o, "packed_image_features", ARRAY_F32, 2, (int64_t[]){(int64_t)vo.n_features, D}, feat,
                     "anyres packing of every image, concatenated");
@@ -226,8 +240,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the outputs");
         goto done;
     }
-    if ((s = vlm_embed(&m, in.ids->data, (size_t)B * T, in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL,
-                       err)))
+    if ((s = vlm_embed_at(&m, in.ids->data, (size_t)B * T, in.img_pos ? in.img_pos->data : NULL,
+                          in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL, err)))
         goto done;
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;

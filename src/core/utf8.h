@@ -17,5 +17,7 @@ size_t utf8_encode(uint32_t cp, char *out);
 /* The length of the longest prefix of s[0..n) that does not end inside an
  * incomplete multi-byte sequence (for streaming output). */
 size_t utf8_complete_prefix(const char *s, size_t n);
+/* Python's str.isspace() for one code point: bidirectional type WS, B or S, or category Zs. */
+bool utf8_is_py_space(uint32_t cp);
 
 #endif

@@ -14,17 +14,7 @@ size_t evtext_next(const char *s, size_t n, uint32_t *cp) {
     return len;
 }
 
-bool evtext_is_space(uint32_t cp) {
-    /* Python: chars with bidirectional type WS, B or S, or category Zs. */
-    if (cp >= 0x09 && cp <= 0x0d) return true;
-    if (cp >= 0x1c && cp <= 0x20) return true;
-    switch (cp) {
-    case 0x85: case 0xa0: case 0x1680: case 0x2028: case 0x2029: case 0x202f: case 0x205f: case 0x3000:
-        return true;
-    default:
-        return cp >= 0x2000 && cp <= 0x200a;
-    }
-}
+bool evtext_is_space(uint32_t cp) { return utf8_is_py_space(cp); }
 
 uint32_t evtext_lower(uint32_t cp) {
     if (cp < 0x80) return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;

@@ -266,6 +266,54 @@ static vlmc_status parse_vlm(const cJSON *root, const char *path, hf_config *c, 
     return VLMC_OK;
 }
 
+/* Kosmos2Config (model_type "kosmos-2"): Kosmos2TextConfig's keys (embed_dim, layers, ffn_dim, attention_heads,
+ * activation_function, layer_norm_eps, scale_embedding) map onto hf_text_config; the vision tower is CLIP's. */
+static vlmc_status parse_kosmos2(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    const cJSON *tc = json_get(root, "text_config"), *vc = json_get(root, "vision_config");
+    hf_text_config *t = &c->text;
+    vlmc_status s;
+    c->has_text = c->has_vision = true;
+    memset(t, 0, sizeof *t);
+    copy_name(t->model_type, "kosmos_2_text_model");
+    if ((s = get_pos_int(tc, "vocab_size", 65037, path, &t->vocab_size, err)) ||
+        (s = get_pos_int(tc, "embed_dim", 2048, path, &t->hidden_size, err)) ||
+        (s = get_pos_int(tc, "ffn_dim", 8192, path, &t->intermediate_size, err)) ||
+        (s = get_pos_int(tc, "layers", 24, path, &t->num_hidden_layers, err)) ||
+        (s = get_pos_int(tc, "attention_heads", 32, path, &t->num_attention_heads, err)) ||
+        (s = get_pos_int(tc, "max_position_embeddings", 2048, path, &t->max_position_embeddings, err)) ||
+        (s = get_pos_int(root, "latent_query_num", 64, path, &c->latent_query_num, err)))
+        return s;
+    if (t->hidden_size % t->num_attention_heads)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: text_config.embed_dim %d is not a multiple of attention_heads %d",
+                         path, t->hidden_size, t->num_attention_heads);
+    t->num_key_value_heads = t->num_attention_heads;
+    t->head_dim = t->hidden_size / t->num_attention_heads;
+    t->layer_norm_eps = json_number(tc, "layer_norm_eps", 1e-5);
+    t->scale_embedding = json_bool(tc, "scale_embedding", true);
+    copy_name(t->hidden_act, json_string(tc, "activation_function", "gelu"));
+    t->qkv_bias = t->o_bias = t->mlp_bias = true;
+    t->tie_word_embeddings = json_bool(tc, "tie_word_embeddings", true); /* PretrainedConfig's default */
+    t->rope_theta = 10000.0; /* unused: the positions are sinusoidal embeddings */
+    t->partial_rotary_factor = 1.0;
+    t->pad_token_id = get_id(tc, "pad_token_id", 1);
+    t->bos_token_id = get_id(tc, "bos_token_id", 0);
+    t->eos_token_ids[0] = get_id(tc, "eos_token_id", 2);
+    t->n_eos = t->eos_token_ids[0] >= 0;
+    if (json_bool(tc, "add_cross_attention", false))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: text_config.add_cross_attention is not supported", path);
+    if ((s = hf_vision_config_parse(vc, "clip_vision_model", path, &c->vision, err))) return s;
+    /* Kosmos2VisionConfig's defaults where CLIP's differ */
+    c->vision.patch_size = (int)json_int(vc, "patch_size", 14);
+    if (!json_get(vc, "image_size")) c->vision.image_size = 224;
+    if (!json_get(vc, "hidden_size")) c->vision.hidden_size = 1024;
+    if (!json_get(vc, "intermediate_size")) c->vision.intermediate_size = 4096;
+    if (!json_get(vc, "num_hidden_layers")) c->vision.num_hidden_layers = 24;
+    if (!json_get(vc, "num_attention_heads")) c->vision.num_attention_heads = 16;
+    if (c->vision.patch_size <= 0 || c->vision.hidden_size % c->vision.num_attention_heads)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: bad vision_config (patch_size, hidden_size / heads)", path);
+    return VLMC_OK;
+}
+
 vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
     memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(root)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a JSON object", path);
@@ -290,6 +338,7 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
         return hf_text_config_parse(root, "llama", path, &c->text, err);
     }
     if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
+    if (!strcmp(mt, "kosmos-2")) return parse_kosmos2(root, path, c, err);
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

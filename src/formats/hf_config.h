@@ -58,6 +58,9 @@ typedef struct hf_text_config {
     int eos_token_ids[HF_MAX_EOS];
     int n_eos;
     int pad_token_id;      /* -1 = none */
+    /* Kosmos-2's text model (LayerNorm decoder with absolute sinusoidal positions) */
+    double layer_norm_eps;
+    bool scale_embedding;  /* embeddings times sqrt(hidden_size) */
 } hf_text_config;
 
 /* A ViT image encoder (clip_vision_model, siglip_vision_model, idefics3_vision). */
@@ -94,6 +97,7 @@ typedef struct hf_config {
     int image_grid_pinpoints[HF_MAX_PINPOINTS][2]; /* llava_next: [height, width] */
     int n_image_grid_pinpoints;
     int scale_factor; /* idefics3 */
+    int latent_query_num; /* kosmos-2: image embeddings per image */
 } hf_config;
 
 /* Parses a decoder config object; default_type picks the defaults when the object has no model_type. */

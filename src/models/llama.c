@@ -156,7 +156,7 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     if (matmul_scratch_floats((int64_t)QD) > sn) sn = matmul_scratch_floats((int64_t)QD);
     if (matmul_scratch_floats((int64_t)I) > sn) sn = matmul_scratch_floats((int64_t)I);
     bool all_f32 = m->tok_emb.type == DT_F32 && m->lm_head.type == DT_F32;
-    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers[l].wq.type == DT_F32;
+    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers && m->layers[l].wq.type == DT_F32;
     c->scratch_n = all_f32 ? 0 : sn;
     c->inv_freq = malloc(half * sizeof(float));
     c->x = malloc(R * D * sizeof(float));
@@ -218,11 +218,9 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
-    const llama_model *m = c->m;
-    const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
-    const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
-                  I = m->ffn_dim, half = m->rot_dim / 2;
+vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err) {
+    const int B = c->n_batch, T = in->n_tokens;
+    const int64_t R = (int64_t)B * T, D = c->m->dim;
     kv_cache *kv = &c->kv;
     vlmc_status s;
     if (T <= 0 || T > c->max_tokens)
@@ -233,22 +231,64 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
 
     /* x[R, D]: token embeddings, or the caller's (VLM: text + image features) */
     if (in->tokens) {
-        if ((s = llama_embed_tokens(m, in->tokens, R, c->x, err))) return s;
+        if ((s = llama_embed_tokens(c->m, in->tokens, R, c->x, err))) return s;
     } else {
         memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
     }
-
-    /* slots n_past..n_past+T-1: padding mask and position ids (generate(): cumsum(mask) - 1, padding -> 1) */
-    int max_pos = 0;
+    /* slots n_past..n_past+T-1: padding mask, and the count of real tokens so far (0 for padding) */
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             int mk = in->attention_mask ? in->attention_mask[(size_t)b * T + t] != 0 : 1;
             kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
             if (mk) kv->n_valid[b]++;
-            int p = in->position_ids ? in->position_ids[(size_t)b * T + t] : (mk ? kv->n_valid[b] - 1 : 1);
-            c->pos[(size_t)b * T + t] = p;
-            if (p > max_pos) max_pos = p;
+            c->pos[(size_t)b * T + t] = mk ? kv->n_valid[b] : 0;
         }
+    }
+    return VLMC_OK;
+}
+
+void llama_forward_finish(llama_ctx *c, int T, const llama_output *out) {
+    const llama_model *m = c->m;
+    const int B = c->n_batch;
+    const int64_t D = m->dim;
+    if (out->logits) {
+        if (out->logits_last_only) {
+            for (int b = 0; b < B; b++)
+                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
+            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        } else {
+            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, NULL, c->scratch, c->scratch_n);
+        }
+    }
+    c->kv.n_past += T;
+}
+
+void llama_attention(llama_ctx *c, int l, const attn_args *aa) {
+    kv_cache *kv = &c->kv;
+    kv_cache_store(kv, kv_cache_k(kv, l), c->k, aa->T);
+    kv_cache_store(kv, kv_cache_v(kv, l), c->v, aa->T);
+    if (aa->T >= ATTN_GEMM_MIN_T && c->attn_S)
+        attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, aa, c->attn_S, c->attn_rows);
+    else
+        attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, aa, c->scores);
+}
+
+vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
+    const llama_model *m = c->m;
+    if (m->forward) return m->forward(c, in, out, err);
+    const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
+    const int64_t R = (int64_t)B * T, D = m->dim, H = m->n_heads, KVH = m->n_kv_heads, hd = m->head_dim,
+                  I = m->ffn_dim, half = m->rot_dim / 2;
+    kv_cache *kv = &c->kv;
+    vlmc_status s = llama_forward_start(c, in, err);
+    if (s) return s;
+
+    /* position ids: generate()'s rule, cumsum(mask) - 1, padding -> 1 */
+    int max_pos = 0;
+    for (int64_t r = 0; r < R; r++) {
+        int p = in->position_ids ? in->position_ids[r] : (c->pos[r] ? c->pos[r] - 1 : 1);
+        c->pos[r] = p;
+        if (p > max_pos) max_pos = p;
     }
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
     rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
@@ -269,13 +309,8 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
                          (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
-        kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
-        kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
-        if (T >= ATTN_GEMM_MIN_T && c->attn_S)
-            attention_f32_gemm(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->attn_S, c->attn_rows);
-        else
-            attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
+        llama_attention(c, l, &aa);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
         /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
@@ -291,16 +326,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     /* final norm; logits = xn lm_head^T */
     rmsnorm_f32(c->xn, c->x, R, D, &m->final_norm, m->eps);
     if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
-    if (out->logits) {
-        if (out->logits_last_only) {
-            for (int b = 0; b < B; b++)
-                memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        } else {
-            matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
-        }
-    }
-    kv->n_past += T;
+    llama_forward_finish(c, T, out);
     return VLMC_OK;
 }
 

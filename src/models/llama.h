@@ -37,6 +37,10 @@ typedef struct llama_layer {
     tensor b_gate, b_up, b_down; /* mlp_bias, data == NULL when absent */
 } llama_layer;
 
+struct llama_ctx;
+struct llama_input;
+struct llama_output;
+
 typedef struct llama_model {
     hf_text_config cfg;
     int n_layers, dim, n_heads, n_kv_heads, head_dim, rot_dim, ffn_dim, vocab;
@@ -45,6 +49,13 @@ typedef struct llama_model {
     tensor final_norm; /* [D] */
     tensor lm_head;    /* [vocab, D]; the embedding matrix when tied */
     llama_layer *layers;
+    /* A decoder of another architecture that runs in this context (its KV cache, buffers, generation loop and
+     * sessions): llama_forward calls `forward` instead of the layers above (layers is NULL), the sizes above plan
+     * the buffers (ffn_dim = its MLP width) and `arch` holds its own weights. NULL for the Llama family.
+     * Kosmos-2's text decoder (src/models/kosmos2.c) is one. */
+    vlmc_status (*forward)(struct llama_ctx *c, const struct llama_input *in, const struct llama_output *out,
+                           vlmc_error *err);
+    const void *arch;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,
@@ -114,6 +125,17 @@ typedef struct llama_output {
  * their keys and values to the cache (B = the context's n_batch). Fails with
  * VLMC_ERR_LIMIT when the cache is full. */
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err);
+
+/* The two ends of a forward, shared with the decoders that run in this context (llama_model.forward):
+ * start checks T, reserves T slots, writes c->x [B·T, D] (token embeddings, or in->embeds) and records the
+ * padding mask of the new slots, with c->pos[r] = the 1-based count of real tokens of the sequence up to token r
+ * (0 for padding); finish computes the logits of c->xn (the final norm's output) and makes the T slots cached. */
+vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err);
+void llama_forward_finish(llama_ctx *c, int T, const llama_output *out);
+/* One layer's attention: caches c->k, c->v (aa->T new rows per sequence) in layer l, then c->att = softmax(c->q k^T
+ * · aa->scale + mask) v over the cache (row by row, or through sgemm for ATTN_GEMM_MIN_T+ new tokens). */
+struct attn_args;
+void llama_attention(llama_ctx *c, int l, const struct attn_args *aa);
 
 /* Greedy decoding: runs the prompt in one pass after whatever is cached, then feeds
  * back the argmax token n_new - 1 times (one token per sequence per step), no EOS stop.

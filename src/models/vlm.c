@@ -26,6 +26,7 @@ vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
 
 void vlm_free(vlm_model *m) {
     if (!m) return;
+    if (m->fam && m->fam->free) m->fam->free(m);
     if (m->has_vision) {
         projector_free(&m->proj);
         vit_free(&m->vit);
@@ -43,28 +44,36 @@ void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *
     *hidden = (size_t)(m->vit.L + 1) * n * T * Dv;
     *selected = (size_t)n * T * Dv * HF_MAX_FEATURE_LAYERS;
     *last = (size_t)n * T * Dv;
-    *proj = (size_t)n * T * (size_t)m->lm.dim;
+    size_t P = (size_t)m->cfg.latent_query_num > T ? (size_t)m->cfg.latent_query_num : T;
+    *proj = (size_t)n * P * (size_t)m->lm.dim;
 }
 
 vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const float *features, size_t n_features,
                       size_t first, bool exact, float *embeds, size_t *used, vlmc_error *err) {
+    return vlm_embed_at(m, ids, n, NULL, features, n_features, first, exact, embeds, used, err);
+}
+
+vlmc_status vlm_embed_at(const vlm_model *m, const int32_t *ids, size_t n, const int32_t *image_mask,
+                         const float *features, size_t n_features, size_t first, bool exact, float *embeds,
+                         size_t *used, vlmc_error *err) {
     const size_t D = (size_t)m->lm.dim;
+    const int img = m->image_token_id;
     size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += m->image_token_id >= 0 && ids[i] == m->image_token_id;
+    for (size_t i = 0; i < n; i++) n_img += image_mask ? image_mask[i] != 0 : img >= 0 && ids[i] == img;
     if (used) *used = n_img;
     if (n_img && !features)
-        return vlmc_fail(err, VLMC_ERR_ARG, "the prompt has %zu image tokens (id %d) but no image was given", n_img,
-                         m->image_token_id);
+        return vlmc_fail(err, VLMC_ERR_ARG, "the prompt has %zu image positions but no image was given", n_img);
     if (first > n_features || n_img > n_features - first || (exact && first + n_img != n_features))
         return vlmc_fail(err, VLMC_ERR_ARG,
                          "Image features and image tokens do not match: tokens: %zu, features %zu (the prompt needs "
-                         "one image token id %d per feature row)",
-                         n_img, n_features - (first < n_features ? first : n_features), m->image_token_id);
+                         "one image %s per feature row)",
+                         n_img, n_features - (first < n_features ? first : n_features),
+                         image_mask ? "position" : "token");
     vlmc_status s = llama_embed_tokens(&m->lm, ids, (int64_t)n, embeds, err);
     if (s) return s;
     size_t k = first;
     for (size_t i = 0; i < n; i++)
-        if (m->image_token_id >= 0 && ids[i] == m->image_token_id)
+        if (image_mask ? image_mask[i] != 0 : img >= 0 && ids[i] == img)
             memcpy(embeds + i * D, features + (k++) * D, D * sizeof(float));
     return VLMC_OK;
 }

@@ -35,6 +35,7 @@ typedef struct vlm_model {
     llama_model lm;
     int image_token_id; /* -1 for a decoder-only model */
     int image_seq_len;  /* Idefics3: projected tokens per tile */
+    void *priv;         /* a family's own weights (Kosmos-2), freed by its free */
 } vlm_model;
 
 /* The images of one forward pass, preprocessed (pixel_values of every image, tiles concatenated). */
@@ -51,8 +52,9 @@ typedef struct vlm_images {
  * vlm_vision_sizes); features is required: the rows that replace the image tokens, image after image. */
 typedef struct vlm_vision_out {
     float *hidden_states;     /* [Lv+1, n, vit_tokens, Dv] */
-    float *selected;          /* [n, sel_tokens, sel_features] (LLaVA, LLaVA-NeXT) */
-    float *last_hidden_state; /* [n, vit_tokens, Dv] (Idefics3) */
+    float *selected;          /* [n, sel_tokens, sel_features]: the projector's input (LLaVA, LLaVA-NeXT: the
+                                 vision_feature_layer selection; Kosmos-2: the L2-normalised post_layernorm states) */
+    float *last_hidden_state; /* [n, vit_tokens, Dv] post_layernorm of the last layer (Idefics3; Kosmos-2: every token) */
     float *projector_output;  /* [n, proj_tokens, D] */
     float *features;          /* [n_features, D] */
     /* written by encode */
@@ -79,6 +81,8 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Optional: frees m->priv. */
+    void (*free)(vlm_model *m);
 };
 
 /* registry.c */
@@ -100,6 +104,11 @@ void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *
  * tokens seen (may be NULL). */
 vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const float *features, size_t n_features,
                       size_t first, bool exact, float *embeds, size_t *used, vlmc_error *err);
+/* The same with the image positions given by image_mask[n] (1 = a feature row goes there) instead of the image
+ * token id: Kosmos-2's image_embeds_position_mask. image_mask NULL = vlm_embed. */
+vlmc_status vlm_embed_at(const vlm_model *m, const int32_t *ids, size_t n, const int32_t *image_mask,
+                         const float *features, size_t n_features, size_t first, bool exact, float *embeds,
+                         size_t *used, vlmc_error *err);
 
 /* Loads the decoder (tensors under text_prefix, LM head lm_head_name), the vision tower and the projector,
  * and checks the image token id against the vocabulary. */
