@@ -562,52 +562,136 @@ out:
 
 /* ---- gradients of one batch ------------------------------------------------------------------------ */
 
+/* The images of a fixture-format input set as a train_batch wants them: pixel_values [N, C, S, S] or
+ * [B, K, C, S, S] (tiles of each image), LLaVA-NeXT's image_sizes [B, 2] (only the tiles each size selects are
+ * kept, as LlavaNextForConditionalGeneration drops padding tiles), Idefics3's pixel_attention_mask (all-zero
+ * padding images dropped with their masks, as Idefics3Model does). Fills bt's image fields; *own_* are
+ * malloc'ed (free them). */
+static vlmc_status batch_images(const train_model *m, const char *dir, const named_array *pix, const named_array *sizes,
+                                const named_array *pmask, train_batch *bt, float **own_pix, int32_t **own_mask,
+                                int **own_tiles, vlmc_error *err) {
+    *own_pix = NULL;
+    *own_mask = NULL;
+    *own_tiles = NULL;
+    if (!pix) {
+        if (sizes || pmask) return vlmc_fail(err, VLMC_ERR_ARG, "%s: image_sizes / pixel_attention_mask without pixel_values", dir);
+        return VLMC_OK;
+    }
+    const int nd = pix->ndim;
+    if (!m->is_vlm || (nd != 4 && nd != 5) || pix->shape[nd - 3] != m->VC || pix->shape[nd - 2] != m->VS ||
+        pix->shape[nd - 1] != m->VS)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_values do not fit the model's vision tower", dir);
+    const int64_t groups = nd == 5 ? pix->shape[0] : 1, per = nd == 5 ? pix->shape[1] : pix->shape[0];
+    const int64_t total = groups * per;
+    const size_t tile = (size_t)m->VC * m->VS * m->VS, plane = (size_t)m->VS * m->VS;
+    if (total <= 0 || total > (1 << 16)) return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %lld tiles", dir, (long long)total);
+    if (sizes && (m->vlm != TM_LLAVA_NEXT || sizes->dtype != ARRAY_I32 || sizes->ndim != 2 || sizes->shape[1] != 2 ||
+                  sizes->shape[0] != groups))
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: image_sizes must be int32 [%lld, 2] (llava_next only)", dir,
+                         (long long)groups);
+    if (pmask && (m->vlm != TM_IDEFICS3 || pmask->dtype != ARRAY_I32 ||
+                  (size_t)named_array_numel(pmask) != (size_t)total * plane))
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_attention_mask must be int32 with one %dx%d plane per tile "
+                         "(idefics3 only)", dir, m->VS, m->VS);
+    if (m->vlm == TM_LLAVA_NEXT && !sizes) return vlmc_fail(err, VLMC_ERR_ARG, "%s: llava_next needs image_sizes", dir);
+    float *px = malloc((size_t)total * tile * sizeof(float));
+    int32_t *mk = pmask ? malloc((size_t)total * plane * sizeof(int32_t)) : NULL;
+    int *tiles = malloc((size_t)groups * sizeof(int));
+    if (!px || (pmask && !mk) || !tiles) {
+        free(px), free(mk), free(tiles);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
+    *own_pix = px, *own_mask = mk, *own_tiles = tiles;
+    int n = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t use = per;
+        if (sizes) {
+            int want = 0;
+            const int32_t *sz = (const int32_t *)sizes->data + 2 * g;
+            vlmc_status s = llava_next_num_tiles(&m->pack, sz[0], sz[1], &want, err);
+            if (s) return s;
+            if (want > per)
+                return vlmc_fail(err, VLMC_ERR_ARG, "%s: image %lld needs %d tiles, pixel_values has %lld", dir,
+                                 (long long)g, want, (long long)per);
+            use = want;
+        }
+        tiles[g] = 0;
+        for (int64_t k = 0; k < use; k++) {
+            const float *src = (const float *)pix->data + (size_t)(g * per + k) * tile;
+            if (m->vlm == TM_IDEFICS3) {
+                size_t i = 0;
+                while (i < tile && src[i] == 0.0f) i++;
+                if (i == tile) continue; /* a padding image */
+            }
+            memcpy(px + (size_t)n * tile, src, tile * sizeof(float));
+            if (mk) memcpy(mk + (size_t)n * plane, (const int32_t *)pmask->data + (size_t)(g * per + k) * plane,
+                           plane * sizeof(int32_t));
+            n++;
+            tiles[g]++;
+        }
+    }
+    bt->pixel_values = px;
+    bt->n_images = n;
+    bt->pixel_mask = mk;
+    if (sizes) {
+        bt->n_groups = (int)groups;
+        bt->image_tiles = tiles;
+        bt->image_sizes = sizes->data;
+    }
+    return VLMC_OK;
+}
+
 vlmc_status vlmc_compute_grads(const char *model_dir, const char *inputs_dir, const char *grads_path, float *loss,
                                vlmc_error *err) {
     array_set in;
     memset(&in, 0, sizeof in);
     train_model m;
     memset(&m, 0, sizeof m);
+    float *own_pix = NULL;
+    int32_t *own_mask = NULL;
+    int *own_tiles = NULL;
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &in, err);
     if (s) return s;
     named_array *ids = array_set_find(&in, "input_ids"), *mask = array_set_find(&in, "attention_mask"),
-                *labels = array_set_find(&in, "labels"), *pix = array_set_find(&in, "pixel_values");
+                *labels = array_set_find(&in, "labels"), *pix = array_set_find(&in, "pixel_values"),
+                *sizes = array_set_find(&in, "image_sizes"), *pmask = array_set_find(&in, "pixel_attention_mask");
     if (!ids || !labels || ids->dtype != ARRAY_I32 || labels->dtype != ARRAY_I32 || ids->ndim != 2 ||
         labels->ndim != 2 || labels->shape[0] != ids->shape[0] || labels->shape[1] != ids->shape[1] ||
         (mask && (mask->dtype != ARRAY_I32 || named_array_numel(mask) != named_array_numel(ids))) ||
-        (pix && (pix->dtype != ARRAY_F32 || pix->ndim != 4))) {
+        (pix && pix->dtype != ARRAY_F32)) {
         s = vlmc_fail(err, VLMC_ERR_FORMAT,
                       "%s: needs int32 input_ids and labels [B, T] (optional int32 attention_mask [B, T], float32 "
-                      "pixel_values [N, C, H, W])",
+                      "pixel_values [N, C, H, W] or [B, N, C, H, W], int32 image_sizes, pixel_attention_mask)",
                       inputs_dir);
         goto out;
     }
     for (int i = 0; i < in.count; i++) {
         const char *n = in.arrays[i].name;
-        if (strcmp(n, "input_ids") && strcmp(n, "attention_mask") && strcmp(n, "labels") && strcmp(n, "pixel_values")) {
+        if (strcmp(n, "input_ids") && strcmp(n, "attention_mask") && strcmp(n, "labels") && strcmp(n, "pixel_values") &&
+            strcmp(n, "image_sizes") && strcmp(n, "pixel_attention_mask")) {
             s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input \"%s\" cannot be used for gradients", inputs_dir, n);
             goto out;
         }
     }
     if ((s = train_model_load(&m, model_dir, NULL, 0, err)) || (s = train_model_set_stage(&m, TM_STAGE_FULL, err)))
         goto out;
-    if (ids->shape[0] <= 0 || ids->shape[1] <= 0 || ids->shape[0] * ids->shape[1] > (1 << 24) ||
-        (pix && (pix->shape[0] <= 0 || pix->shape[0] > (1 << 16)))) {
+    if (ids->shape[0] <= 0 || ids->shape[1] <= 0 || ids->shape[0] * ids->shape[1] > (1 << 24)) {
         s = vlmc_fail(err, VLMC_ERR_LIMIT, "%s: input sizes out of range", inputs_dir);
         goto out;
     }
-    const int B = (int)ids->shape[0], T = (int)ids->shape[1], N = pix ? (int)pix->shape[0] : 0;
-    if (pix && (!m.is_vlm || pix->shape[1] != m.VC || pix->shape[2] != m.VS || pix->shape[3] != m.VS)) {
-        s = vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_values do not fit the model's vision tower", inputs_dir);
-        goto out;
-    }
-    if ((s = train_model_plan(&m, B, T, N, err))) goto out;
+    const int B = (int)ids->shape[0], T = (int)ids->shape[1];
     train_batch bt = {.B = B, .T = T, .input_ids = ids->data, .attention_mask = mask ? mask->data : NULL,
-                      .labels = labels->data, .pixel_values = pix ? pix->data : NULL, .n_images = N};
+                      .labels = labels->data};
+    if ((s = batch_images(&m, inputs_dir, pix, sizes, pmask, &bt, &own_pix, &own_mask, &own_tiles, err)) ||
+        (s = train_model_plan(&m, B, T, bt.n_images, err)))
+        goto out;
     train_model_zero_grad(&m);
     if ((s = train_model_forward(&m, &bt, loss, err)) || (s = train_model_backward(&m, 1.0f, err))) goto out;
     s = train_model_write_grads(&m, grads_path, err);
 out:
+    free(own_pix);
+    free(own_mask);
+    free(own_tiles);
     train_model_free(&m);
     array_set_free(&in);
     return s;
