@@ -137,6 +137,7 @@ typedef struct vlm_case {
     fx_array *ids, *mask, *pix, *sizes, *pmask, *logits;
     int32_t *labels;
     int tiles[8];
+    bool pix_4d;                /* LLaVA takes pixel_values [N, C, H, W] */
     train_batch bt;
     char dir[1024];
 } vlm_case;
@@ -258,24 +259,24 @@ static void fd_every_tensor(train_model *m, const train_batch *bt, const char *w
     CHECK(bad == 0 && checked > 0, "%s: %d of %d gradients disagree with finite differences", what, bad, checked);
 }
 
-static void fixture_case(const char *name, int image_token, int want_tensors) {
-    vlm_case c;
+/* Training forward vs c->logits (transformers', or vlmc's inference forward), loss vs their cross-entropy, then
+ * finite differences of every trainable tensor. */
+static void check_case(vlm_case *c, int want_tensors) {
     train_model m;
     memset(&m, 0, sizeof m);
-    if (!case_open(&c, name, image_token)) {
-        case_free(&c);
+    vlmc_error e = {0};
+    const char *name = c->name;
+    if (!CHECK(!train_model_load(&m, c->dir, NULL, 0, &e) && !train_model_set_stage(&m, TM_STAGE_FULL, &e) &&
+                   !train_model_plan(&m, c->bt.B, c->bt.T, c->bt.n_images, &e),
+               "%s: %s", name, e.message)) {
+        train_model_free(&m);
         return;
     }
-    vlmc_error e = {0};
-    if (!CHECK(!train_model_load(&m, c.dir, NULL, 0, &e) && !train_model_set_stage(&m, TM_STAGE_FULL, &e) &&
-                   !train_model_plan(&m, c.bt.B, c.bt.T, c.bt.n_images, &e),
-               "%s: %s", name, e.message))
-        goto out;
-    const double ref = reference_loss(&c, m.V);
-    const double l = loss_of(&m, &c.bt);
-    const float d = max_abs_diff(train_model_logits(&m), c.logits->data, c.logits->n),
-                mx = max_abs(c.logits->data, c.logits->n);
-    printf("    %s: training logits vs transformers max diff %.2e (max %.2f); loss %.7f vs %.7f from its logits "
+    const double ref = reference_loss(c, m.V);
+    const double l = loss_of(&m, &c->bt);
+    const float d = max_abs_diff(train_model_logits(&m), c->logits->data, c->logits->n),
+                mx = max_abs(c->logits->data, c->logits->n);
+    printf("    %s: training logits vs reference max diff %.2e (max %.2f); loss %.7f vs %.7f from its logits "
            "(rel %.1e)\n",
            name, d, mx, l, ref, fabs(l - ref) / ref);
     CHECK(d <= 1e-4f * mx, "%s: logits differ by %g", name, d);
@@ -283,9 +284,13 @@ static void fixture_case(const char *name, int image_token, int want_tensors) {
     int trainable = 0;
     for (int i = 0; i < m.n_params; i++) trainable += m.params[i].trainable;
     CHECK(trainable == want_tensors, "%s: %d tensors have gradients, want %d", name, trainable, want_tensors);
-    fd_every_tensor(&m, &c.bt, name);
-out:
+    fd_every_tensor(&m, &c->bt, name);
     train_model_free(&m);
+}
+
+static void fixture_case(const char *name, int image_token, int want_tensors) {
+    vlm_case c;
+    if (case_open(&c, name, image_token)) check_case(&c, want_tensors);
     case_free(&c);
 }
 
@@ -355,6 +360,35 @@ out:
 static void test_stages_llava_next(void) { stage_case("llava_next", 1000); }
 static void test_stages_idefics3(void) { stage_case("idefics3", 1000); }
 
+/* The case's batch as a fixture-format input folder (what `vlmc dump` reads), with or without the labels. */
+static bool write_inputs(const vlm_case *c, bool with_labels, const char *dir) {
+    named_array arr[6];
+    int n = 0;
+    const int64_t pshape[5] = {1, c->bt.n_images, 3, c->pix->shape[3], c->pix->shape[4]};
+    const int64_t *pix_shape = c->pix_4d ? pshape + 1 : pshape;
+    const int64_t mshape[4] = {1, c->bt.n_images, c->pix->shape[3], c->pix->shape[4]};
+    struct { const char *name; const void *data; int dtype, ndim; const int64_t *shape; } in[6] = {
+        {"input_ids", c->bt.input_ids, ARRAY_I32, 2, c->ids->shape},
+        {"attention_mask", c->bt.attention_mask, ARRAY_I32, 2, c->ids->shape},
+        {"pixel_values", c->bt.pixel_values, ARRAY_F32, c->pix_4d ? 4 : 5, pix_shape},
+        {"image_sizes", c->bt.image_sizes, ARRAY_I32, 2, c->sizes ? c->sizes->shape : NULL},
+        {"pixel_attention_mask", c->bt.pixel_mask, ARRAY_I32, 4, mshape},
+        {"labels", with_labels ? c->labels : NULL, ARRAY_I32, 2, c->ids->shape},
+    };
+    for (int i = 0; i < 6; i++) {
+        if (!in[i].data) continue;
+        memset(&arr[n], 0, sizeof arr[n]);
+        arr[n].name = (char *)in[i].name;
+        arr[n].dtype = in[i].dtype;
+        arr[n].ndim = in[i].ndim;
+        memcpy(arr[n].shape, in[i].shape, sizeof(int64_t) * (size_t)in[i].ndim);
+        arr[n].data = (void *)in[i].data;
+        n++;
+    }
+    vlmc_error e = {0};
+    return CHECK(!arrays_write_dir(dir, "test", NULL, arr, n, &e), "%s", e.message);
+}
+
 /* vlmc_compute_grads on the fixture inputs (5-D pixel_values, image_sizes / pixel_attention_mask) gives the
  * gradients of the training graph. */
 static void grads_api_case(const char *name) {
@@ -363,27 +397,6 @@ static void grads_api_case(const char *name) {
         case_free(&c);
         return;
     }
-    named_array arr[6];
-    int n = 0;
-    const fx_array *src[5] = {c.ids, c.mask, c.pix, c.sizes, c.pmask};
-    const char *names[5] = {"input_ids", "attention_mask", "pixel_values", "image_sizes", "pixel_attention_mask"};
-    for (int i = 0; i < 5; i++) {
-        if (!src[i]) continue;
-        memset(&arr[n], 0, sizeof arr[n]);
-        arr[n].name = (char *)names[i];
-        arr[n].dtype = i == 2 ? ARRAY_F32 : ARRAY_I32;
-        arr[n].ndim = src[i]->ndim;
-        memcpy(arr[n].shape, src[i]->shape, sizeof(int64_t) * (size_t)src[i]->ndim);
-        arr[n].data = src[i]->data;
-        n++;
-    }
-    memset(&arr[n], 0, sizeof arr[n]);
-    arr[n].name = "labels";
-    arr[n].dtype = ARRAY_I32;
-    arr[n].ndim = 2;
-    memcpy(arr[n].shape, c.ids->shape, 2 * sizeof(int64_t));
-    arr[n].data = c.labels;
-    n++;
     char in_dir[1100], out[1200];
     snprintf(in_dir, sizeof in_dir, "%s/%s_in", test_tmpdir(), name);
     snprintf(out, sizeof out, "%s/%s_grads.safetensors", test_tmpdir(), name);
@@ -392,8 +405,7 @@ static void grads_api_case(const char *name) {
     train_model m;
     memset(&m, 0, sizeof m);
     safetensors *st = NULL;
-    if (CHECK(!arrays_write_dir(in_dir, "test", NULL, arr, n, &e) && !vlmc_compute_grads(c.dir, in_dir, out, &loss, &e),
-              "%s", e.message) &&
+    if (CHECK(write_inputs(&c, true, in_dir) && !vlmc_compute_grads(c.dir, in_dir, out, &loss, &e), "%s", e.message) &&
         CHECK(!train_model_load(&m, c.dir, NULL, 0, &e) && !train_model_set_stage(&m, TM_STAGE_FULL, &e) &&
                   !train_model_plan(&m, c.bt.B, c.bt.T, c.bt.n_images, &e) && !safetensors_open(out, &st, &e),
               "%s", e.message)) {
@@ -422,12 +434,135 @@ static void test_compute_grads_api(void) {
     grads_api_case("idefics3");
 }
 
+
+/* vlmc's inference forward (vlmc_dump, no labels) on the case's inputs replaces c->logits. */
+static bool inference_logits(vlm_case *c, const char *tag) {
+    char in_dir[1100], out_dir[1100];
+    snprintf(in_dir, sizeof in_dir, "%s/%s_inf_in", test_tmpdir(), tag);
+    snprintf(out_dir, sizeof out_dir, "%s/%s_inf_out", test_tmpdir(), tag);
+    vlmc_error e = {0};
+    if (!write_inputs(c, false, in_dir) || !CHECK(!vlmc_dump(c->dir, in_dir, out_dir, 0, 0, &e), "%s", e.message))
+        return false;
+    fixture out;
+    if (!CHECK(fx_open(&out, out_dir) == 0, "%s", out_dir)) return false;
+    fx_array *lg = fx_read(&out, "logits");
+    fx_close(&out);
+    if (!CHECK(lg != NULL, "dump wrote no logits")) return false;
+    fx_free(c->logits);
+    c->logits = lg;
+    return true;
+}
+
+/* Idefics3 with padding: the global image's bottom patch row is padding (pixel_attention_mask 0), so the tower
+ * runs with bucketized position ids of a 3x4 grid and a key mask; checked against vlmc's inference forward. */
+static void test_idefics3_padded_patches(void) {
+    vlm_case c;
+    if (case_open(&c, "idefics3", 1000) && CHECK(c.pmask != NULL, "pixel_attention_mask")) {
+        const int S = (int)c.pix->shape[3], n = c.bt.n_images;
+        int32_t *pm = (int32_t *)c.pmask->data + (size_t)(n - 1) * S * S;
+        float *px = (float *)c.pix->data + (size_t)(n - 1) * 3 * S * S;
+        for (int y = S - 14; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                pm[y * S + x] = 0;
+                for (int ch = 0; ch < 3; ch++) px[((size_t)ch * S + y) * S + x] = 0; /* as the processor pads */
+            }
+        c.name = "idefics3 (padded patches)";
+        if (inference_logits(&c, "idefics3_pad")) check_case(&c, 59);
+    }
+    case_free(&c);
+}
+
+/* LLaVA with a SigLIP tower (no class token, patch bias, gelu_pytorch_tanh, strategy "full", last layer): the
+ * siglip_vision fixture's tower (64 px, 16 patches of 16) under the llava fixture's projector and decoder. */
+static fx_array *new_array(const char *dtype, int ndim, const int64_t *shape) {
+    fx_array *a = calloc(1, sizeof *a);
+    snprintf(a->dtype, sizeof a->dtype, "%s", dtype);
+    a->ndim = ndim;
+    a->n = 1;
+    for (int i = 0; i < ndim; i++) a->shape[i] = shape[i], a->n *= (size_t)shape[i];
+    a->data = calloc(a->n, 4);
+    return a;
+}
+
+static void test_llava_siglip(void) {
+    const char *lv = shared_path("fixtures/llava");
+    if (!lv) return;
+    char llava[1100], sig[1100], dir[1000], p[1200];
+    snprintf(llava, sizeof llava, "%s", lv);
+    snprintf(sig, sizeof sig, "%s", shared_path("fixtures/siglip_vision"));
+    snprintf(dir, sizeof dir, "%s/llava_siglip", test_tmpdir());
+    vlmc_error e = {0};
+    file_mkdirs(dir, &e);
+    const char *cfg =
+        "{\"architectures\": [\"LlavaForConditionalGeneration\"], \"model_type\": \"llava\", \"image_token_index\": "
+        "1000, \"image_seq_length\": 16, \"projector_hidden_act\": \"gelu\", \"vision_feature_layer\": -1, "
+        "\"vision_feature_select_strategy\": \"full\", \"text_config\": {\"head_dim\": 16, \"hidden_size\": 64, "
+        "\"intermediate_size\": 160, \"max_position_embeddings\": 512, \"model_type\": \"llama\", "
+        "\"num_attention_heads\": 4, \"num_hidden_layers\": 2, \"num_key_value_heads\": 2, \"pad_token_id\": 0, "
+        "\"rms_norm_eps\": 1e-05, \"vocab_size\": 1024}, \"vision_config\": {\"model_type\": \"siglip_vision_model\", "
+        "\"hidden_act\": \"gelu_pytorch_tanh\", \"hidden_size\": 32, \"image_size\": 64, \"intermediate_size\": 64, "
+        "\"layer_norm_eps\": 1e-06, \"num_attention_heads\": 4, \"num_hidden_layers\": 2, \"patch_size\": 16}}";
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    file_write_all(p, cfg, strlen(cfg), &e);
+    safetensors *a = NULL, *b = NULL;
+    if (!CHECK(!safetensors_open(llava, &a, &e) && !safetensors_open(sig, &b, &e), "%s", e.message)) goto out;
+    {
+        size_t na = safetensors_count(a), nb = safetensors_count(b), n = 0;
+        const char **names = calloc(na + nb, sizeof *names);
+        char (*buf)[160] = calloc(na + nb, sizeof *buf);
+        tensor *ts = calloc(na + nb, sizeof *ts);
+        for (size_t i = 0; i < na; i++) {
+            const st_entry *x = safetensors_at(a, i);
+            if (!strncmp(x->name, "vision_tower.", 13)) continue;
+            names[n] = x->name, ts[n++] = x->t;
+        }
+        for (size_t i = 0; i < nb; i++) {
+            const st_entry *x = safetensors_at(b, i);
+            if (strstr(x->name, ".head.")) continue;
+            snprintf(buf[n], sizeof buf[n], "vision_tower.%s", x->name);
+            names[n] = buf[n], ts[n++] = x->t;
+        }
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        CHECK(!safetensors_write(p, n, names, ts, NULL, &e), "%s", e.message);
+        free(names), free(buf), free(ts);
+    }
+    vlm_case c;
+    memset(&c, 0, sizeof c);
+    c.name = "llava + siglip";
+    c.pix_4d = true;
+    snprintf(c.dir, sizeof c.dir, "%s", dir);
+    enum { T = 26 };
+    const int64_t ish[2] = {1, T}, psh[5] = {1, 1, 3, 64, 64};
+    c.ids = new_array("int32", 2, ish);
+    c.mask = new_array("int32", 2, ish);
+    c.pix = new_array("float32", 5, psh);
+    c.labels = malloc(sizeof(int32_t) * T);
+    int32_t *ids = c.ids->data, *mask = c.mask->data;
+    for (int t = 0; t < T; t++) {
+        ids[t] = t >= 3 && t < 19 ? 1000 : (t * 37 + 11) % 1000;
+        mask[t] = 1;
+        c.labels[t] = t < 3 || ids[t] == 1000 ? -100 : ids[t];
+    }
+    float *px = c.pix->data;
+    for (size_t i = 0; i < c.pix->n; i++) px[i] = frand();
+    c.bt = (train_batch){.B = 1, .T = T, .input_ids = ids, .attention_mask = mask, .labels = c.labels,
+                         .pixel_values = px, .n_images = 1};
+    /* 16 vision tensors × 2 layers + patch w, b + positions (post_layernorm is off the path) + 4 + 21 */
+    if (inference_logits(&c, "llava_siglip")) check_case(&c, 60);
+    case_free(&c);
+out:
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
+}
+
 int main(void) {
     tests_begin("train_vlm");
     TEST_RUN(test_fd_pixel_shuffle);
     TEST_RUN(test_fd_anyres_pack);
     TEST_RUN(test_fixture_llava_next);
     TEST_RUN(test_fixture_idefics3);
+    TEST_RUN(test_idefics3_padded_patches);
+    TEST_RUN(test_llava_siglip);
     TEST_RUN(test_stages_llava_next);
     TEST_RUN(test_stages_idefics3);
     TEST_RUN(test_compute_grads_api);
