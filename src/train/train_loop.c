@@ -48,6 +48,11 @@ typedef struct trainer {
     int32_t *ids, *mask, *labels;
     float *pixels;
     size_t cap_tokens, cap_pixels;
+    int32_t *pmask;           /* Idefics3 pixel_attention_mask of every tile */
+    size_t cap_pmask;
+    int *img_tiles;           /* LLaVA-NeXT: tiles and original size of each image */
+    int32_t *img_sizes;
+    int cap_imgs;
     /* curve */
     double *curve;
     double *eval_curve_step, *eval_curve;
@@ -84,6 +89,75 @@ static void epoch_order(trainer *tr, int64_t e) {
     tr->perm_epoch = e;
 }
 
+/* Grows *buf (elements of size esz) to hold need; false when out of memory. */
+static bool reserve(void **buf, size_t *cap, size_t need, size_t esz) {
+    if (need <= *cap) return true;
+    void *p = realloc(*buf, need * esz);
+    if (!p) return false;
+    *buf = p;
+    *cap = need;
+    return true;
+}
+
+/* The images of the batch (N of them), preprocessed: every tile's pixels, and per family the image geometry
+ * (LLaVA-NeXT: tiles and original size per image; Idefics3: the pixel_attention_mask of every tile). */
+static vlmc_status batch_pixels(trainer *tr, tr_example *const *exs, int nb, int N, train_batch *bt, vlmc_error *err) {
+    const train_model *m = &tr->m;
+    const size_t per = (size_t)m->VC * m->VS * m->VS, plane = (size_t)m->VS * m->VS;
+    if (N > tr->cap_imgs) {
+        int *t = realloc(tr->img_tiles, (size_t)N * sizeof *t);
+        if (t) tr->img_tiles = t;
+        int32_t *z = t ? realloc(tr->img_sizes, 2 * (size_t)N * sizeof *z) : NULL;
+        if (!z) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d images", N);
+        tr->img_sizes = z;
+        tr->cap_imgs = N;
+    }
+    int k = 0, tiles = 0;
+    vlmc_status s = VLMC_OK;
+    for (int i = 0; i < nb && !s; i++)
+        for (int j = 0; j < exs[i]->n_images && !s; j++, k++) {
+            vlmc_image *im = NULL;
+            vlmc_preprocessed pp;
+            memset(&pp, 0, sizeof pp);
+            const char *path = exs[i]->images[j];
+            if ((s = vlmc_image_load_file(path, NULL, &im, err))) return s;
+            s = vlmc_preprocess(tr->proc, im, &pp, err);
+            vlmc_image_free(im);
+            if (s) return s;
+            const int nd = pp.ndim, nt = nd == 5 ? (int)pp.shape[1] : 1;
+            if ((nd != 4 && nd != 5) || pp.shape[0] != 1 || pp.shape[nd - 3] != m->VC || pp.shape[nd - 2] != m->VS ||
+                pp.shape[nd - 1] != m->VS || (m->vlm == TM_LLAVA && nt != 1)) {
+                vlmc_preprocessed_free(&pp);
+                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: the processor's output is not %s%dx%d tiles", path,
+                                 m->vlm == TM_LLAVA ? "one " : "", m->VS, m->VS);
+            }
+            if (!reserve((void **)&tr->pixels, &tr->cap_pixels, (size_t)(tiles + nt) * per, sizeof(float)) ||
+                (m->vlm == TM_IDEFICS3 &&
+                 !reserve((void **)&tr->pmask, &tr->cap_pmask, (size_t)(tiles + nt) * plane, sizeof(int32_t)))) {
+                vlmc_preprocessed_free(&pp);
+                return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d tiles", tiles + nt);
+            }
+            memcpy(tr->pixels + (size_t)tiles * per, pp.pixel_values, (size_t)nt * per * sizeof(float));
+            if (m->vlm == TM_IDEFICS3)
+                for (size_t q = 0; q < (size_t)nt * plane; q++)
+                    tr->pmask[(size_t)tiles * plane + q] = pp.pixel_attention_mask ? pp.pixel_attention_mask[q] : 1;
+            tr->img_tiles[k] = nt;
+            tr->img_sizes[2 * k] = pp.has_image_sizes ? pp.image_sizes[0] : m->VS;
+            tr->img_sizes[2 * k + 1] = pp.has_image_sizes ? pp.image_sizes[1] : m->VS;
+            tiles += nt;
+            vlmc_preprocessed_free(&pp);
+        }
+    bt->pixel_values = tr->pixels;
+    bt->n_images = tiles;
+    if (m->vlm == TM_LLAVA_NEXT) {
+        bt->n_groups = N;
+        bt->image_tiles = tr->img_tiles;
+        bt->image_sizes = tr->img_sizes;
+    }
+    if (m->vlm == TM_IDEFICS3) bt->pixel_mask = tr->pmask;
+    return s;
+}
+
 /* Builds the batch of examples idx[0..nb) (right padding) and runs forward (and backward with dloss). */
 static vlmc_status run_batch(trainer *tr, tr_example *const *exs, int nb, bool backward, float dloss, float *loss,
                              int64_t *tokens, vlmc_error *err) {
@@ -116,36 +190,9 @@ static vlmc_status run_batch(trainer *tr, tr_example *const *exs, int nb, bool b
             tok += real;
         }
     vlmc_status s;
-    if (N > 0) {
-        const size_t per = (size_t)tr->m.VC * tr->m.VS * tr->m.VS;
-        if ((size_t)N * per > tr->cap_pixels) {
-            free(tr->pixels);
-            tr->pixels = malloc((size_t)N * per * sizeof(float));
-            tr->cap_pixels = tr->pixels ? (size_t)N * per : 0;
-            if (!tr->pixels) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d images", N);
-        }
-        int k = 0;
-        for (int i = 0; i < nb; i++)
-            for (int j = 0; j < exs[i]->n_images; j++, k++) {
-                vlmc_image *im = NULL;
-                vlmc_preprocessed pp;
-                memset(&pp, 0, sizeof pp);
-                if ((s = vlmc_image_load_file(exs[i]->images[j], NULL, &im, err))) return s;
-                s = vlmc_preprocess(tr->proc, im, &pp, err);
-                vlmc_image_free(im);
-                if (s) return s;
-                if (pp.ndim != 4 || pp.shape[1] != tr->m.VC || pp.shape[2] != tr->m.VS || pp.shape[3] != tr->m.VS) {
-                    vlmc_preprocessed_free(&pp);
-                    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: the processor's output is not one %dx%d tile",
-                                     exs[i]->images[j], tr->m.VS, tr->m.VS);
-                }
-                memcpy(tr->pixels + (size_t)k * per, pp.pixel_values, per * sizeof(float));
-                vlmc_preprocessed_free(&pp);
-            }
-    }
-    if ((s = train_model_plan(&tr->m, nb, T, N, err))) return s;
-    train_batch bt = {.B = nb, .T = T, .input_ids = tr->ids, .attention_mask = tr->mask, .labels = tr->labels,
-                      .pixel_values = N ? tr->pixels : NULL, .n_images = N};
+    train_batch bt = {.B = nb, .T = T, .input_ids = tr->ids, .attention_mask = tr->mask, .labels = tr->labels};
+    if (N > 0 && (s = batch_pixels(tr, exs, nb, N, &bt, err))) return s;
+    if ((s = train_model_plan(&tr->m, nb, T, bt.n_images, err))) return s;
     if ((s = train_model_forward(&tr->m, &bt, loss, err))) return s;
     if (backward && (s = train_model_backward(&tr->m, dloss, err))) return s;
     if (tokens) *tokens = tok;
@@ -346,15 +393,28 @@ static vlmc_status load_examples(trainer *tr, const char *path, conv_dataset *d,
     if (!*out) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     tr_text_opts o = {.train_on_prompt = tr->p.train_on_prompt != 0, .content_as_string = !tr->m.is_vlm,
                       .max_length = tr->p.max_length, .image_token = tr->m.is_vlm ? tr->m.image_token : -1,
-                      .image_tokens = tr->m.is_vlm ? tr->m.VT - tr->m.drop_first : 0};
+                      .image_tokens = tr->m.is_vlm ? tr->m.NO : 0};
     for (size_t i = 0; i < d->n; i++) {
-        if ((s = tr_build_example(&d->samples[i], tr->ct, tr->tok, &o, &(*out)[i], err)))
-            return vlmc_fail_prefix(err, "%s", path);
+        const conv_sample *smp = &d->samples[i];
+        tr_image_ids *x = NULL;
+        int nx = 0;
+        if (tr->m.vlm == TM_LLAVA_NEXT || tr->m.vlm == TM_IDEFICS3) {
+            /* the processor decides each image's tokens: expand it as the family's processor does */
+            x = calloc((size_t)smp->n_images + 1, sizeof *x);
+            if (!x) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            for (; nx < smp->n_images && !s; nx++) s = tr_image_expansion(&tr->m, tr->proc, tr->tok, smp->images[nx], &x[nx], err);
+            if (s) vlmc_fail_prefix(err, "%s: row %d", path, smp->source_line);
+        }
+        o.expansions = x;
+        if (!s && (s = tr_build_example(smp, tr->ct, tr->tok, &o, &(*out)[i], err))) vlmc_fail_prefix(err, "%s", path);
+        for (int k = 0; k < nx; k++) free(x[k].ids);
+        free(x);
+        if (s) return s;
         *n = i + 1;
         for (int t = 0; t < (*out)[i].n; t++)
             if ((*out)[i].ids[t] < 0 || (*out)[i].ids[t] >= tr->m.V)
                 return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %d: token id %d is outside the model's vocabulary (%d)",
-                                 path, d->samples[i].source_line, (*out)[i].ids[t], tr->m.V);
+                                 path, smp->source_line, (*out)[i].ids[t], tr->m.V);
     }
     return VLMC_OK;
 }
@@ -372,6 +432,7 @@ static void trainer_free(trainer *tr) {
     if (tr->proc) vlmc_image_processor_free(tr->proc);
     free(tr->perm);
     free(tr->ids), free(tr->mask), free(tr->labels), free(tr->pixels);
+    free(tr->pmask), free(tr->img_tiles), free(tr->img_sizes);
     free(tr->curve), free(tr->eval_curve), free(tr->eval_curve_step);
     if (tr->metrics) fclose(tr->metrics);
 }
