@@ -83,4 +83,52 @@ fi
 "$VLMC" train -m "$M" --data "$TMP/train.jsonl" --out "$TMP/out3" --stage projector 2>"$TMP/err4"
 [ $? -eq 1 ] && grep -q "needs a VLM" "$TMP/err4" && ok "projector stage on a text model is an error" \
   || fail "projector stage error" "$(cat "$TMP/err4")"
+# vlmc dump --grads on the LLaVA-NeXT and Idefics3 fixtures (5-D pixel_values, image_sizes /
+# pixel_attention_mask; labels = ids with -100 on the image tokens): the loss equals the cross-entropy of
+# transformers' logits, and every tensor on the loss path has a gradient.
+for fx in llava_next idefics3; do
+  d="$SHARED/fixtures/$fx"
+  [ -d "$d" ] || { skip "dump --grads $fx" "absent"; continue; }
+  python3 - "$d" "$TMP/gin_$fx" <<'PY'
+import json, os, shutil, struct, sys
+src, out = sys.argv[1], sys.argv[2]
+ref = src + "/reference"
+os.makedirs(out, exist_ok=True)
+m = json.load(open(ref + "/manifest.json"))
+keep = [a for a in m["arrays"] if a["name"] in ("input_ids", "attention_mask", "pixel_values", "image_sizes",
+                                                "pixel_attention_mask")]
+for a in keep: shutil.copy(ref + "/" + a["file"], out + "/" + a["file"])
+ids = list(struct.unpack("<%di" % (os.path.getsize(ref + "/input_ids.bin") // 4), open(ref + "/input_ids.bin", "rb").read()))
+lab = [-100 if i < 3 or t == 1000 else t for i, t in enumerate(ids)]
+open(out + "/labels.bin", "wb").write(struct.pack("<%di" % len(lab), *lab))
+keep.append({"name": "labels", "file": "labels.bin", "dtype": "int32", "shape": [1, len(lab)]})
+json.dump({"format": m["format"], "meta": {}, "arrays": keep}, open(out + "/manifest.json", "w"))
+PY
+  if "$VLMC" dump -m "$d" --inputs "$TMP/gin_$fx" --out "$TMP/gout_$fx" --grads >"$TMP/o" 2>&1 &&
+     python3 - "$d" "$TMP/gin_$fx" "$TMP/gout_$fx" <<'PY'
+import array, json, math, struct, sys
+src, inp, out = sys.argv[1:4]
+def arr(d, name):
+    a = [x for x in json.load(open(d + "/manifest.json"))["arrays"] if x["name"] == name][0]
+    v = array.array("f" if a["dtype"] == "float32" else "i"); v.frombytes(open(d + "/" + a["file"], "rb").read())
+    return a["shape"], v
+(_, T, V), lg = arr(src + "/reference", "logits")
+_, lab = arr(inp, "labels")
+tot, n = 0.0, 0
+for t in range(T - 1):
+    y = lab[t + 1]
+    if y == -100: continue
+    row = lg[t * V:(t + 1) * V]; mx = max(row)
+    tot += mx + math.log(sum(math.exp(x - mx) for x in row)) - row[y]; n += 1
+_, loss = arr(out, "loss")
+assert abs(loss[0] - tot / n) <= 1e-5 * (tot / n), (loss[0], tot / n)
+b = open(out + "/grads.safetensors", "rb").read(); k = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + k]); h.pop("__metadata__", None)
+w = open(src + "/model.safetensors", "rb").read(); k2 = struct.unpack("<Q", w[:8])[0]
+names = set(json.loads(w[8:8 + k2])) - {"__metadata__"}
+assert set(h) <= names and len(h) == {"llava_next": 47, "idefics3": 59}[src.rstrip("/").split("/")[-1]], len(h)
+PY
+  then ok "dump --grads $fx: loss = cross-entropy of transformers' logits, a gradient per tensor on the path"
+  else fail "dump --grads $fx" "$(cat "$TMP/o")"; fi
+done
 finish

@@ -392,48 +392,53 @@ static void test_lora_export(void) {
 }
 
 
-/* LLaVA with images: a copy of the llava fixture (CLIP 56x56 → projector → Llama) whose image token is the
- * gpt2 tokenizer's "<image>" (id 562, inside its 1024-id vocabulary), trained on 4 conversations about
- * the fixture image. Stage 1 (projector) must change only the projector; full must fit the data. */
-static char llava_dir[600], llava_data[700];
-static bool make_llava(void) {
-    if (llava_dir[0]) return true;
-    const char *fx = shared_path("fixtures/llava");
+/* VLMs with images: a copy of a VLM fixture (llava: CLIP 56x56 → projector → Llama; llava_next: the same on
+ * anyres tiles; idefics3: SigLIP-like tower → pixel shuffle → projection) whose image token is the gpt2
+ * tokenizer's "<image>" (id 562, inside its 1024-id vocabulary), trained on 4 conversations about the fixture
+ * image. (The Idefics3 expansion's <fake_token_around_image> / <row_r_col_c> markers are plain text to this
+ * tokenizer: they become ordinary tokens.) */
+static bool make_vlm(const char *fixture, const char *token_key, char *dir, size_t dir_cap, char *data,
+                     size_t data_cap) {
+    if (dir[0]) return true;
+    char rel[128];
+    snprintf(rel, sizeof rel, "fixtures/%s", fixture);
+    const char *fx = shared_path(rel);
     if (!fx) return false;
-    char src[PATH_MAX], tk[600];
+    char src[PATH_MAX], tk[600], key[64];
     if (!realpath(fx, src)) return false; /* image paths in the data must not depend on its folder */
     snprintf(tk, sizeof tk, "%s", shared_path("fixtures/tokenizer_gpt2"));
-    snprintf(llava_dir, sizeof llava_dir, "%s/tiny_llava", test_tmpdir());
+    snprintf(dir, dir_cap, "%s/tiny_%s", test_tmpdir(), fixture);
     vlmc_error e = {0};
-    file_mkdirs(llava_dir, &e);
+    file_mkdirs(dir, &e);
     const char *files[] = {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json",
                            "added_tokens.json"};
     for (int i = 0; i < 5; i++)
-        if (!CHECK(copy_to(tk, files[i], llava_dir), "copy %s", files[i])) return false;
-    if (!CHECK(copy_to(src, "model.safetensors", llava_dir) && copy_to(src, "preprocessor_config.json", llava_dir),
-               "copy llava"))
+        if (!CHECK(copy_to(tk, files[i], dir), "copy %s", files[i])) return false;
+    if (!CHECK(copy_to(src, "model.safetensors", dir) && copy_to(src, "preprocessor_config.json", dir),
+               "copy %s", fixture))
         return false;
     char p[PATH_MAX + 64];
     snprintf(p, sizeof p, "%s/config.json", src);
     size_t n;
     char *cfg = test_read_file(p, &n);
-    char *at = cfg ? strstr(cfg, "\"image_token_index\": 1000") : NULL;
-    if (!CHECK(at != NULL, "llava config")) {
+    snprintf(key, sizeof key, "\"%s\": 1000", token_key);
+    char *at = cfg ? strstr(cfg, key) : NULL;
+    if (!CHECK(at != NULL, "%s config", fixture)) {
         free(cfg);
         return false;
     }
-    memcpy(at + strlen("\"image_token_index\": "), " 562", 4);
-    snprintf(p, sizeof p, "%s/config.json", llava_dir);
+    memcpy(at + strlen(key) - 4, " 562", 4);
+    snprintf(p, sizeof p, "%s/config.json", dir);
     file_write_all(p, cfg, n, &e);
     free(cfg);
     static const char *tpl =
         "{% for m in messages %}{{ m['role'].upper() + ': ' }}{% for c in m['content'] %}{% if c['type'] == 'image' "
         "%}{{ '<image>\\n' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{{ '\\n' }}{% endfor %}"
         "{% if add_generation_prompt %}{{ 'ASSISTANT: ' }}{% endif %}";
-    snprintf(p, sizeof p, "%s/chat_template.jinja", llava_dir);
+    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
     file_write_all(p, tpl, strlen(tpl), &e);
-    snprintf(llava_data, sizeof llava_data, "%s/llava.jsonl", test_tmpdir());
-    FILE *f = fopen(llava_data, "w");
+    snprintf(data, data_cap, "%s/%s.jsonl", test_tmpdir(), fixture);
+    FILE *f = fopen(data, "w");
     static const char *qa[4][2] = {{"What is this?", "A small picture."}, {"Describe the colors.", "Mostly bright."},
                                    {"Is it large?", "No, it is tiny."}, {"Name it.", "A test image."}};
     for (int i = 0; i < 4; i++)
@@ -444,13 +449,19 @@ static bool make_llava(void) {
     return true;
 }
 
-static void llava_run(const char *stage, double lr, int steps, const char *sub, losses *l) {
+static char llava_dir[600], llava_data[700];
+static bool make_llava(void) {
+    return make_vlm("llava", "image_token_index", llava_dir, sizeof llava_dir, llava_data, sizeof llava_data);
+}
+
+static void vlm_run(const char *dir, const char *data, const char *stage, double lr, int steps, const char *sub,
+                    losses *l) {
     char out[800];
     snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
     vlmc_train_params p;
     base_params(&p, out);
-    p.model_dir = llava_dir;
-    p.data_path = llava_data;
+    p.model_dir = dir;
+    p.data_path = data;
     p.stage = stage;
     p.lr = lr;
     p.max_steps = steps;
@@ -458,6 +469,10 @@ static void llava_run(const char *stage, double lr, int steps, const char *sub, 
     p.lr_scheduler_type = "constant";
     vlmc_error e = {0};
     CHECK(!vlmc_train(&p, record, l, &e), "%s: %s", stage, e.message);
+}
+
+static void llava_run(const char *stage, double lr, int steps, const char *sub, losses *l) {
+    vlm_run(llava_dir, llava_data, stage, lr, steps, sub, l);
 }
 
 static void test_llava_stages(void) {
@@ -511,6 +526,114 @@ static void test_llava_stages(void) {
     CHECK(l2.v[l2.n - 1] < (SMALL ? 0.7 * l2.v[0] : 0.05), "llava full stage fits 4 examples: %g", l2.v[l2.n - 1]);
 }
 
+/* LLaVA-NeXT and Idefics3 through the trainer: the data path expands each image as the family's processor does
+ * (LLaVA-NeXT: 44 tokens for the 37x53 fixture image = 16 of the base tile + a 1x2 grid of 4x4 patches unpadded
+ * to 4 rows of 6, each followed by image_newline; Idefics3: a 2x2 grid + the global image, 4 tokens each, with
+ * the <fake_token_around_image><row_r_col_c> text around them), image
+ * tokens are never targets; the projector stage moves only the connector; full training fits the data. */
+static void vlm_family_case(const char *fixture, const char *token_key, int want_image_tokens, const char *proj_prefix,
+                            int proj_tensors) {
+    char dir[600] = "", data[700];
+    if (!make_vlm(fixture, token_key, dir, sizeof dir, data, sizeof data)) return;
+    vlmc_error e = {0};
+    vlmc_tokenizer *tok = NULL;
+    chat_template *ct = NULL;
+    conv_dataset d;
+    memset(&d, 0, sizeof d);
+    losses l1 = {0}, l2 = {0};
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s_proj", fixture);
+    vlm_run(dir, data, "projector", 1e-2, SMALL ? 4 : 10, sub, &l1);
+    if (l1.n < 2) goto out;
+    printf("    %s projector stage: loss %.4f -> %.4f\n", fixture, l1.v[0], l1.v[l1.n - 1]);
+    CHECK(l1.v[l1.n - 1] < l1.v[0], "%s: projector stage loss decreases", fixture);
+    char out[900];
+    snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
+    safetensors *a = NULL, *b = NULL;
+    if (CHECK(!safetensors_open(dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message)) {
+        int changed = 0, proj_changed = 0, n = (int)safetensors_count(a);
+        for (int i = 0; i < n; i++) {
+            const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
+            if (!CHECK(y && tensor_nbytes(&x->t) == tensor_nbytes(&y->t), "%s exported", x->name)) continue;
+            bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
+            changed += diff;
+            proj_changed += diff && (!strncmp(x->name, proj_prefix, strlen(proj_prefix)) || !strcmp(x->name, "image_newline"));
+        }
+        CHECK(changed == proj_tensors && proj_changed == proj_tensors, "%s projector stage changed %d tensors (%d of the connector)",
+              fixture, changed, proj_changed);
+    }
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
+    /* the examples: image tokens expanded per the processor, never targets; Idefics3's layout */
+    train_model m;
+    vlmc_image_processor *proc = NULL;
+    memset(&m, 0, sizeof m);
+    if (CHECK(!vlmc_tokenizer_load(dir, &tok, &e) && !chat_template_load(dir, &ct, &e) &&
+                  !conv_dataset_load(data, NULL, &d, &e) && !train_model_load(&m, dir, NULL, 0, &e) &&
+                  !vlmc_image_processor_load(dir, &proc, &e),
+              "%s", e.message)) {
+        tr_image_ids x = {0};
+        tr_example ex;
+        memset(&ex, 0, sizeof ex);
+        tr_text_opts o = {.max_length = 2048, .image_token = 562, .image_tokens = 1, .expansions = &x};
+        if (CHECK(!tr_image_expansion(&m, proc, tok, d.samples[0].images[0], &x, &e) &&
+                      !tr_build_example(&d.samples[0], ct, tok, &o, &ex, &e),
+                  "%s", e.message)) {
+            int n_img = 0, img_targets = 0, targets = 0;
+            for (int t = 0; t < ex.n; t++) {
+                n_img += ex.ids[t] == 562;
+                img_targets += ex.ids[t] == 562 && ex.labels[t] != -100;
+                targets += ex.labels[t] != -100;
+            }
+            CHECK(n_img == want_image_tokens && img_targets == 0 && targets > 0,
+                  "%s: %d image tokens (want %d), %d of them targets, %d targets", fixture, n_img, want_image_tokens,
+                  img_targets, targets);
+            if (!strcmp(fixture, "idefics3")) {
+                /* Idefics3Processor's string for a 2x2 split (get_image_prompt_string), tokenized */
+                char want[1024] = "";
+                const char *run = "<image><image><image><image>";
+                for (int r = 1; r <= 2; r++) {
+                    for (int c = 1; c <= 2; c++)
+                        snprintf(want + strlen(want), sizeof want - strlen(want),
+                                 "<fake_token_around_image><row_%d_col_%d>%s", r, c, run);
+                    strcat(want, "\n");
+                }
+                snprintf(want + strlen(want), sizeof want - strlen(want),
+                         "\n<fake_token_around_image><global-img>%s<fake_token_around_image>", run);
+                int32_t *ids = NULL;
+                size_t n = 0;
+                CHECK(!vlmc_tokenizer_encode(tok, want, strlen(want), 0, &ids, &n, &e) && n == x.n &&
+                          !memcmp(ids, x.ids, n * sizeof *ids),
+                      "idefics3: the image expansion is not Idefics3Processor's layout (%zu vs %zu ids)", x.n, n);
+                free(ids);
+            }
+            printf("    %s: %d ids per example, %d image tokens (labels -100), %d targets\n", fixture, ex.n, n_img,
+                   targets);
+            tr_example_free(&ex);
+        }
+        free(x.ids);
+    }
+    if (proc) vlmc_image_processor_free(proc);
+    train_model_free(&m);
+    snprintf(sub, sizeof sub, "%s_full", fixture);
+    vlm_run(dir, data, "full", 3e-3, SMALL ? 10 : 60, sub, &l2);
+    if (l2.n < 2) goto out;
+    printf("    %s full: loss %.4f -> %.4f\n", fixture, l2.v[0], l2.v[l2.n - 1]);
+    CHECK(l2.v[l2.n - 1] < (SMALL ? 0.7 * l2.v[0] : 0.05), "%s full stage fits 4 examples: %g", fixture,
+          l2.v[l2.n - 1]);
+out:
+    conv_dataset_free(&d);
+    if (tok) vlmc_tokenizer_free(tok);
+    if (ct) chat_template_free(ct);
+}
+
+static void test_llava_next_training(void) {
+    vlm_family_case("llava_next", "image_token_index", 44, "multi_modal_projector.", 5);
+}
+static void test_idefics3_training(void) {
+    vlm_family_case("idefics3", "image_token_id", 20, "model.connector.", 1);
+}
+
 int main(void) {
     tests_begin("trainer");
     TEST_RUN(test_label_masking);
@@ -520,5 +643,7 @@ int main(void) {
     TEST_RUN(test_resume_bit_identical);
     TEST_RUN(test_export_reload);
     TEST_RUN(test_llava_stages);
+    TEST_RUN(test_llava_next_training);
+    TEST_RUN(test_idefics3_training);
     return tests_end();
 }

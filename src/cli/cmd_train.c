@@ -9,7 +9,7 @@
 static const char *USAGE =
     "usage: vlmc train -m MODEL_DIR --data train.jsonl --out DIR [options]\n"
     "\n"
-    "Fine-tunes a llama / mistral / qwen2 or llava model folder (f32, CPU) on conversations\n"
+    "Fine-tunes a llama / mistral / qwen2, llava, llava_next or idefics3 model folder (f32, CPU) on conversations\n"
     "(JSONL or JSON; HF messages or LLaVA conversations; images by path). Labels are the\n"
     "assistant turns as the model's chat template renders them (-100 elsewhere, on padding\n"
     "and on image tokens). Writes DIR/metrics.jsonl (one line per step), DIR/loss.svg,\n"

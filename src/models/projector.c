@@ -154,7 +154,7 @@ int projector_out_tokens(const projector *p, int tokens) {
 /* Idefics3Connector.pixel_shuffle for one tile: x [side·side, E] → y [(side/s)², E·s²] with
  * y[i·(side/s) + j][(dy·s + dx)·E + e] = x[(i·s + dy)·side + j·s + dx][e]
  * (the view / permute / reshape chain of modeling_idefics3.py, worked out). */
-static void pixel_shuffle(float *y, const float *x, int side, int E, int s) {
+void pixel_shuffle(float *y, const float *x, int side, int E, int s) {
     int os = side / s;
     for (int i = 0; i < os; i++)
         for (int j = 0; j < os; j++) {
@@ -163,6 +163,21 @@ static void pixel_shuffle(float *y, const float *x, int side, int E, int s) {
                 for (int dx = 0; dx < s; dx++)
                     memcpy(dst + ((size_t)dy * s + dx) * E, x + (((size_t)i * s + dy) * side + (size_t)j * s + dx) * E,
                            (size_t)E * sizeof(float));
+        }
+}
+
+/* The shuffle is a permutation: its backward sends each gradient row piece back where it came from. */
+void pixel_shuffle_backward(float *dx, const float *dy, int side, int E, int s) {
+    int os = side / s;
+    for (int i = 0; i < os; i++)
+        for (int j = 0; j < os; j++) {
+            const float *src = dy + ((size_t)i * os + j) * (size_t)E * s * s;
+            for (int ky = 0; ky < s; ky++)
+                for (int kx = 0; kx < s; kx++) {
+                    float *d = dx + (((size_t)i * s + ky) * side + (size_t)j * s + kx) * E;
+                    const float *g = src + ((size_t)ky * s + kx) * E;
+                    for (int e = 0; e < E; e++) d[e] += g[e];
+                }
         }
 }
 
@@ -338,6 +353,38 @@ vlmc_status llava_next_pack(const projector *p, const float *features, int n_til
         }
         memcpy(o, p->image_newline, D * sizeof(float));
         o += D;
+    }
+    return VLMC_OK;
+}
+
+static void add_row(float *d, const float *g, size_t D) {
+    for (size_t i = 0; i < D; i++) d[i] += g[i];
+}
+
+vlmc_status llava_next_pack_backward(const projector *p, const float *dpacked, int n_tiles, int tokens,
+                                     int image_height, int image_width, float *dfeatures, float *dnewline,
+                                     vlmc_error *err) {
+    pack_plan pl;
+    size_t len;
+    vlmc_status s = plan(p, n_tiles, tokens, image_height, image_width, &pl, &len, err);
+    if (s) return s;
+    const size_t D = (size_t)p->out_dim;
+    /* the same walk as llava_next_pack, adding each packed row's gradient to the row it copied */
+    for (int t = 0; t < tokens; t++) add_row(dfeatures + (size_t)t * D, dpacked + (size_t)t * D, D);
+    const float *g = dpacked + (size_t)tokens * D;
+    if (n_tiles == 1) {
+        if (dnewline) add_row(dnewline, g, D);
+        return VLMC_OK;
+    }
+    const int side = pl.side;
+    for (int y = pl.y0; y < pl.y1; y++) {
+        for (int x = pl.x0; x < pl.x1; x++) {
+            int tile = 1 + (y / side) * pl.cols + x / side, t = (y % side) * side + x % side;
+            add_row(dfeatures + ((size_t)tile * tokens + t) * D, g, D);
+            g += D;
+        }
+        if (dnewline) add_row(dnewline, g, D);
+        g += D;
     }
     return VLMC_OK;
 }

@@ -77,6 +77,17 @@ vlmc_status llava_next_packed_len(const projector *p, int n_tiles, int tokens, i
 vlmc_status llava_next_pack(const projector *p, const float *features, int n_tiles, int tokens, int image_height,
                             int image_width, float *out, size_t *len, vlmc_error *err);
 
+/* Its backward: dfeatures [n_tiles, tokens, out_dim] += the gradient of each packed row it copied, dnewline
+ * [out_dim] (may be NULL) += that of every image_newline row. */
+vlmc_status llava_next_pack_backward(const projector *p, const float *dpacked, int n_tiles, int tokens,
+                                     int image_height, int image_width, float *dfeatures, float *dnewline,
+                                     vlmc_error *err);
+
+/* Idefics3Connector.pixel_shuffle of one tile x [side·side, E] → y [(side/s)², E·s²], and its backward
+ * (dx += the gradient of each value's new place). */
+void pixel_shuffle(float *y, const float *x, int side, int E, int s);
+void pixel_shuffle_backward(float *dx, const float *dy, int side, int E, int s);
+
 /* The image features a VLM merges into its input embeddings for one image (or one batch of LLaVA images),
  * tower + selection + projector (+ packing) in one call:
  *   llava       pixels [n, C, S, S]: n images → [n · tokens, out_dim] (image after image)

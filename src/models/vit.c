@@ -370,8 +370,8 @@ static int bucketize_right(float x, const float *bnd, int n) {
 /* Idefics3VisionEmbeddings' position ids for one tile of gh × gw patches with mask pm (NULL = all real):
  * masked-out patches get 0; real ones, in raster order, bucket(h)·side + bucket(w) where the fractional
  * coordinates arange(0, 1 - 1e-6, 1 / nb) are bucketized against arange(1/side, 1, 1/side). */
-static vlmc_status idefics3_position_ids(const vit_model *m, const uint8_t *pm, int gh, int gw, int *pos, int tile,
-                                         vlmc_error *err) {
+vlmc_status vit_idefics3_position_ids(const vit_model *m, const uint8_t *pm, int gh, int gw, int *pos, int tile,
+                                      vlmc_error *err) {
     int nb_h = 0, nb_w = 0, n_real = 0;
     for (int r = 0; r < gh; r++) nb_h += pm ? (pm[(size_t)r * gw] != 0) : 1;
     for (int c = 0; c < gw; c++) nb_w += pm ? (pm[c] != 0) : 1;
@@ -581,7 +581,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
             const uint8_t *pm = patch_mask ? patch_mask + (size_t)(b0 + b) * Np : NULL;
             float *xb = w.x + (size_t)b * T * D;
             if (m->kind == VIT_IDEFICS3) {
-                if ((s = idefics3_position_ids(m, pm, gh, gw, w.pos, b0 + b, err))) goto done;
+                if ((s = vit_idefics3_position_ids(m, pm, gh, gw, w.pos, b0 + b, err))) goto done;
             } else {
                 for (int p = 0; p < Np; p++) w.pos[p] = p + cls;
             }

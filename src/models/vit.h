@@ -116,6 +116,11 @@ void vit_selected_shape(const vit_model *m, const vit_outputs *sel, int height, 
 void vit_patch_mask_from_pixels(const uint8_t *pixel_mask, int n, int height, int width, int patch,
                                 uint8_t *patch_mask);
 
+/* Idefics3VisionEmbeddings' position ids (rows of the position table) of one tile's gh × gw patches, from its
+ * patch mask pm (NULL = all real; padded patches get 0); uses m->side and m->file only. tile names it in errors. */
+vlmc_status vit_idefics3_position_ids(const vit_model *m, const uint8_t *pm, int gh, int gw, int *pos, int tile,
+                                      vlmc_error *err);
+
 /* Idefics3Model drops padding images (every pixel value exactly 0) before the vision tower: writes the indices of
  * the others among n images of per_image floats into keep[] and returns how many there are. */
 int vit_real_images(const float *pixels, int n, size_t per_image, int *keep);

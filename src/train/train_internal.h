@@ -40,10 +40,19 @@ typedef struct tm_acts {
     float *dres, *dxn, *dq, *dk, *dv, *datt, *dgate, *dup, *dh, *dlin, *dlh;
     /* vision */
     tm_vis_acts *vl;            /* [VLR] */
+    int32_t *vpos;              /* [N·NP] position-table row of each patch (Idefics3: from the patch mask) */
+    int32_t *vkeymask;          /* [N·VT] 0 = padded patch (Idefics3), used when vmasked */
+    int vmasked;                /* some patch of the batch is padding */
     float *patches, *pe, *vemb, *pre_mean, *pre_rstd, *vfinal; /* vfinal = res after VLR layers */
-    float *feats, *ph1, *pa1, *proj;   /* [N·NS, VD], [N·NS, D] ×3; NS = selected tokens per image */
+    float *post_mean, *post_rstd; /* Idefics3 post_layernorm [N·VT] */
+    float *feats;               /* [N·NS, VD] connector input (Idefics3: post_layernorm output) */
+    float *ph1, *pa1;           /* LLaVA projector [N·NS, D]: linear_1 output, after the activation */
+    float *shuf;                /* Idefics3 [N·NO, VD·scale²]: pixel-shuffled features */
+    float *proj;                /* [N·NO, D] connector output */
+    float *packed;              /* LLaVA-NeXT [n_img_rows, D] after pack_image_features */
+    float *img;                 /* the rows spliced in: proj, or packed (LLaVA-NeXT) */
     /* vision backward scratch */
-    float *dproj, *dpa1, *dvres, *dvln, *dvq, *dvk, *dvv, *dvatt, *dvfc, *dpe;
+    float *dimg, *dproj, *dpa1, *dshuf, *dvres, *dvln, *dvq, *dvk, *dvv, *dvatt, *dvfc, *dpe;
 } tm_acts;
 
 /* LoRA on decoder linear `which` of layer l: out = x W^T + b + scale · dropout(x) A^T B^T. */

@@ -48,6 +48,11 @@ typedef struct trainer {
     int32_t *ids, *mask, *labels;
     float *pixels;
     size_t cap_tokens, cap_pixels;
+    int32_t *pmask;           /* Idefics3 pixel_attention_mask of every tile */
+    size_t cap_pmask;
+    int *img_tiles;           /* LLaVA-NeXT: tiles and original size of each image */
+    int32_t *img_sizes;
+    int cap_imgs;
     /* curve */
     double *curve;
     double *eval_curve_step, *eval_curve;
@@ -84,6 +89,75 @@ static void epoch_order(trainer *tr, int64_t e) {
     tr->perm_epoch = e;
 }
 
+/* Grows *buf (elements of size esz) to hold need; false when out of memory. */
+static bool reserve(void **buf, size_t *cap, size_t need, size_t esz) {
+    if (need <= *cap) return true;
+    void *p = realloc(*buf, need * esz);
+    if (!p) return false;
+    *buf = p;
+    *cap = need;
+    return true;
+}
+
+/* The images of the batch (N of them), preprocessed: every tile's pixels, and per family the image geometry
+ * (LLaVA-NeXT: tiles and original size per image; Idefics3: the pixel_attention_mask of every tile). */
+static vlmc_status batch_pixels(trainer *tr, tr_example *const *exs, int nb, int N, train_batch *bt, vlmc_error *err) {
+    const train_model *m = &tr->m;
+    const size_t per = (size_t)m->VC * m->VS * m->VS, plane = (size_t)m->VS * m->VS;
+    if (N > tr->cap_imgs) {
+        int *t = realloc(tr->img_tiles, (size_t)N * sizeof *t);
+        if (t) tr->img_tiles = t;
+        int32_t *z = t ? realloc(tr->img_sizes, 2 * (size_t)N * sizeof *z) : NULL;
+        if (!z) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d images", N);
+        tr->img_sizes = z;
+        tr->cap_imgs = N;
+    }
+    int k = 0, tiles = 0;
+    vlmc_status s = VLMC_OK;
+    for (int i = 0; i < nb && !s; i++)
+        for (int j = 0; j < exs[i]->n_images && !s; j++, k++) {
+            vlmc_image *im = NULL;
+            vlmc_preprocessed pp;
+            memset(&pp, 0, sizeof pp);
+            const char *path = exs[i]->images[j];
+            if ((s = vlmc_image_load_file(path, NULL, &im, err))) return s;
+            s = vlmc_preprocess(tr->proc, im, &pp, err);
+            vlmc_image_free(im);
+            if (s) return s;
+            const int nd = pp.ndim, nt = nd == 5 ? (int)pp.shape[1] : 1;
+            if ((nd != 4 && nd != 5) || pp.shape[0] != 1 || pp.shape[nd - 3] != m->VC || pp.shape[nd - 2] != m->VS ||
+                pp.shape[nd - 1] != m->VS || (m->vlm == TM_LLAVA && nt != 1)) {
+                vlmc_preprocessed_free(&pp);
+                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: the processor's output is not %s%dx%d tiles", path,
+                                 m->vlm == TM_LLAVA ? "one " : "", m->VS, m->VS);
+            }
+            if (!reserve((void **)&tr->pixels, &tr->cap_pixels, (size_t)(tiles + nt) * per, sizeof(float)) ||
+                (m->vlm == TM_IDEFICS3 &&
+                 !reserve((void **)&tr->pmask, &tr->cap_pmask, (size_t)(tiles + nt) * plane, sizeof(int32_t)))) {
+                vlmc_preprocessed_free(&pp);
+                return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d tiles", tiles + nt);
+            }
+            memcpy(tr->pixels + (size_t)tiles * per, pp.pixel_values, (size_t)nt * per * sizeof(float));
+            if (m->vlm == TM_IDEFICS3)
+                for (size_t q = 0; q < (size_t)nt * plane; q++)
+                    tr->pmask[(size_t)tiles * plane + q] = pp.pixel_attention_mask ? pp.pixel_attention_mask[q] : 1;
+            tr->img_tiles[k] = nt;
+            tr->img_sizes[2 * k] = pp.has_image_sizes ? pp.image_sizes[0] : m->VS;
+            tr->img_sizes[2 * k + 1] = pp.has_image_sizes ? pp.image_sizes[1] : m->VS;
+            tiles += nt;
+            vlmc_preprocessed_free(&pp);
+        }
+    bt->pixel_values = tr->pixels;
+    bt->n_images = tiles;
+    if (m->vlm == TM_LLAVA_NEXT) {
+        bt->n_groups = N;
+        bt->image_tiles = tr->img_tiles;
+        bt->image_sizes = tr->img_sizes;
+    }
+    if (m->vlm == TM_IDEFICS3) bt->pixel_mask = tr->pmask;
+    return s;
+}
+
 /* Builds the batch of examples idx[0..nb) (right padding) and runs forward (and backward with dloss). */
 static vlmc_status run_batch(trainer *tr, tr_example *const *exs, int nb, bool backward, float dloss, float *loss,
                              int64_t *tokens, vlmc_error *err) {
@@ -116,36 +190,9 @@ static vlmc_status run_batch(trainer *tr, tr_example *const *exs, int nb, bool b
             tok += real;
         }
     vlmc_status s;
-    if (N > 0) {
-        const size_t per = (size_t)tr->m.VC * tr->m.VS * tr->m.VS;
-        if ((size_t)N * per > tr->cap_pixels) {
-            free(tr->pixels);
-            tr->pixels = malloc((size_t)N * per * sizeof(float));
-            tr->cap_pixels = tr->pixels ? (size_t)N * per : 0;
-            if (!tr->pixels) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d images", N);
-        }
-        int k = 0;
-        for (int i = 0; i < nb; i++)
-            for (int j = 0; j < exs[i]->n_images; j++, k++) {
-                vlmc_image *im = NULL;
-                vlmc_preprocessed pp;
-                memset(&pp, 0, sizeof pp);
-                if ((s = vlmc_image_load_file(exs[i]->images[j], NULL, &im, err))) return s;
-                s = vlmc_preprocess(tr->proc, im, &pp, err);
-                vlmc_image_free(im);
-                if (s) return s;
-                if (pp.ndim != 4 || pp.shape[1] != tr->m.VC || pp.shape[2] != tr->m.VS || pp.shape[3] != tr->m.VS) {
-                    vlmc_preprocessed_free(&pp);
-                    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: the processor's output is not one %dx%d tile",
-                                     exs[i]->images[j], tr->m.VS, tr->m.VS);
-                }
-                memcpy(tr->pixels + (size_t)k * per, pp.pixel_values, per * sizeof(float));
-                vlmc_preprocessed_free(&pp);
-            }
-    }
-    if ((s = train_model_plan(&tr->m, nb, T, N, err))) return s;
-    train_batch bt = {.B = nb, .T = T, .input_ids = tr->ids, .attention_mask = tr->mask, .labels = tr->labels,
-                      .pixel_values = N ? tr->pixels : NULL, .n_images = N};
+    train_batch bt = {.B = nb, .T = T, .input_ids = tr->ids, .attention_mask = tr->mask, .labels = tr->labels};
+    if (N > 0 && (s = batch_pixels(tr, exs, nb, N, &bt, err))) return s;
+    if ((s = train_model_plan(&tr->m, nb, T, bt.n_images, err))) return s;
     if ((s = train_model_forward(&tr->m, &bt, loss, err))) return s;
     if (backward && (s = train_model_backward(&tr->m, dloss, err))) return s;
     if (tokens) *tokens = tok;
@@ -346,15 +393,28 @@ static vlmc_status load_examples(trainer *tr, const char *path, conv_dataset *d,
     if (!*out) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     tr_text_opts o = {.train_on_prompt = tr->p.train_on_prompt != 0, .content_as_string = !tr->m.is_vlm,
                       .max_length = tr->p.max_length, .image_token = tr->m.is_vlm ? tr->m.image_token : -1,
-                      .image_tokens = tr->m.is_vlm ? tr->m.VT - tr->m.drop_first : 0};
+                      .image_tokens = tr->m.is_vlm ? tr->m.NO : 0};
     for (size_t i = 0; i < d->n; i++) {
-        if ((s = tr_build_example(&d->samples[i], tr->ct, tr->tok, &o, &(*out)[i], err)))
-            return vlmc_fail_prefix(err, "%s", path);
+        const conv_sample *smp = &d->samples[i];
+        tr_image_ids *x = NULL;
+        int nx = 0;
+        if (tr->m.vlm == TM_LLAVA_NEXT || tr->m.vlm == TM_IDEFICS3) {
+            /* the processor decides each image's tokens: expand it as the family's processor does */
+            x = calloc((size_t)smp->n_images + 1, sizeof *x);
+            if (!x) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            for (; nx < smp->n_images && !s; nx++) s = tr_image_expansion(&tr->m, tr->proc, tr->tok, smp->images[nx], &x[nx], err);
+            if (s) vlmc_fail_prefix(err, "%s: row %d", path, smp->source_line);
+        }
+        o.expansions = x;
+        if (!s && (s = tr_build_example(smp, tr->ct, tr->tok, &o, &(*out)[i], err))) vlmc_fail_prefix(err, "%s", path);
+        for (int k = 0; k < nx; k++) free(x[k].ids);
+        free(x);
+        if (s) return s;
         *n = i + 1;
         for (int t = 0; t < (*out)[i].n; t++)
             if ((*out)[i].ids[t] < 0 || (*out)[i].ids[t] >= tr->m.V)
                 return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: row %d: token id %d is outside the model's vocabulary (%d)",
-                                 path, d->samples[i].source_line, (*out)[i].ids[t], tr->m.V);
+                                 path, smp->source_line, (*out)[i].ids[t], tr->m.V);
     }
     return VLMC_OK;
 }
@@ -372,6 +432,7 @@ static void trainer_free(trainer *tr) {
     if (tr->proc) vlmc_image_processor_free(tr->proc);
     free(tr->perm);
     free(tr->ids), free(tr->mask), free(tr->labels), free(tr->pixels);
+    free(tr->pmask), free(tr->img_tiles), free(tr->img_sizes);
     free(tr->curve), free(tr->eval_curve), free(tr->eval_curve_step);
     if (tr->metrics) fclose(tr->metrics);
 }
@@ -562,52 +623,136 @@ out:
 
 /* ---- gradients of one batch ------------------------------------------------------------------------ */
 
+/* The images of a fixture-format input set as a train_batch wants them: pixel_values [N, C, S, S] or
+ * [B, K, C, S, S] (tiles of each image), LLaVA-NeXT's image_sizes [B, 2] (only the tiles each size selects are
+ * kept, as LlavaNextForConditionalGeneration drops padding tiles), Idefics3's pixel_attention_mask (all-zero
+ * padding images dropped with their masks, as Idefics3Model does). Fills bt's image fields; *own_* are
+ * malloc'ed (free them). */
+static vlmc_status batch_images(const train_model *m, const char *dir, const named_array *pix, const named_array *sizes,
+                                const named_array *pmask, train_batch *bt, float **own_pix, int32_t **own_mask,
+                                int **own_tiles, vlmc_error *err) {
+    *own_pix = NULL;
+    *own_mask = NULL;
+    *own_tiles = NULL;
+    if (!pix) {
+        if (sizes || pmask) return vlmc_fail(err, VLMC_ERR_ARG, "%s: image_sizes / pixel_attention_mask without pixel_values", dir);
+        return VLMC_OK;
+    }
+    const int nd = pix->ndim;
+    if (!m->is_vlm || (nd != 4 && nd != 5) || pix->shape[nd - 3] != m->VC || pix->shape[nd - 2] != m->VS ||
+        pix->shape[nd - 1] != m->VS)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_values do not fit the model's vision tower", dir);
+    const int64_t groups = nd == 5 ? pix->shape[0] : 1, per = nd == 5 ? pix->shape[1] : pix->shape[0];
+    const int64_t total = groups * per;
+    const size_t tile = (size_t)m->VC * m->VS * m->VS, plane = (size_t)m->VS * m->VS;
+    if (total <= 0 || total > (1 << 16)) return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: %lld tiles", dir, (long long)total);
+    if (sizes && (m->vlm != TM_LLAVA_NEXT || sizes->dtype != ARRAY_I32 || sizes->ndim != 2 || sizes->shape[1] != 2 ||
+                  sizes->shape[0] != groups))
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: image_sizes must be int32 [%lld, 2] (llava_next only)", dir,
+                         (long long)groups);
+    if (pmask && (m->vlm != TM_IDEFICS3 || pmask->dtype != ARRAY_I32 ||
+                  (size_t)named_array_numel(pmask) != (size_t)total * plane))
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_attention_mask must be int32 with one %dx%d plane per tile "
+                         "(idefics3 only)", dir, m->VS, m->VS);
+    if (m->vlm == TM_LLAVA_NEXT && !sizes) return vlmc_fail(err, VLMC_ERR_ARG, "%s: llava_next needs image_sizes", dir);
+    float *px = malloc((size_t)total * tile * sizeof(float));
+    int32_t *mk = pmask ? malloc((size_t)total * plane * sizeof(int32_t)) : NULL;
+    int *tiles = malloc((size_t)groups * sizeof(int));
+    if (!px || (pmask && !mk) || !tiles) {
+        free(px), free(mk), free(tiles);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
+    *own_pix = px, *own_mask = mk, *own_tiles = tiles;
+    int n = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t use = per;
+        if (sizes) {
+            int want = 0;
+            const int32_t *sz = (const int32_t *)sizes->data + 2 * g;
+            vlmc_status s = llava_next_num_tiles(&m->pack, sz[0], sz[1], &want, err);
+            if (s) return s;
+            if (want > per)
+                return vlmc_fail(err, VLMC_ERR_ARG, "%s: image %lld needs %d tiles, pixel_values has %lld", dir,
+                                 (long long)g, want, (long long)per);
+            use = want;
+        }
+        tiles[g] = 0;
+        for (int64_t k = 0; k < use; k++) {
+            const float *src = (const float *)pix->data + (size_t)(g * per + k) * tile;
+            if (m->vlm == TM_IDEFICS3) {
+                size_t i = 0;
+                while (i < tile && src[i] == 0.0f) i++;
+                if (i == tile) continue; /* a padding image */
+            }
+            memcpy(px + (size_t)n * tile, src, tile * sizeof(float));
+            if (mk) memcpy(mk + (size_t)n * plane, (const int32_t *)pmask->data + (size_t)(g * per + k) * plane,
+                           plane * sizeof(int32_t));
+            n++;
+            tiles[g]++;
+        }
+    }
+    bt->pixel_values = px;
+    bt->n_images = n;
+    bt->pixel_mask = mk;
+    if (sizes) {
+        bt->n_groups = (int)groups;
+        bt->image_tiles = tiles;
+        bt->image_sizes = sizes->data;
+    }
+    return VLMC_OK;
+}
+
 vlmc_status vlmc_compute_grads(const char *model_dir, const char *inputs_dir, const char *grads_path, float *loss,
                                vlmc_error *err) {
     array_set in;
     memset(&in, 0, sizeof in);
     train_model m;
     memset(&m, 0, sizeof m);
+    float *own_pix = NULL;
+    int32_t *own_mask = NULL;
+    int *own_tiles = NULL;
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &in, err);
     if (s) return s;
     named_array *ids = array_set_find(&in, "input_ids"), *mask = array_set_find(&in, "attention_mask"),
-                *labels = array_set_find(&in, "labels"), *pix = array_set_find(&in, "pixel_values");
+                *labels = array_set_find(&in, "labels"), *pix = array_set_find(&in, "pixel_values"),
+                *sizes = array_set_find(&in, "image_sizes"), *pmask = array_set_find(&in, "pixel_attention_mask");
     if (!ids || !labels || ids->dtype != ARRAY_I32 || labels->dtype != ARRAY_I32 || ids->ndim != 2 ||
         labels->ndim != 2 || labels->shape[0] != ids->shape[0] || labels->shape[1] != ids->shape[1] ||
         (mask && (mask->dtype != ARRAY_I32 || named_array_numel(mask) != named_array_numel(ids))) ||
-        (pix && (pix->dtype != ARRAY_F32 || pix->ndim != 4))) {
+        (pix && pix->dtype != ARRAY_F32)) {
         s = vlmc_fail(err, VLMC_ERR_FORMAT,
                       "%s: needs int32 input_ids and labels [B, T] (optional int32 attention_mask [B, T], float32 "
-                      "pixel_values [N, C, H, W])",
+                      "pixel_values [N, C, H, W] or [B, N, C, H, W], int32 image_sizes, pixel_attention_mask)",
                       inputs_dir);
         goto out;
     }
     for (int i = 0; i < in.count; i++) {
         const char *n = in.arrays[i].name;
-        if (strcmp(n, "input_ids") && strcmp(n, "attention_mask") && strcmp(n, "labels") && strcmp(n, "pixel_values")) {
+        if (strcmp(n, "input_ids") && strcmp(n, "attention_mask") && strcmp(n, "labels") && strcmp(n, "pixel_values") &&
+            strcmp(n, "image_sizes") && strcmp(n, "pixel_attention_mask")) {
             s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input \"%s\" cannot be used for gradients", inputs_dir, n);
             goto out;
         }
     }
     if ((s = train_model_load(&m, model_dir, NULL, 0, err)) || (s = train_model_set_stage(&m, TM_STAGE_FULL, err)))
         goto out;
-    if (ids->shape[0] <= 0 || ids->shape[1] <= 0 || ids->shape[0] * ids->shape[1] > (1 << 24) ||
-        (pix && (pix->shape[0] <= 0 || pix->shape[0] > (1 << 16)))) {
+    if (ids->shape[0] <= 0 || ids->shape[1] <= 0 || ids->shape[0] * ids->shape[1] > (1 << 24)) {
         s = vlmc_fail(err, VLMC_ERR_LIMIT, "%s: input sizes out of range", inputs_dir);
         goto out;
     }
-    const int B = (int)ids->shape[0], T = (int)ids->shape[1], N = pix ? (int)pix->shape[0] : 0;
-    if (pix && (!m.is_vlm || pix->shape[1] != m.VC || pix->shape[2] != m.VS || pix->shape[3] != m.VS)) {
-        s = vlmc_fail(err, VLMC_ERR_ARG, "%s: pixel_values do not fit the model's vision tower", inputs_dir);
-        goto out;
-    }
-    if ((s = train_model_plan(&m, B, T, N, err))) goto out;
+    const int B = (int)ids->shape[0], T = (int)ids->shape[1];
     train_batch bt = {.B = B, .T = T, .input_ids = ids->data, .attention_mask = mask ? mask->data : NULL,
-                      .labels = labels->data, .pixel_values = pix ? pix->data : NULL, .n_images = N};
+                      .labels = labels->data};
+    if ((s = batch_images(&m, inputs_dir, pix, sizes, pmask, &bt, &own_pix, &own_mask, &own_tiles, err)) ||
+        (s = train_model_plan(&m, B, T, bt.n_images, err)))
+        goto out;
     train_model_zero_grad(&m);
     if ((s = train_model_forward(&m, &bt, loss, err)) || (s = train_model_backward(&m, 1.0f, err))) goto out;
     s = train_model_write_grads(&m, grads_path, err);
 out:
+    free(own_pix);
+    free(own_mask);
+    free(own_tiles);
     train_model_free(&m);
     array_set_free(&in);
     return s;

@@ -158,24 +158,35 @@ static vlmc_status register_decoder(train_model *m, const char *prefix, const ch
     return VLMC_OK;
 }
 
+/* The vision tower (CLIP / SigLIP under vision_tower.vision_model., Idefics3 under model.vision_model.), the
+ * projector / connector and LLaVA-NeXT's image_newline. Parameters that cannot reach the loss (layers past the
+ * selected one; post_layernorm except for Idefics3) are registered with on_path = false. */
 static vlmc_status register_vision(train_model *m, vlmc_error *err) {
-    const char *P = "vision_tower.vision_model.";
+    const char *P = m->vlm == TM_IDEFICS3 ? "model.vision_model." : "vision_tower.vision_model.";
     const int64_t VD = m->VD, VF = m->VF;
     char n[256];
     vlmc_status s;
     tm_vision *w = &m->vw, *g = &m->vg;
 #define ADD(ndim, a, b, c, d, part, field)                                                        \
     if ((s = add_param(m, n, ndim, a, b, c, d, part, &w->field, &g->field, err))) return s
-    snprintf(n, sizeof n, "%sembeddings.class_embedding", P);
-    ADD(1, VD, 0, 0, 0, TM_PART_VISION, class_emb);
+    if (m->cls) {
+        snprintf(n, sizeof n, "%sembeddings.class_embedding", P);
+        ADD(1, VD, 0, 0, 0, TM_PART_VISION, class_emb);
+    }
     snprintf(n, sizeof n, "%sembeddings.patch_embedding.weight", P);
     ADD(4, VD, m->VC, m->VP, m->VP, TM_PART_VISION, patch_w);
+    if (!m->cls) {
+        snprintf(n, sizeof n, "%sembeddings.patch_embedding.bias", P);
+        ADD(1, VD, 0, 0, 0, TM_PART_VISION, patch_b);
+    }
     snprintf(n, sizeof n, "%sembeddings.position_embedding.weight", P);
     ADD(2, m->VT, VD, 0, 0, TM_PART_VISION, pos_emb);
-    snprintf(n, sizeof n, "%spre_layrnorm.weight", P);
-    ADD(1, VD, 0, 0, 0, TM_PART_VISION, pre_ln_w);
-    snprintf(n, sizeof n, "%spre_layrnorm.bias", P);
-    ADD(1, VD, 0, 0, 0, TM_PART_VISION, pre_ln_b);
+    if (m->cls) {
+        snprintf(n, sizeof n, "%spre_layrnorm.weight", P);
+        ADD(1, VD, 0, 0, 0, TM_PART_VISION, pre_ln_w);
+        snprintf(n, sizeof n, "%spre_layrnorm.bias", P);
+        ADD(1, VD, 0, 0, 0, TM_PART_VISION, pre_ln_b);
+    }
 #undef ADD
     w->layers = calloc((size_t)m->VL, sizeof *w->layers);
     g->layers = calloc((size_t)m->VL, sizeof *g->layers);
@@ -202,13 +213,15 @@ static vlmc_status register_vision(train_model *m, vlmc_error *err) {
     }
     snprintf(n, sizeof n, "%spost_layernorm.weight", P);
     if ((s = add_param(m, n, 1, VD, 0, 0, 0, TM_PART_VISION, &w->post_ln_w, &g->post_ln_w, err))) return s;
-    m->params[m->n_params - 1].on_path = false;
+    m->params[m->n_params - 1].on_path = m->vlm == TM_IDEFICS3;
     snprintf(n, sizeof n, "%spost_layernorm.bias", P);
     if ((s = add_param(m, n, 1, VD, 0, 0, 0, TM_PART_VISION, &w->post_ln_b, &g->post_ln_b, err))) return s;
-    m->params[m->n_params - 1].on_path = false;
+    m->params[m->n_params - 1].on_path = m->vlm == TM_IDEFICS3;
     const int64_t D = m->D;
-    const int64_t fin = VD;
-    if ((s = add_param(m, "multi_modal_projector.linear_1.weight", 2, D, fin, 0, 0, TM_PART_PROJECTOR, &w->p1_w,
+    if (m->vlm == TM_IDEFICS3)
+        return add_param(m, "model.connector.modality_projection.proj.weight", 2, D, VD * m->scale * m->scale, 0, 0,
+                         TM_PART_PROJECTOR, &w->p1_w, &g->p1_w, err);
+    if ((s = add_param(m, "multi_modal_projector.linear_1.weight", 2, D, VD, 0, 0, TM_PART_PROJECTOR, &w->p1_w,
                        &g->p1_w, err)) ||
         (s = add_param(m, "multi_modal_projector.linear_1.bias", 1, D, 0, 0, 0, TM_PART_PROJECTOR, &w->p1_b, &g->p1_b,
                        err)) ||
@@ -216,6 +229,10 @@ static vlmc_status register_vision(train_model *m, vlmc_error *err) {
                        &g->p2_w, err)) ||
         (s = add_param(m, "multi_modal_projector.linear_2.bias", 1, D, 0, 0, 0, TM_PART_PROJECTOR, &w->p2_b, &g->p2_b,
                        err)))
+        return s;
+    /* LLaVA-NeXT's image_newline belongs with the projector: both only map vision features into the decoder */
+    if (m->vlm == TM_LLAVA_NEXT &&
+        (s = add_param(m, "image_newline", 1, D, 0, 0, 0, TM_PART_PROJECTOR, &w->newline, &g->newline, err)))
         return s;
     return VLMC_OK;
 }
@@ -233,10 +250,15 @@ static vlmc_status load_dims(train_model *m, vlmc_error *err) {
     const hf_config *c = &m->cfg;
     const hf_text_config *t = &c->text;
     const char *mt = c->model_type;
-    if (!strcmp(mt, "llava")) m->is_vlm = true;
+    if (!strcmp(mt, "llava")) m->vlm = TM_LLAVA;
+    else if (!strcmp(mt, "llava_next")) m->vlm = TM_LLAVA_NEXT;
+    else if (!strcmp(mt, "idefics3")) m->vlm = TM_IDEFICS3;
     else if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2"))
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
-                         "%s: model_type \"%s\" cannot be trained (llama, mistral, qwen2 and llava can)", m->dir, mt);
+                         "%s: model_type \"%s\" cannot be trained (llama, mistral, qwen2, llava, llava_next and "
+                         "idefics3 can)",
+                         m->dir, mt);
+    m->is_vlm = m->vlm != TM_TEXT;
     if (strcmp(t->hidden_act, "silu"))
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: decoder hidden_act \"%s\" (silu only)", m->dir, t->hidden_act);
     if (t->num_key_value_heads <= 0 || t->num_attention_heads % t->num_key_value_heads)
@@ -260,13 +282,22 @@ static vlmc_status load_dims(train_model *m, vlmc_error *err) {
     if (s) return s;
     if (!m->is_vlm) return VLMC_OK;
     const hf_vision_config *v = &c->vision;
-    if (strcmp(v->model_type, "clip_vision_model"))
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision tower \"%s\" cannot be trained (CLIP can)", m->dir,
-                         v->model_type);
-    if (c->n_vision_feature_layers != 1)
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: training needs one vision_feature_layer", m->dir);
-    if (c->multimodal_projector_bias == false)
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: projector without bias is not supported in training", m->dir);
+    if (!strcmp(v->model_type, "clip_vision_model")) m->vkind = VIT_CLIP;
+    else if (!strcmp(v->model_type, "siglip_vision_model")) m->vkind = VIT_SIGLIP;
+    else if (!strcmp(v->model_type, "idefics3_vision")) m->vkind = VIT_IDEFICS3;
+    else
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision tower \"%s\" cannot be trained (CLIP, SigLIP and "
+                         "Idefics3's can)", m->dir, v->model_type);
+    if ((m->vlm == TM_IDEFICS3) != (m->vkind == VIT_IDEFICS3))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: a %s model with a %s vision tower", m->dir, mt, v->model_type);
+    m->cls = m->vkind == VIT_CLIP;
+    if (m->vlm != TM_IDEFICS3) {
+        if (c->n_vision_feature_layers != 1)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: training needs one vision_feature_layer", m->dir);
+        if (c->multimodal_projector_bias == false)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: projector without bias is not supported in training",
+                             m->dir);
+    }
     m->VL = v->num_hidden_layers;
     m->VD = v->hidden_size;
     m->VH = v->num_attention_heads;
@@ -275,11 +306,26 @@ static vlmc_status load_dims(train_model *m, vlmc_error *err) {
     m->VP = v->patch_size;
     m->VS = v->image_size;
     m->veps = (float)v->layer_norm_eps;
-    if (m->VL <= 0 || m->VD <= 0 || m->VH <= 0 || m->VD % m->VH || m->VP <= 0 || m->VS % m->VP || m->VC <= 0)
+    if (m->VL <= 0 || m->VD <= 0 || m->VH <= 0 || m->VD % m->VH || m->VP <= 0 || m->VS % m->VP || m->VC <= 0 ||
+        m->VF <= 0)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: invalid vision dimensions", m->dir);
     m->vhd = m->VD / m->VH;
     m->VNP = (m->VS / m->VP) * (m->VS / m->VP);
-    m->VT = 1 + m->VNP;
+    m->VT = m->cls + m->VNP;
+    m->image_token = c->image_token_index;
+    if (m->vlm == TM_IDEFICS3) {
+        /* Idefics3Model: last_hidden_state (every layer, post_layernorm) → connector */
+        const int side = m->VS / m->VP;
+        m->VLR = m->VL;
+        m->drop_first = 0;
+        m->scale = c->scale_factor;
+        if (m->scale <= 0 || side % m->scale)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: scale_factor %d does not divide %d patches per side", m->dir,
+                             m->scale, side);
+        m->NS = m->VT;
+        m->NO = m->VT / (m->scale * m->scale);
+        return act_from_name(v->hidden_act, m->dir, &m->vact, err);
+    }
     int fl = c->vision_feature_layers[0];
     m->VLR = fl < 0 ? m->VL + 1 + fl : fl;
     if (m->VLR < 0 || m->VLR > m->VL)
@@ -289,7 +335,25 @@ static vlmc_status load_dims(train_model *m, vlmc_error *err) {
     else
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision_feature_select_strategy \"%s\"", m->dir,
                          c->vision_feature_select_strategy);
-    m->image_token = c->image_token_index;
+    m->NS = m->NO = m->VT - m->drop_first;
+    if (m->vlm == TM_LLAVA_NEXT) {
+        /* the anyres geometry of llava_next_pack (its image_newline is set once the parameters exist) */
+        projector *pk = &m->pack;
+        memset(pk, 0, sizeof *pk);
+        snprintf(pk->file, sizeof pk->file, "%.500s", m->dir);
+        pk->kind = PROJ_LLAVA;
+        pk->in_dim = m->VD;
+        pk->out_dim = m->D;
+        pk->tile_size = m->VS;
+        pk->tile_patches = m->VS / m->VP;
+        pk->n_pinpoints = c->n_image_grid_pinpoints;
+        memcpy(pk->pinpoints, c->image_grid_pinpoints, sizeof pk->pinpoints);
+        if (pk->n_pinpoints < 1)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava_next needs image_grid_pinpoints", m->dir);
+        if (m->NS != pk->tile_patches * pk->tile_patches)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: LLaVA-NeXT packing needs strategy \"default\" on a CLS "
+                             "tower (%d tokens per tile)", m->dir, m->NS);
+    }
     if ((s = act_from_name(v->hidden_act, m->dir, &m->vact, err)) ||
         (s = act_from_name(c->projector_hidden_act, m->dir, &m->pact, err)))
         return s;
@@ -311,7 +375,11 @@ vlmc_status train_model_load(train_model *m, const char *dir, const tm_lora_conf
     }
     safetensors *st = NULL;
     if ((s = load_dims(m, err))) goto fail;
-    if (m->is_vlm) {
+    if (m->vlm == TM_IDEFICS3) {
+        if ((s = register_vision(m, err)) ||
+            (s = register_decoder(m, "model.text_model.", "lm_head.weight", "base_model.model.", err)))
+            goto fail;
+    } else if (m->is_vlm) {
         if ((s = register_vision(m, err)) ||
             (s = register_decoder(m, "language_model.model.", "language_model.lm_head.weight", "base_model.model.",
                                   err)))
@@ -355,6 +423,7 @@ vlmc_status train_model_load(train_model *m, const char *dir, const tm_lora_conf
         }
     }
     if (m->tied) m->w.lm_head = m->w.tok_emb;
+    m->pack.image_newline = m->vw.newline;
     safetensors_close(st);
     return VLMC_OK;
 fail:
@@ -369,6 +438,8 @@ void train_model_free(train_model *m) {
         free(m->a->vl);
         free(m->a->pos);
         free(m->a->img_row);
+        free(m->a->vpos);
+        free(m->a->vkeymask);
         free(m->a);
     }
     free(m->act_mem);
@@ -556,8 +627,8 @@ static void lay_out(train_model *m, tm_acts *a, bump *b) {
     a->dlh = take(b, R * (r ? r : 1));
     if (!m->is_vlm || m->N == 0) return;
     const size_t N = (size_t)m->N, VT = (size_t)m->VT, VR = N * VT, VD = (size_t)m->VD, VF = (size_t)m->VF,
-                 NP = (size_t)m->VNP, CPP = (size_t)m->VC * m->VP * m->VP, VH = (size_t)m->VH,
-                 NS = VT - (size_t)m->drop_first;
+                 NP = (size_t)m->VNP, CPP = (size_t)m->VC * m->VP * m->VP, VH = (size_t)m->VH, NS = (size_t)m->NS,
+                 NO = (size_t)m->NO, SD = VD * (size_t)(m->scale * m->scale);
     a->patches = take(b, N * NP * CPP);
     a->pe = take(b, N * NP * VD);
     a->vemb = take(b, VR * VD);
@@ -583,11 +654,27 @@ static void lay_out(train_model *m, tm_acts *a, bump *b) {
     }
     a->vfinal = take(b, VR * VD);
     a->feats = take(b, N * NS * VD);
-    a->ph1 = take(b, N * NS * D);
-    a->pa1 = take(b, N * NS * D);
-    a->proj = take(b, N * NS * D);
-    a->dproj = take(b, N * NS * D);
-    a->dpa1 = take(b, N * NS * D);
+    a->proj = take(b, N * NO * D);
+    a->dproj = take(b, N * NO * D);
+    a->ph1 = a->pa1 = a->dpa1 = a->shuf = a->dshuf = a->post_mean = a->post_rstd = a->packed = a->dimg = NULL;
+    if (m->vlm == TM_IDEFICS3) {
+        a->post_mean = take(b, VR);
+        a->post_rstd = take(b, VR);
+        a->shuf = take(b, N * NO * SD);
+        a->dshuf = take(b, N * NO * SD);
+    } else {
+        a->ph1 = take(b, N * NS * D);
+        a->pa1 = take(b, N * NS * D);
+        a->dpa1 = take(b, N * NS * D);
+    }
+    if (m->vlm == TM_LLAVA_NEXT) {
+        /* packed rows per image <= tiles·NS + (tiles - 1)·side (an image_newline after each grid row) */
+        const size_t rows = N * (NS + (size_t)(m->VS / m->VP));
+        a->packed = take(b, rows * D);
+        a->dimg = take(b, rows * D);
+    }
+    a->img = a->packed ? a->packed : a->proj;
+    if (!a->dimg) a->dimg = a->dproj;
     a->dvres = take(b, VR * VD);
     a->dvln = take(b, VR * VD);
     a->dvq = take(b, VR * VD);
@@ -628,9 +715,14 @@ vlmc_status train_model_plan(train_model *m, int B, int T, int n_images, vlmc_er
     }
     free(m->a->pos);
     free(m->a->img_row);
+    free(m->a->vpos);
+    free(m->a->vkeymask);
     m->a->pos = malloc((size_t)B * T * sizeof(int32_t));
     m->a->img_row = calloc((size_t)B * T, 1);
-    if (!m->a->pos || !m->a->img_row) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    m->a->vpos = malloc(((size_t)n_images * m->VNP + 1) * sizeof(int32_t));
+    m->a->vkeymask = malloc(((size_t)n_images * m->VT + 1) * sizeof(int32_t));
+    if (!m->a->pos || !m->a->img_row || !m->a->vpos || !m->a->vkeymask)
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     b.base = m->act_mem;
     b.off = 0;
     lay_out(m, m->a, &b);
@@ -641,6 +733,90 @@ vlmc_status train_model_plan(train_model *m, int B, int T, int n_images, vlmc_er
 
 const float *train_model_logits(const train_model *m) { return m->a ? m->a->logits : NULL; }
 int64_t train_model_n_targets(const train_model *m) { return m->n_targets; }
+
+/* The feature rows the batch's images give (m->n_img_rows), checking the LLaVA-NeXT image geometry. */
+static vlmc_status image_rows(train_model *m, const train_batch *bt, vlmc_error *err) {
+    m->n_img_rows = 0;
+    m->n_groups = 0;
+    m->img_tiles = NULL;
+    m->img_sizes = NULL;
+    if (m->N > 0 && !bt->pixel_values) return vlmc_fail(err, VLMC_ERR_ARG, "training batch: %d tiles but no pixels", m->N);
+    if (m->vlm != TM_LLAVA_NEXT) {
+        m->n_img_rows = m->N * m->NO;
+        return VLMC_OK;
+    }
+    if (m->N == 0) return VLMC_OK;
+    if (bt->n_groups <= 0 || !bt->image_tiles || !bt->image_sizes)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: llava_next training needs the tiles and image_sizes of each image",
+                         m->dir);
+    int64_t tiles = 0, rows = 0;
+    for (int g = 0; g < bt->n_groups; g++) {
+        const int h = bt->image_sizes[2 * g], w = bt->image_sizes[2 * g + 1];
+        int want = 0;
+        size_t len = 0;
+        vlmc_status s = llava_next_num_tiles(&m->pack, h, w, &want, err);
+        if (s) return s;
+        if (bt->image_tiles[g] != want)
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: image %d of size %dx%d needs %d tiles, the batch has %d", m->dir, g,
+                             h, w, want, bt->image_tiles[g]);
+        if ((s = llava_next_packed_len(&m->pack, want, m->NS, h, w, &len, err))) return s;
+        tiles += want;
+        rows += (int64_t)len;
+    }
+    if (tiles != m->N)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: the images have %lld tiles, the batch %d", m->dir, (long long)tiles,
+                         m->N);
+    m->n_img_rows = (int)rows;
+    m->n_groups = bt->n_groups;
+    m->img_tiles = bt->image_tiles;
+    m->img_sizes = bt->image_sizes;
+    return VLMC_OK;
+}
+
+/* Rows of the position table for every patch, and the key mask of padded patches: arange for CLIP / SigLIP;
+ * Idefics3VisionEmbeddings' bucketized ids from the pixel_attention_mask (padded patches: id 0, masked as keys). */
+static vlmc_status vision_positions(train_model *m, const train_batch *bt, vlmc_error *err) {
+    tm_acts *a = m->a;
+    const int N = m->N, NP = m->VNP, gs = m->VS / m->VP;
+    a->vmasked = 0;
+    for (int64_t i = 0; i < (int64_t)N * m->VT; i++) a->vkeymask[i] = 1;
+    if (m->vlm != TM_IDEFICS3) {
+        for (int n = 0; n < N; n++)
+            for (int p = 0; p < NP; p++) a->vpos[(int64_t)n * NP + p] = m->cls + p;
+        return VLMC_OK;
+    }
+    vit_model geo;
+    memset(&geo, 0, sizeof geo);
+    geo.side = gs;
+    snprintf(geo.file, sizeof geo.file, "%.500s", m->dir);
+    uint8_t *pm8 = NULL, *patch = NULL;
+    int *pos = malloc((size_t)NP * sizeof(int));
+    if (bt->pixel_mask) {
+        pm8 = malloc((size_t)m->VS * m->VS);
+        patch = malloc((size_t)NP);
+    }
+    vlmc_status s = VLMC_OK;
+    if (!pos || (bt->pixel_mask && (!pm8 || !patch))) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    for (int n = 0; n < N && !s; n++) {
+        if (bt->pixel_mask) {
+            const int32_t *pm = bt->pixel_mask + (int64_t)n * m->VS * m->VS;
+            for (int64_t i = 0; i < (int64_t)m->VS * m->VS; i++) pm8[i] = pm[i] != 0;
+            vit_patch_mask_from_pixels(pm8, 1, m->VS, m->VS, m->VP, patch);
+        }
+        if ((s = vit_idefics3_position_ids(&geo, patch, gs, gs, pos, n, err))) break;
+        for (int p = 0; p < NP; p++) {
+            a->vpos[(int64_t)n * NP + p] = pos[p];
+            if (patch && !patch[p]) {
+                a->vkeymask[(int64_t)n * m->VT + p] = 0;
+                a->vmasked = 1;
+            }
+        }
+    }
+    free(pos);
+    free(pm8);
+    free(patch);
+    return s;
+}
 
 vlmc_status train_model_forward(train_model *m, const train_batch *bt, float *loss, vlmc_error *err) {
     if (!m->a || bt->B != m->B || bt->T != m->T || bt->n_images != m->N)
@@ -661,17 +837,20 @@ vlmc_status train_model_forward(train_model *m, const train_batch *bt, float *lo
                              bt->labels[r], (long long)r, m->V);
     }
     if (m->is_vlm) {
-        const int want = m->N * (m->VT - m->drop_first);
-        if (n_img_tokens != want)
+        vlmc_status s = image_rows(m, bt, err);
+        if (s) return s;
+        if (n_img_tokens != m->n_img_rows)
             return vlmc_fail(err, VLMC_ERR_ARG,
                              "Image features and image tokens do not match: tokens: %d, features %d", n_img_tokens,
-                             want);
+                             m->n_img_rows);
+        if (m->N > 0 && (s = vision_positions(m, bt, err))) return s;
     }
     m->ids = bt->input_ids;
     m->mask = bt->attention_mask;
     m->labels = bt->labels;
     /* positions: arange(T) unless given; dynamic rope grows past max_position_embeddings */
     int max_pos = 0;
+    vlmc_status s;
     for (int b = 0; b < m->B; b++)
         for (int t = 0; t < m->T; t++) {
             int p = bt->position_ids ? bt->position_ids[(int64_t)b * m->T + t] : t;
@@ -679,19 +858,19 @@ vlmc_status train_model_forward(train_model *m, const train_batch *bt, float *lo
             if (p > max_pos) max_pos = p;
         }
     if (m->cfg.text.rope_scaling.type == ROPE_DYNAMIC) {
-        vlmc_status s = rope_inv_freq(&m->cfg.text, max_pos + 1 > m->cfg.text.max_position_embeddings ? max_pos + 1 : 0,
-                                      m->inv_freq, &m->attn_factor, err);
+        s = rope_inv_freq(&m->cfg.text, max_pos + 1 > m->cfg.text.max_position_embeddings ? max_pos + 1 : 0,
+                          m->inv_freq, &m->attn_factor, err);
         if (s) return s;
     }
     rope_tables(m->inv_freq, m->rot / 2, m->attn_factor, a->pos, (int)R, a->cos_t, a->sin_t);
 
     const float *embeds = NULL;
     if (m->is_vlm && m->N > 0) {
-        tm_vision_forward(m, bt->pixel_values);
+        if ((s = tm_vision_forward(m, bt->pixel_values, err))) return s;
         embedding_forward(a->embeds, bt->input_ids, m->w.tok_emb, R, D);
         int64_t k = 0;
         for (int64_t r = 0; r < R; r++)
-            if (a->img_row[r]) memcpy(a->embeds + r * D, a->proj + (k++) * D, (size_t)D * sizeof(float));
+            if (a->img_row[r]) memcpy(a->embeds + r * D, a->img + (k++) * D, (size_t)D * sizeof(float));
         embeds = a->embeds;
     }
     tm_decoder_forward(m, embeds);
@@ -717,8 +896,9 @@ vlmc_status train_model_backward(train_model *m, float dloss, vlmc_error *err) {
         const int64_t R = (int64_t)m->B * m->T, D = m->D;
         int64_t k = 0;
         for (int64_t r = 0; r < R; r++)
-            if (a->img_row[r]) memcpy(a->dproj + (k++) * D, a->embeds + r * D, (size_t)D * sizeof(float));
-        tm_vision_backward(m, a->dproj);
+            if (a->img_row[r]) memcpy(a->dimg + (k++) * D, a->embeds + r * D, (size_t)D * sizeof(float));
+        vlmc_status s = tm_vision_backward(m, err);
+        if (s) return s;
     }
     return VLMC_OK;
 }

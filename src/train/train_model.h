@@ -1,6 +1,9 @@
 /* The training graph: a Llama-family decoder (LlamaForCausalLM, MistralForCausalLM without sliding
- * window, Qwen2ForCausalLM) or LLaVA (LlavaForConditionalGeneration: CLIP vision tower → MLP projector →
- * Llama decoder), forward and backward in f32, as transformers 4.47 computes them in training mode.
+ * window, Qwen2ForCausalLM) or a VLM: LLaVA (LlavaForConditionalGeneration: CLIP or SigLIP vision tower →
+ * MLP projector → Llama decoder), LLaVA-NeXT (LlavaNextForConditionalGeneration: the same on every anyres
+ * tile, then pack_image_features with image_newline) or Idefics3 / SmolVLM (Idefics3ForConditionalGeneration:
+ * SigLIP-like tower with NaViT position ids and post_layernorm → pixel shuffle → modality projection),
+ * forward and backward in f32, as transformers 4.47 computes them in training mode.
  *
  * Unlike the inference models (views of the mmapped weights), a train_model OWNS f32 copies of every
  * parameter (one allocation), the gradients of the trainable ones (one allocation, nothing for frozen
@@ -9,8 +12,10 @@
  *
  * Dimension names, used everywhere below and in llama_train.c / vision_train.c:
  *   B sequences, T tokens each, R = B·T rows; D hidden, H / KVH heads of hd, QD = H·hd, KD = KVH·hd,
- *   I MLP width, V vocabulary, L layers.  Vision: N images, VT tokens per image (1 + NP patches),
- *   VD hidden, VH heads, VF MLP width, VL layers of which VLR run (up to the selected feature layer).
+ *   I MLP width, V vocabulary, L layers.  Vision: N tiles (LLaVA: one per image), VT tokens per tile
+ *   (1 + NP patches for CLIP, NP for SigLIP / Idefics3), VD hidden, VH heads, VF MLP width, VL layers of
+ *   which VLR run (LLaVA: up to the selected feature layer); NS selected tokens per tile (VT minus the
+ *   dropped first one, strategy "default"), NO connector rows per tile (NS; Idefics3: VT / scale²).
  *
  * Use:
  *   train_model m;  train_model_load(&m, dir, NULL, seed, err);      // NULL: no LoRA adapters
@@ -29,6 +34,7 @@
 
 #include "formats/hf_config.h"
 #include "kernels/gelu.h"
+#include "models/projector.h"
 #include "train/optim.h"
 
 /* Parts of the model: a parameter belongs to one. */
@@ -36,7 +42,7 @@ enum { TM_PART_VISION = 1, TM_PART_PROJECTOR = 2, TM_PART_DECODER = 4, TM_PART_L
 
 typedef enum tm_stage {
     TM_STAGE_FULL = 0,          /* every parameter on the loss path */
-    TM_STAGE_PROJECTOR,         /* LLaVA stage 1: multi_modal_projector only */
+    TM_STAGE_PROJECTOR,         /* LLaVA stage 1: the projector / connector only (+ LLaVA-NeXT's image_newline) */
     TM_STAGE_PROJECTOR_DECODER, /* LLaVA stage 2: projector + decoder, vision tower frozen */
     TM_STAGE_LORA,              /* LoRA adapters only (base frozen) */
 } tm_stage;
@@ -84,12 +90,16 @@ typedef struct tm_vis_layer {
 
 typedef struct tm_vision {
     float *patch_w;              /* [VD, C·P·P] (Conv2d weight flattened) */
-    float *class_emb;            /* [VD] */
-    float *pos_emb;              /* [VT, VD] */
+    float *patch_b;              /* [VD] SigLIP / Idefics3; NULL for CLIP */
+    float *class_emb;            /* [VD] CLIP */
+    float *pos_emb;              /* [NP (+1 for CLIP), VD] */
     float *pre_ln_w, *pre_ln_b;  /* CLIP pre_layrnorm */
-    float *post_ln_w, *post_ln_b;
+    float *post_ln_w, *post_ln_b;/* on the loss path for Idefics3 only */
     tm_vis_layer *layers;
-    float *p1_w, *p1_b, *p2_w, *p2_b; /* multi_modal_projector.linear_1 [D, VD], linear_2 [D, D] */
+    /* LLaVA: multi_modal_projector.linear_1 [D, VD], linear_2 [D, D]; Idefics3: p1_w = the connector's
+     * modality_projection.proj [D, VD·scale²] (no bias), p1_b = p2_w = p2_b = NULL */
+    float *p1_w, *p1_b, *p2_w, *p2_b;
+    float *newline;              /* LLaVA-NeXT image_newline [D] */
 } tm_vision;
 
 /* A parameter tensor as the checkpoint names it. */
@@ -113,14 +123,24 @@ typedef struct train_batch {
     const int32_t *attention_mask; /* [B, T] or NULL (all 1) */
     const int32_t *labels;         /* [B, T] or NULL (no loss); -100 = ignored; HF shift inside */
     const int32_t *position_ids;   /* [B, T] or NULL: arange(T), as transformers uses in training */
-    const float *pixel_values;     /* [n_images, C, S, S] or NULL */
-    int n_images;
+    const float *pixel_values;     /* [n_images, C, S, S] or NULL: tiles (LLaVA: one per image) */
+    int n_images;                  /* tiles */
+    /* LLaVA-NeXT: n_groups images, image g = image_tiles[g] consecutive tiles (base image first) of original
+     * size image_sizes[g] = (height, width); the tiles must be those the size selects. */
+    int n_groups;
+    const int *image_tiles;
+    const int32_t *image_sizes;
+    /* Idefics3: pixel_attention_mask [n_images, S, S] (1 = real pixel) or NULL (all real) */
+    const int32_t *pixel_mask;
 } train_batch;
+
+typedef enum tm_vlm_kind { TM_TEXT = 0, TM_LLAVA, TM_LLAVA_NEXT, TM_IDEFICS3 } tm_vlm_kind;
 
 typedef struct train_model {
     hf_config cfg;
     char dir[1024];
     bool is_vlm;
+    tm_vlm_kind vlm;
     /* decoder dims */
     int L, D, H, KVH, hd, rot, I, V;
     float eps, attn_factor;
@@ -128,8 +148,12 @@ typedef struct train_model {
     float *inv_freq; /* [rot/2] */
     /* vision dims (is_vlm) */
     int VL, VLR, VD, VH, vhd, VF, VC, VP, VS, VNP, VT, drop_first, image_token;
+    int vkind;             /* vit_kind: VIT_CLIP, VIT_SIGLIP, VIT_IDEFICS3 */
+    int cls;               /* 1: CLIP's class token first */
+    int NS, NO, scale;     /* selected tokens, connector rows per tile; Idefics3's pixel-shuffle factor */
     float veps;
     act_kind vact, pact;
+    projector pack;        /* LLaVA-NeXT: the anyres geometry for llava_next_pack (image_newline = vw.newline) */
     /* LoRA */
     tm_lora_config lora;
     float lora_scale;
@@ -147,6 +171,10 @@ typedef struct train_model {
 
     /* activations, planned by train_model_plan */
     int B, T, N;
+    int n_img_rows;        /* feature rows spliced into the current batch */
+    int n_groups;          /* LLaVA-NeXT: the last forward's images (as ids / labels, the caller's arrays) */
+    const int *img_tiles;
+    const int32_t *img_sizes;
     float *act_mem;
     size_t n_act_floats;
     struct tm_acts *a;
@@ -166,7 +194,7 @@ void train_model_free(train_model *m);
 /* Chooses the trainable parameters and allocates their gradients (zeroed). */
 vlmc_status train_model_set_stage(train_model *m, tm_stage stage, vlmc_error *err);
 
-/* Plans the activations for batches of B sequences of T tokens with n_images images (reuses the
+/* Plans the activations for batches of B sequences of T tokens with n_images tiles (reuses the
  * allocation when it is big enough). */
 vlmc_status train_model_plan(train_model *m, int B, int T, int n_images, vlmc_error *err);
 
@@ -204,7 +232,8 @@ vlmc_status train_model_write_grads(const train_model *m, const char *path, vlmc
 struct tm_acts;
 void tm_decoder_forward(train_model *m, const float *embeds_or_null);
 void tm_decoder_backward(train_model *m, float *d_embeds);
-void tm_vision_forward(train_model *m, const float *pixels);
-void tm_vision_backward(train_model *m, const float *d_proj);
+vlmc_status tm_vision_forward(train_model *m, const float *pixels, vlmc_error *err);
+/* from the gradient of the spliced rows in a->dimg */
+vlmc_status tm_vision_backward(train_model *m, vlmc_error *err);
 
 #endif

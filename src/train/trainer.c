@@ -14,6 +14,7 @@
 #include "core/file.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "models/vlm.h"
 #include "train/optim.h"
 
 /* ---- examples --------------------------------------------------------------------------------- */
@@ -167,7 +168,13 @@ vlmc_status tr_build_example(const conv_sample *smp, const chat_template *ct, co
             if (j < n && !(o->image_token >= 0 && ids[j] == o->image_token)) continue;
             s = append_ids(out, &cap, ids + start, j - start, segs[k].target, err);
             if (j < n && !s) {
-                for (int c = 0; c < o->image_tokens && !s; c++) s = append_ids(out, &cap, ids + j, 1, false, err);
+                if (o->expansions && out->n_images < smp->n_images) {
+                    const tr_image_ids *x = &o->expansions[out->n_images];
+                    for (size_t c = 0; c < x->n && !s; c++)
+                        s = append_ids(out, &cap, x->ids + c, 1, segs[k].target && x->ids[c] != o->image_token, err);
+                } else {
+                    for (int c = 0; c < o->image_tokens && !s; c++) s = append_ids(out, &cap, ids + j, 1, false, err);
+                }
                 out->n_images++;
             }
             start = j + 1;
@@ -198,6 +205,48 @@ out:
     free(pre);
     free(upto);
     if (s) tr_example_free(out);
+    return s;
+}
+
+/* The family's expansion of "<image>" (vlm_family.image_prompt) for the processor's output on the image. */
+vlmc_status tr_image_expansion(const train_model *m, const vlmc_image_processor *proc, const vlmc_tokenizer *tok,
+                               const char *path, tr_image_ids *out, vlmc_error *err) {
+    vlmc_image *im = NULL;
+    vlmc_preprocessed pp;
+    memset(&pp, 0, sizeof pp);
+    vlmc_status s = vlmc_image_load_file(path, NULL, &im, err);
+    if (s) return s;
+    s = vlmc_preprocess(proc, im, &pp, err);
+    vlmc_image_free(im);
+    if (s) return s;
+    vlm_image_info info = {.n_tokens = 0, .rows = pp.has_rows_cols ? pp.rows : 0, .cols = pp.has_rows_cols ? pp.cols : 0};
+    if (m->vlm == TM_LLAVA_NEXT) {
+        /* the packed length the training graph computes for the image's size */
+        int tiles = 0;
+        size_t len = 0;
+        if (!pp.has_image_sizes) s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: the processor gave no image size", path);
+        else if (!(s = llava_next_num_tiles(&m->pack, pp.image_sizes[0], pp.image_sizes[1], &tiles, err)))
+            s = llava_next_packed_len(&m->pack, tiles, m->NS, pp.image_sizes[0], pp.image_sizes[1], &len, err);
+        info.n_tokens = (int64_t)len;
+    }
+    vlmc_preprocessed_free(&pp);
+    if (s) return s;
+    /* image_prompt reads the family and, for Idefics3, the rows per tile: a model view with just those */
+    vlm_model view;
+    memset(&view, 0, sizeof view);
+    view.fam = vlm_family_find(m->cfg.model_type);
+    view.image_seq_len = m->NO;
+    if (!view.fam || !view.fam->image_prompt)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no image prompt for %s", m->dir, m->cfg.model_type);
+    strbuf b = {0};
+    if ((s = view.fam->image_prompt(&view, &info, &b, err))) {
+        strbuf_free(&b);
+        return s;
+    }
+    const char *text = strbuf_cstr(&b);
+    if (b.failed || !text) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    else s = vlmc_tokenizer_encode(tok, text, b.len, 0, &out->ids, &out->n, err);
+    strbuf_free(&b);
     return s;
 }
 

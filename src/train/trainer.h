@@ -19,22 +19,37 @@ typedef struct tr_example {
     int n_images;
 } tr_example;
 
+/* The token ids that stand for one image in the prompt (the processor's expansion of "<image>"). */
+typedef struct tr_image_ids {
+    int32_t *ids;
+    size_t n;
+} tr_image_ids;
+
 typedef struct tr_text_opts {
     bool train_on_prompt;
     bool content_as_string; /* text-only models: a message's text parts joined into one string */
     int max_length;
     int image_token;        /* -1: no images */
-    int image_tokens;       /* copies of the image token per image */
+    int image_tokens;       /* copies of the image token per image (LLaVA) ... */
+    const tr_image_ids *expansions; /* ... or, when set, these ids for image k of the sample (LLaVA-NeXT,
+                                       Idefics3); their image tokens are never targets */
 } tr_text_opts;
 
 /* Renders the sample with the chat template and tokenizes it. Labels: the token ids inside the assistant
  * turns (each turn's text = render(messages[:i+1]) minus render(messages[:i], add_generation_prompt=true),
  * so the end-of-turn marker is learned), -100 elsewhere and on image tokens; every text token with
- * train_on_prompt. Segments are tokenized one by one (without special tokens: the template writes them)
+ * train_on_prompt. Each image token of the text becomes image_tokens copies or expansions[k]. Segments are tokenized one by one (without special tokens: the template writes them)
  * and concatenated, as LLaMA-Factory does. */
 vlmc_status tr_build_example(const conv_sample *s, const chat_template *ct, const vlmc_tokenizer *tok,
                              const tr_text_opts *o, tr_example *out, vlmc_error *err);
 void tr_example_free(tr_example *e);
+
+/* The ids that stand for the image at path in the prompt: the family's expansion of "<image>"
+ * (vlm_family.image_prompt: LLaVA-NeXT's per-image feature count, Idefics3's <fake_token_around_image>
+ * <row_r_col_c> tile layout) for proc's output on the image, tokenized without special tokens. out->ids is
+ * malloc'ed. */
+vlmc_status tr_image_expansion(const train_model *m, const vlmc_image_processor *proc, const vlmc_tokenizer *tok,
+                               const char *path, tr_image_ids *out, vlmc_error *err);
 
 /* Writes the model as a Hugging Face folder: config.json and the tokenizer / processor files copied from
  * src_dir, model.safetensors with every tensor of src_dir's checkpoint (the trained ones replaced, LoRA
