@@ -35,6 +35,7 @@ typedef struct vlm_model {
     llama_model lm;
     int image_token_id; /* -1 for a decoder-only model */
     int image_seq_len;  /* Idefics3: projected tokens per tile */
+    void *tower;        /* a family's own vision model (Qwen2-VL) instead of vit + proj; freed by fam->free */
 } vlm_model;
 
 /* The images of one forward pass, preprocessed (pixel_values of every image, tiles concatenated). */
@@ -45,6 +46,9 @@ typedef struct vlm_images {
     const int *tiles;           /* [n_images] tiles of each image */
     const int32_t *image_sizes; /* [n_images, 2] original (height, width): LLaVA-NeXT; else NULL */
     const int32_t *pixel_mask;  /* [n, height, width] 1 = real pixel: Idefics3; NULL = all real */
+    /* Qwen2-VL: [n_images, 3] (t, h, w) patch grids; pixels are then n = sum t·h·w flattened patch rows of
+     * C·temporal_patch_size·P·P values (height = width = 0) */
+    const int32_t *grid_thw;
 } vlm_images;
 
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
@@ -54,6 +58,7 @@ typedef struct vlm_vision_out {
     float *selected;          /* [n, sel_tokens, sel_features] (LLaVA, LLaVA-NeXT) */
     float *last_hidden_state; /* [n, vit_tokens, Dv] (Idefics3) */
     float *projector_output;  /* [n, proj_tokens, D] */
+    float *rotary_freqs;      /* [n, head_dim / 2] (Qwen2-VL: the vision rotary angles of each patch) */
     float *features;          /* [n_features, D] */
     /* written by encode */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
@@ -64,6 +69,7 @@ typedef struct vlm_vision_out {
 typedef struct vlm_image_info {
     int64_t n_tokens; /* image tokens (LLaVA, LLaVA-NeXT) */
     int rows, cols;   /* Idefics3 tile grid, 0 × 0 = not split */
+    int32_t grid_thw[3]; /* Qwen2-VL patch grid (t, h, w) */
 } vlm_image_info;
 
 struct vlm_family {
@@ -79,6 +85,15 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* The text the chat template writes for an image, which image_prompt expands (NULL = VLM_IMAGE_PLACEHOLDER). */
+    const char *image_placeholder;
+    /* Releases m->tower (NULL when the family has none). */
+    void (*free)(vlm_model *m);
+    /* M-RoPE families (Qwen2-VL; NULL otherwise): transformers' get_rope_index for B prompts of T tokens (ids, mask
+     * [B, T], mask NULL = all 1) whose images, in reading order over the batch, have the patch grids grid_thw
+     * [n_images, 3]: pos [B, T, 3] (t, h, w per token; padding 1) and deltas [B] (may be NULL). */
+    vlmc_status (*rope_index)(const vlm_model *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                              const int32_t *grid_thw, int n_images, int32_t *pos, int32_t *deltas, vlmc_error *err);
 };
 
 /* registry.c */
