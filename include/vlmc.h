@@ -224,9 +224,9 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
 /* A loaded model folder: config.json + *.safetensors of a family found by config.json's model_type:
  * llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), llava
  * (LlavaForConditionalGeneration), llava_next (LlavaNextForConditionalGeneration), idefics3
- * (Idefics3ForConditionalGeneration, SmolVLM). When the folder has them, also: tokenizer.json (+
- * tokenizer_config.json), the chat template, preprocessor_config.json (VLMs) and generation_config.json
- * (eos_token_id, an id or a list). Weights stay memory-mapped. A loaded model is not modified by use:
+ * (Idefics3ForConditionalGeneration, SmolVLM), qwen2_vl (Qwen2VLForConditionalGeneration). When the folder has
+ * them, also: tokenizer.json (+ tokenizer_config.json), the chat template, preprocessor_config.json (VLMs) and
+ * generation_config.json (eos_token_id, an id or a list). Weights stay memory-mapped. A loaded model is not modified by use:
  * all run state (KV cache, conversation) lives in sessions. */
 typedef struct vlmc_model vlmc_model;
 

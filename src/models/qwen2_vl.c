@@ -66,19 +66,11 @@ static vlmc_status tower_load(vlm_model *m, const char *prefix, vlmc_error *err)
     vit_model *v = &t->vit;
     snprintf(v->file, sizeof v->file, "%s", safetensors_file_path(m->st, 0));
     v->kind = VIT_QWEN2_VL;
-    v->D = vc->hidden_size;
-    v->H = vc->num_attention_heads;
-    v->head_dim = v->D / v->H;
-    v->F = vc->intermediate_size;
-    v->L = vc->num_hidden_layers;
-    v->C = vc->num_channels;
-    v->P = vc->patch_size;
-    v->eps = (float)vc->layer_norm_eps;
+    vlmc_status s = vit_init_dims(v, vc, err);
+    if (s) return s;
     t->merge = vc->spatial_merge_size;
     t->temporal = vc->temporal_patch_size;
     t->out_dim = vc->projection_dim;
-    vlmc_status s = act_from_name(vc->hidden_act, "vision_config.hidden_act", &v->act, err);
-    if (s) return s;
     if (t->out_dim != m->lm.dim)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "config.json: vision_config.hidden_size %d is not the decoder's %d",
                          t->out_dim, m->lm.dim);

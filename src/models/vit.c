@@ -125,23 +125,14 @@ tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
     return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)t->shape[1] * esize, 2, sh);
 }
 
-vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
-                     vlmc_error *err) {
-    memset(m, 0, sizeof *m);
-    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
-    snprintf(m->file, sizeof m->file, "%s", where);
-    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
-    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
-    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
-    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
-                          cfg->model_type);
+vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err) {
     if (cfg->hidden_size <= 0 || cfg->num_attention_heads <= 0 || cfg->hidden_size % cfg->num_attention_heads ||
         cfg->intermediate_size <= 0 || cfg->num_hidden_layers <= 0 || cfg->num_channels <= 0 || cfg->patch_size <= 0 ||
-        cfg->image_size < cfg->patch_size)
+        (m->kind != VIT_QWEN2_VL && cfg->image_size < cfg->patch_size))
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: inconsistent vision config (hidden %d, heads %d, image %d, patch %d)",
                          m->file, cfg->hidden_size, cfg->num_attention_heads, cfg->image_size, cfg->patch_size);
-    vlmc_status s;
-    if ((s = act_from_name(cfg->hidden_act, "vision_config.hidden_act", &m->act, err))) return s;
+    vlmc_status s = act_from_name(cfg->hidden_act, "vision_config.hidden_act", &m->act, err);
+    if (s) return s;
     m->D = cfg->hidden_size;
     m->H = cfg->num_attention_heads;
     m->head_dim = m->D / m->H;
@@ -154,6 +145,21 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
     m->n_pos = m->side * m->side + (m->kind == VIT_CLIP ? 1 : 0);
     m->eps = (float)cfg->layer_norm_eps;
     m->batch_tokens = 4096;
+    return VLMC_OK;
+}
+
+vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
+                     vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
+    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
+    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
+                          cfg->model_type);
+    vlmc_status s;
+    if ((s = vit_init_dims(m, cfg, err))) return s;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;

@@ -82,6 +82,8 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
                      vlmc_error *err);
 void vit_free(vit_model *m);
 
+/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it. */
+vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err);
 /* For towers that another file builds from these blocks (Qwen2-VL): a float weight named `name` (shape checked;
  * ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32 conversion
  * needs; a float vector [n] as f32 (a view, or a copy that m owns until vit_free). Errors name m->file. */
