@@ -303,8 +303,51 @@ static void test_session_two_turns(void) {
     vlmc_model_free(m);
 }
 
+/* config.json: Qwen2VLConfig's flat decoder keys (or a nested text_config), vision_config's own names, M-RoPE. */
+static void test_config(void) {
+    static const char *const flat =
+        "{\"model_type\": \"qwen2_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+        " \"vocab_size\": 512, \"image_token_id\": 500, \"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [2, 3, 3]},"
+        " \"vision_config\": {\"depth\": 2, \"embed_dim\": 32, \"hidden_size\": 64, \"mlp_ratio\": 2, \"num_heads\": 4}}";
+    static const char *const nested =
+        "{\"model_type\": \"qwen2_vl\", \"image_token_id\": 500, \"text_config\": {\"model_type\": \"qwen2_vl_text\","
+        " \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 512,"
+        " \"rope_scaling\": {\"rope_type\": \"default\", \"mrope_section\": [2, 3, 3]}},"
+        " \"vision_config\": {\"depth\": 2, \"embed_dim\": 32, \"hidden_size\": 64, \"mlp_ratio\": 2, \"num_heads\": 4}}";
+    const char *const cases[2] = {flat, nested};
+    for (int i = 0; i < 2; i++) {
+        cJSON *j = cJSON_Parse(cases[i]);
+        hf_config c;
+        vlmc_error err = {0};
+        if (CHECK(hf_config_parse(j, "config.json", &c, &err) == VLMC_OK, "case %d: %s", i, err.message))
+            CHECK(c.has_vision && c.text.hidden_size == 64 && c.text.head_dim == 16 && c.text.qkv_bias &&
+                      !c.text.o_bias && c.text.rope_scaling.type == ROPE_MROPE && c.text.rope_scaling.mrope_section[2] == 3 &&
+                      c.text.rope_theta == 1000000.0 && c.vision.hidden_size == 32 && c.vision.intermediate_size == 64 &&
+                      c.vision.projection_dim == 64 && c.vision.spatial_merge_size == 2 &&
+                      c.vision.temporal_patch_size == 2 && c.vision.patch_size == 14 &&
+                      !strcmp(c.vision.hidden_act, "quick_gelu") && c.image_token_index == 500 &&
+                      c.vision_start_token_id == 151652,
+                  "case %d: parsed values", i);
+        cJSON_Delete(j);
+    }
+    /* without mrope_section, or with sections that do not cover head_dim / 2 */
+    static const char *const bad[2] = {
+        "{\"model_type\": \"qwen2_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2}",
+        "{\"model_type\": \"qwen2_vl\", \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+        " \"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [2, 2, 2]}}"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *j = cJSON_Parse(bad[i]);
+        hf_config c;
+        vlmc_error err = {0};
+        CHECK(hf_config_parse(j, "config.json", &c, &err) == VLMC_ERR_FORMAT && strstr(err.message, "mrope_section") &&
+                  strstr(err.message, "config.json"), "bad case %d: %s", i, err.message);
+        cJSON_Delete(j);
+    }
+}
+
 int main(void) {
     tests_begin("qwen2_vl");
+    TEST_RUN(test_config);
     TEST_RUN(test_processor);
     TEST_RUN(test_dump);
     TEST_RUN(test_rope_index);

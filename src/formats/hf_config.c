@@ -229,10 +229,12 @@ static vlmc_status qwen2_vl_vision_parse(const cJSON *o, const char *path, hf_vi
     return VLMC_OK;
 }
 
-/* Qwen2VLConfig: a flat Qwen2 decoder config plus vision_config and the vision token ids. */
+/* Qwen2VLConfig: a flat Qwen2 decoder config (transformers >= 4.53 nests it as text_config) plus vision_config and
+ * the vision token ids. */
 static vlmc_status parse_qwen2_vl(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
     c->has_vision = c->has_text = true;
-    vlmc_status s = hf_text_config_parse(root, "qwen2_vl", path, &c->text, err);
+    const cJSON *tc = json_get(root, "text_config");
+    vlmc_status s = hf_text_config_parse(cJSON_IsObject(tc) ? tc : root, "qwen2_vl", path, &c->text, err);
     if (s) return s;
     const cJSON *vc = json_get(root, "vision_config");
     if (vc && !cJSON_IsObject(vc)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_config is not an object", path);
