@@ -142,6 +142,79 @@ static void test_dump(void) {
     array_set_free(&o);
 }
 
+/* Runs vlmc_dump on (ids, mask) [B, T] with the fixture's image once per sequence; reads the outputs into o. */
+static bool dump_batch(const char *dir, const char *tag, const int32_t *ids, const int32_t *mask, int B, int T,
+                       const named_array *pixels, int n_gen, array_set *o) {
+    char in[1200], out[1200];
+    snprintf(in, sizeof in, "%s/in_%s", test_tmpdir(), tag);
+    snprintf(out, sizeof out, "%s/out_%s", test_tmpdir(), tag);
+    const int64_t rows = pixels->shape[0], cols = pixels->shape[1];
+    float *px = malloc((size_t)(B * rows * cols) * sizeof(float));
+    int32_t grid[8 * 3];
+    for (int b = 0; b < B; b++) {
+        memcpy(px + (size_t)b * rows * cols, pixels->data, (size_t)(rows * cols) * sizeof(float));
+        grid[3 * b] = 1, grid[3 * b + 1] = 6, grid[3 * b + 2] = 8;
+    }
+    named_array a[4] = {
+        {.name = "input_ids", .dtype = ARRAY_I32, .ndim = 2, .shape = {B, T}, .data = (void *)ids},
+        {.name = "attention_mask", .dtype = ARRAY_I32, .ndim = 2, .shape = {B, T}, .data = (void *)mask},
+        {.name = "pixel_values", .dtype = ARRAY_F32, .ndim = 2, .shape = {B * rows, cols}, .data = px},
+        {.name = "image_grid_thw", .dtype = ARRAY_I32, .ndim = 2, .shape = {B, 3}, .data = grid}};
+    vlmc_error err = {0};
+    bool ok = CHECK(arrays_write_dir(in, NULL, NULL, a, 4, &err) == VLMC_OK, "%s", err.message) &&
+              CHECK(vlmc_dump(dir, in, out, n_gen, 0, &err) == VLMC_OK, "%s: %s", tag, err.message) &&
+              CHECK(arrays_read_dir(out, 1, o, &err) == VLMC_OK, "%s", err.message);
+    free(px);
+    return ok;
+}
+
+/* A left-padded batch: the fixture's prompt and the same prompt without its first two tokens, padded by two. Each
+ * row equals the same prompt run alone (logits where the mask is 1, rope_deltas, greedy ids through the KV cache,
+ * whose positions continue from each sequence's own delta). */
+static void test_padded_batch(void) {
+    const char *dir = fixture_dir();
+    if (!dir) return;
+    char ref[1100];
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    array_set r = {0}, ob = {0}, o1 = {0};
+    vlmc_error err = {0};
+    if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
+    named_array *ids = array_set_find(&r, "input_ids"), *px = array_set_find(&r, "pixel_values");
+    enum { N_GEN = 8 };
+    const int T = (int)ids->shape[1];
+    const int32_t *id = ids->data;
+    int32_t *bids = malloc(2 * (size_t)T * sizeof(int32_t)), *bmask = malloc(2 * (size_t)T * sizeof(int32_t));
+    for (int t = 0; t < T; t++) {
+        bids[t] = id[t];
+        bmask[t] = 1;
+        bids[T + t] = t < 2 ? 0 : id[t];
+        bmask[T + t] = t >= 2;
+    }
+    if (dump_batch(dir, "batch", bids, bmask, 2, T, px, N_GEN, &ob) &&
+        dump_batch(dir, "short", bids + T + 2, bmask + T + 2, 1, T - 2, px, N_GEN, &o1)) {
+        named_array *bl = array_set_find(&ob, "logits"), *sl = array_set_find(&o1, "logits");
+        named_array *rl = array_set_find(&r, "logits");
+        const size_t V = (size_t)bl->shape[2];
+        float d0 = max_abs_diff(bl->data, rl->data, (size_t)T * V), m0 = max_abs(rl->data, (size_t)T * V);
+        float d1 = max_abs_diff((float *)bl->data + (size_t)(T + 2) * V, sl->data, (size_t)(T - 2) * V);
+        float m1 = max_abs(sl->data, (size_t)(T - 2) * V);
+        printf("    batch row 0 vs fixture: rel %.3g; row 1 (padded) vs alone: rel %.3g\n", d0 / m0, d1 / m1);
+        CHECK(d0 <= TOL * m0 && d1 <= TOL * m1, "padded batch logits: %g, %g", d0 / m0, d1 / m1);
+        const int32_t *bd = array_set_find(&ob, "rope_deltas")->data, *sd = array_set_find(&o1, "rope_deltas")->data;
+        CHECK(bd[0] == ((const int32_t *)array_set_find(&r, "rope_deltas")->data)[0] && bd[1] == sd[0] - 2,
+              "rope_deltas %d %d (alone %d)", bd[0], bd[1], sd[0]);
+        const int32_t *bg = array_set_find(&ob, "generated_ids")->data, *sg = array_set_find(&o1, "generated_ids")->data;
+        const int32_t *rg = array_set_find(&r, "generated_ids")->data;
+        CHECK(!memcmp(bg, rg, N_GEN * sizeof(int32_t)) && !memcmp(bg + N_GEN, sg, N_GEN * sizeof(int32_t)),
+              "padded batch generation differs from the prompts alone");
+    }
+    free(bids);
+    free(bmask);
+    array_set_free(&r);
+    array_set_free(&ob);
+    array_set_free(&o1);
+}
+
 /* get_rope_index by hand. Grid (1, 4, 6) = 2 × 3 merged tokens; ids 7 <|vision_start|> image×6 <|vision_end|> 8 9:
  * text 7, 502 → 0, 1; the image starts at 2: (2, 2+row, 2+col); next = 2 + max(0, 1, 2) + 1 = 5; then 5, 6, 7.
  * The same prompt left-padded by 2 in a batch with a text-only prompt, and two images in one prompt. */
@@ -351,6 +424,7 @@ int main(void) {
     TEST_RUN(test_processor);
     TEST_RUN(test_dump);
     TEST_RUN(test_rope_index);
+    TEST_RUN(test_padded_batch);
     TEST_RUN(test_dump_errors);
     TEST_RUN(test_session_two_turns);
     return tests_end();
