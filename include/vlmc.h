@@ -170,7 +170,7 @@ const uint8_t *vlmc_image_rgb(const vlmc_image *im);
 void vlmc_image_free(vlmc_image *im);
 
 /* An image processor from preprocessor_config.json: CLIPImageProcessor,
- * SiglipImageProcessor, LlavaNextImageProcessor or Idefics3ImageProcessor
+ * SiglipImageProcessor, LlavaNextImageProcessor, Idefics3ImageProcessor or Qwen2VLImageProcessor
  * (transformers 4.47.1 semantics, Pillow-exact resizing). */
 typedef struct vlmc_image_processor vlmc_image_processor;
 
@@ -191,7 +191,8 @@ void vlmc_image_processor_free(vlmc_image_processor *p);
 /* What the processor returns for one image (batch dimension 1). */
 typedef struct vlmc_preprocessed {
     float *pixel_values;           /* float32, C order */
-    int ndim;                      /* 4: [1, 3, H, W] (CLIP, SigLIP); 5: [1, N, 3, H, W] (LLaVA-NeXT, Idefics3) */
+    int ndim;                      /* 4: [1, 3, H, W] (CLIP, SigLIP); 5: [1, N, 3, H, W] (LLaVA-NeXT, Idefics3);
+                                      2: [patches, 3·temporal·P·P] (Qwen2-VL) */
     int64_t shape[6];
     uint8_t *pixels_u8;            /* the same values before rescale/normalize (same layout) */
     int has_image_sizes;
@@ -201,6 +202,8 @@ typedef struct vlmc_preprocessed {
     int64_t mask_shape[4];
     int has_rows_cols;
     int32_t rows, cols;            /* Idefics3 tile grid (0, 0 when not split) */
+    int has_grid_thw;
+    int32_t image_grid_thw[3];     /* Qwen2-VL: (t, h, w) in patches */
     int64_t num_image_tokens;      /* image tokens the prompt needs for this image; -1 when
                                       the model parameters it depends on are unknown */
 } vlmc_preprocessed;
@@ -212,7 +215,7 @@ void vlmc_preprocessed_free(vlmc_preprocessed *out);
  * the fixtures' reference/ format) and one raw little-endian .bin per array: image_rgb
  * (uint8 [H,W,3]), pixel_values (float32), and when the processor makes them image_sizes
  * [1,2], pixel_attention_mask [1,N,H,W], rows [1], cols [1] (int32), plus num_image_tokens
- * [1] (int32) when known. meta names the processor and repeats the counts. */
+ * [1] (int32) when known, image_grid_thw [1,3] (Qwen2-VL). meta names the processor and repeats the counts. */
 vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_image *im, const vlmc_preprocessed *pp,
                                    const char *out_dir, vlmc_error *err);
 
@@ -221,7 +224,8 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
 /* A loaded model folder: config.json + *.safetensors of a family found by config.json's model_type:
  * llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM), llava
  * (LlavaForConditionalGeneration), llava_next (LlavaNextForConditionalGeneration), idefics3
- * (Idefics3ForConditionalGeneration, SmolVLM), kosmos-2 (Kosmos2ForConditionalGeneration; through vlmc_dump). When the folder has them, also: tokenizer.json (+
+ * (Idefics3ForConditionalGeneration, SmolVLM), kosmos-2 (Kosmos2ForConditionalGeneration; through vlmc_dump),
+ * qwen2_vl (Qwen2VLForConditionalGeneration). When the folder has them, also: tokenizer.json (+
  * tokenizer_config.json), the chat template, preprocessor_config.json (VLMs) and generation_config.json
  * (eos_token_id, an id or a list). Weights stay memory-mapped. A loaded model is not modified by use:
  * all run state (KV cache, conversation) lives in sessions. */

@@ -20,6 +20,23 @@ case_llava_next() {
   ok llava_next
 }
 
+case_qwen2_vl() {
+  local fx="$SHARED/fixtures/qwen2_vl"
+  [ -d "$fx" ] || { skip qwen2_vl "no fixture"; return; }
+  local out="$TMP/q2"
+  "$VLMC" preprocess -m "$fx" --image "$fx/reference/image.png" --out "$out" >"$TMP/q2.log" 2>&1 \
+    || { fail qwen2_vl "exit status $(cat "$TMP/q2.log")"; return; }
+  same_bin "$out/pixel_values.bin" "$fx/reference/pixel_values.bin" || { fail qwen2_vl "pixel_values.bin differs"; return; }
+  same_bin "$out/image_grid_thw.bin" "$fx/reference/image_grid_thw.bin" || { fail qwen2_vl "image_grid_thw.bin differs"; return; }
+  grep -q '"num_image_tokens":[[:space:]]*12' "$out/manifest.json" || { fail qwen2_vl "num_image_tokens != 12"; return; }
+  grep -q '"shape":[[:space:]]*\[48, 1176\]' "$out/manifest.json" || { fail qwen2_vl "pixel_values shape"; return; }
+  # smart_resize refuses images smaller than patch_size · merge_size (28) on a side, as transformers does
+  { printf 'P6\n20 40\n255\n'; head -c 2400 /dev/zero; } > "$TMP/small.ppm"
+  "$VLMC" preprocess -m "$fx" --image "$TMP/small.ppm" --out "$TMP/q2b" >/dev/null 2>"$TMP/q2b.err"
+  [ $? -eq 1 ] && grep -q "larger than factor:28" "$TMP/q2b.err" || { fail qwen2_vl "small image: $(cat "$TMP/q2b.err")"; return; }
+  ok qwen2_vl
+}
+
 case_idefics3_config_path() {
   local fx="$SHARED/fixtures/idefics3"
   [ -d "$fx" ] || { skip idefics3 "no fixture"; return; }
@@ -63,6 +80,7 @@ case_data_url() {
 }
 
 case_llava_next
+case_qwen2_vl
 case_data_url
 case_idefics3_config_path
 case_errors

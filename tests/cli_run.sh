@@ -171,7 +171,7 @@ then ok "dump with labels and --grads: loss and every gradient match PyTorch's";
 # 9. The whole pipeline from the PNG files: tests/make_fixture_prompt_model.py gives each fixture a tokenizer and
 # chat template under which `vlmc run` builds exactly the fixture's input_ids (Idefics3: SmolVLM's template and
 # the fixture's toy tokenizer); the answer must be transformers' generated_ids.
-for fx in llava llava_multi_image llava_next idefics3; do
+for fx in llava llava_multi_image llava_next idefics3 qwen2_vl; do
   d="$SHARED/fixtures/$fx"
   [ -d "$d" ] || { skip "run $fx from PNG" "absent"; continue; }
   python3 tests/make_fixture_prompt_model.py "$d" "$TMP/fp_$fx" || { fail "run $fx from PNG" "python3"; continue; }
@@ -188,12 +188,13 @@ PY
   else fail "run $fx from PNG" "$(cat "$TMP/err" "$TMP/fp_$fx.json")"; fi
 done
 
-# a prompt run in passes of 5 tokens (-b 5) gives the same answer
-if [ -d "$TMP/fp_llava_next" ]; then
-  "$VLMC" run -m "$TMP/fp_llava_next" --image "$SHARED/fixtures/llava_next/reference/image.png" -p x -n 16 --ignore-eos \
+# a prompt run in passes of 5 tokens (-b 5) gives the same answer (qwen2_vl: M-RoPE positions cut into passes)
+for fx in llava_next qwen2_vl; do
+  [ -d "$TMP/fp_$fx" ] || continue
+  "$VLMC" run -m "$TMP/fp_$fx" --image "$SHARED/fixtures/$fx/reference/image.png" -p x -n 16 --ignore-eos \
     -b 5 --json -t 1 >"$TMP/b5.json" 2>"$TMP/err"
-  if [ "$(jf "$TMP/b5.json" 'j["ids"]')" = "$(jf "$TMP/fp_llava_next.json" 'j["ids"]')" ]; then ok "prefill in passes of -b 5 tokens"
-  else fail "-b 5" "$(cat "$TMP/err")"; fi
-fi
+  if [ "$(jf "$TMP/b5.json" 'j["ids"]')" = "$(jf "$TMP/fp_$fx.json" 'j["ids"]')" ]; then ok "$fx: prefill in passes of -b 5 tokens"
+  else fail "$fx: -b 5" "$(cat "$TMP/err")"; fi
+done
 
 finish

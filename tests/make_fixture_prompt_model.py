@@ -9,7 +9,9 @@ idefics3: the fixture's toy tokenizer (meta.toy_tokenizer_other_chars: one token
 BOS 1; meta.toy_tokenizer_special_ids as added special tokens) and SmolVLM's real chat template; the prompt is
 "What is this?" (meta.prompt_text).
 llava, llava_next, llava_multi_image: the fixture's text ids are arbitrary, so they become added tokens "<tN>" and
-the template writes the fixture's text segments around the images (the message text is not used)."""
+the template writes the fixture's text segments around the images (the message text is not used).
+qwen2_vl: the same, with no BOS, and each image written as Qwen2-VL's template does:
+<|vision_start|><|image_pad|><|vision_end|> (the processor repeats <|image_pad|> per image token)."""
 import json, os, shutil, struct, sys
 
 src, out = sys.argv[1], sys.argv[2]
@@ -19,7 +21,7 @@ for f in ("config.json", "model.safetensors", "generation_config.json", "preproc
         shutil.copy(os.path.join(src, f), os.path.join(out, f))
 cfg = json.load(open(os.path.join(src, "config.json")))
 meta = json.load(open(os.path.join(src, "reference", "manifest.json")))["meta"]
-V = cfg["text_config"]["vocab_size"]
+V = cfg["text_config"]["vocab_size"] if "text_config" in cfg else cfg["vocab_size"]
 img = cfg.get("image_token_index", cfg.get("image_token_id"))
 b = open(os.path.join(src, "reference", "input_ids.bin"), "rb").read()
 ids = list(struct.unpack("<%di" % (len(b) // 4), b))
@@ -46,6 +48,29 @@ if cfg["model_type"] == "idefics3":
                 "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
                 "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}")
     pre = None
+elif cfg["model_type"] == "qwen2_vl":
+    vs, ve, vid = cfg["vision_start_token_id"], cfg["vision_end_token_id"], cfg["video_token_id"]
+    specials = {"<|image_pad|>": img, "<|vision_start|>": vs, "<|vision_end|>": ve, "<|video_pad|>": vid}
+    segs, cur, k = [], [], 0
+    while k < len(ids):
+        if ids[k] == vs:  # <|vision_start|> <|image_pad|>... <|vision_end|>
+            segs.append(cur); cur = []
+            while ids[k] != ve: k += 1
+            k += 1
+        else:
+            cur.append(ids[k]); k += 1
+    segs.append(cur)
+    text_ids = sorted({i for s in segs for i in s})
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    names = {i: t for t, i in specials.items()}
+    for i in range(3, V):
+        vocab[names.get(i, "<t%d>" % i)] = i
+    add = [added(2, "</s>", True)] + [added(i, t, True) for t, i in specials.items()] + \
+          [added(i, "<t%d>" % i, False) for i in text_ids]
+    seg_text = ["".join("<t%d>" % i for i in s) for s in segs]
+    template = (seg_text[0] + "{% set segs = " + json.dumps(seg_text[1:]) + " %}"
+                "{% for c in messages[-1]['content'] %}{% if c['type'] == 'image' %}"
+                "{{ '<|vision_start|><|image_pad|><|vision_end|>' + segs[loop.index0] }}{% endif %}{% endfor %}")
 else:
     assert ids[0] == 1
     segs, cur, k = [], [], 1
@@ -76,6 +101,8 @@ tok = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": ad
        "decoder": None,
        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": []}}
+if cfg["model_type"] == "qwen2_vl":
+    tok["post_processor"] = None
 json.dump(tok, open(os.path.join(out, "tokenizer.json"), "w"), ensure_ascii=False)
-json.dump({"bos_token": "<s>", "eos_token": "</s>", "clean_up_tokenization_spaces": False, "chat_template": template},
+json.dump({"bos_token": None if cfg["model_type"] == "qwen2_vl" else "<s>", "eos_token": "</s>", "clean_up_tokenization_spaces": False, "chat_template": template},
           open(os.path.join(out, "tokenizer_config.json"), "w"))

@@ -16,7 +16,7 @@ static const char *const other_inputs[] = {"image_grid_thw", "image_patches",  "
                                            "image_raw",       NULL};
 
 typedef struct dump_in {
-    named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels;
+    named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels, *grid;
     named_array *img_pos; /* kosmos-2: image_embeds_position_mask */
 } dump_in;
 
@@ -33,6 +33,7 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "pixel_values") && m->has_vision) in->pixels = a;
         else if (!strcmp(n, "image_sizes") && !strcmp(mt, "llava_next")) in->sizes = a;
         else if (!strcmp(n, "pixel_attention_mask") && !strcmp(mt, "idefics3")) in->pmask = a;
+        else if (!strcmp(n, "image_grid_thw") && m->fam->rope_index) in->grid = a;
         else if (!strcmp(n, "labels")) in->labels = a;
         else if (!strcmp(n, "image_embeds_position_mask") && !strcmp(mt, "kosmos-2")) in->img_pos = a;
         else {
@@ -51,7 +52,10 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
-    named_array *same[4] = {in->mask, in->pos, in->labels, in->img_pos};
+    /* M-RoPE (qwen2_vl) also takes position_ids [3, B, T], as get_rope_index makes them */
+    const bool pos3 = in->pos && m->fam->rope_index && in->pos->ndim == 3 && in->pos->shape[0] == 3 &&
+                      in->pos->shape[1] == in->ids->shape[0] && in->pos->shape[2] == in->ids->shape[1];
+    named_array *same[4] = {in->mask, pos3 ? NULL : in->pos, in->labels, in->img_pos};
     for (int i = 0; i < 4; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
@@ -60,8 +64,13 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava_next needs image_sizes with pixel_values", dir);
     if (!strcmp(mt, "kosmos-2") && in->pixels && !in->img_pos)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: kosmos-2 needs image_embeds_position_mask with pixel_values", dir);
-    if ((in->sizes || in->pmask || in->img_pos) && !in->pixels)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_sizes / pixel_attention_mask without pixel_values", dir);
+    if ((in->sizes || in->pmask || in->grid || in->img_pos) && !in->pixels)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_sizes / pixel_attention_mask / image_grid_thw / "
+                         "image_embeds_position_mask without pixel_values", dir);
+    if (m->fam->rope_index && in->pixels && !in->grid)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs image_grid_thw with pixel_values", dir, mt);
+    if (in->labels && m->fam->rope_index)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: labels (the loss) are not supported for %s yet", dir, mt);
     return VLMC_OK;
 }
 
@@ -75,6 +84,21 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     *mbuf = NULL;
     *tiles = NULL;
     int nd = px->ndim;
+    if (in->grid) { /* qwen2_vl: pixel_values [patches, C·tps·P·P], image_grid_thw [N, 3] */
+        const hf_vision_config *v = &m->cfg.vision;
+        const int64_t row = (int64_t)v->num_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+        const named_array *g = in->grid;
+        if (nd != 2 || px->shape[1] != row || px->shape[0] < 1 || px->shape[0] > 1 << 22 || g->ndim != 2 ||
+            g->shape[1] != 3 || g->shape[0] < 1 || g->shape[0] > 4096)
+            return vlmc_fail(err, VLMC_ERR_FORMAT,
+                             "%s: %s needs pixel_values [patches, %lld] and image_grid_thw [images, 3]", dir,
+                             m->cfg.model_type, (long long)row);
+        vi->n_images = (int)g->shape[0];
+        vi->n_tiles = (int)px->shape[0];
+        vi->pixels = px->data;
+        vi->grid_thw = g->data;
+        return VLMC_OK;
+    }
     if (nd != 4 && nd != 5) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: pixel_values must have 4 or 5 dimensions", dir);
     int64_t N = px->shape[0], M = nd == 5 ? px->shape[1] : 1, C = px->shape[nd - 3], H = px->shape[nd - 2],
             W = px->shape[nd - 1];
@@ -143,7 +167,7 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     return VLMC_OK;
 }
 
-enum { MAX_OUT = 12 };
+enum { MAX_OUT = 16 };
 
 typedef struct outs {
     named_array a[MAX_OUT];
@@ -173,7 +197,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     llama_ctx c;
     float *buf = NULL, *vh = NULL, *vsel = NULL, *vlast = NULL, *vproj = NULL, *feat = NULL, *embeds = NULL;
     float *logits = NULL, *hidden = NULL, *steps = NULL;
-    int32_t *mbuf = NULL, *gen = NULL;
+    int32_t *mbuf = NULL, *gen = NULL, *mpos = NULL, *pos3 = NULL, *deltas = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
     char *grads_path = NULL;
@@ -193,7 +217,15 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     if (in.pixels) {
         if ((s = gather_images(&m, &in, inputs_dir, &vi, &buf, &mbuf, &tiles, err))) goto done;
         size_t nh, ns, nl, np;
-        vlm_vision_sizes(&m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
+        if (vi.grid_thw) { /* qwen2_vl: patch rows; ns holds the rotary angles [patches, head_dim / 2] */
+            const hf_vision_config *v = &m.cfg.vision;
+            nh = (size_t)(v->num_hidden_layers + 1) * vi.n_tiles * v->hidden_size;
+            ns = (size_t)vi.n_tiles * (v->hidden_size / v->num_attention_heads / 2);
+            nl = 1;
+            np = (size_t)vi.n_tiles * D;
+        } else {
+            vlm_vision_sizes(&m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
+        }
         if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
         vh = malloc(nh * sizeof(float));
         vsel = malloc(ns * sizeof(float));
@@ -201,9 +233,21 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         vproj = malloc(np * sizeof(float));
         feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float));
         if (!vh || !vsel || !vlast || !vproj || !feat) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
-        vo = (vlm_vision_out){.hidden_states = vh, .selected = vsel, .last_hidden_state = vlast,
-                              .projector_output = vproj, .features = feat};
+        vo = (vlm_vision_out){.hidden_states = vh, .selected = vi.grid_thw ? NULL : vsel, .last_hidden_state = vlast,
+                              .projector_output = vproj, .features = feat, .rotary_freqs = vi.grid_thw ? vsel : NULL};
         if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
+        if (vi.grid_thw) {
+            const int64_t Lv = m.cfg.vision.num_hidden_layers, Np = vi.n_tiles, Dv = m.cfg.vision.hidden_size;
+            out_add(&o, "vision_patch_embeds", ARRAY_F32, 2, (int64_t[]){Np, Dv}, vh, "patch_embed output [patches, Dv]");
+            out_add(&o, "vision_rotary_freqs", ARRAY_F32, 2, (int64_t[]){Np, (int64_t)(ns / Np)}, vsel,
+                    "rot_pos_emb(grid_thw): [patches, head_dim/2] = (h angles, w angles)");
+            out_add(&o, "vision_block_outputs", ARRAY_F32, 3, (int64_t[]){Lv, Np, Dv}, vh + Np * Dv,
+                    "output of every vision block [depth, patches, Dv]");
+            out_add(&o, "vision_merger_output", ARRAY_F32, 2, (int64_t[]){(int64_t)vo.n_features, D}, feat,
+                    "PatchMerger output = image embeddings [patches / merge^2, D]");
+        }
+    }
+    if (in.pixels && !vi.grid_thw) {
         const int64_t Lv = m.vit.L, n = vi.n_tiles, Dv = m.vit.D;
         const bool kosmos2 = !strcmp(m.cfg.model_type, "kosmos-2");
         out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
@@ -247,6 +291,32 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     have_ctx = true;
     llama_input li = {.n_tokens = T, .embeds = embeds, .attention_mask = in.mask ? in.mask->data : NULL,
                       .position_ids = in.pos ? in.pos->data : NULL};
+    if (m.fam->rope_index) { /* M-RoPE: get_rope_index's [3, B, T] positions (or the given ones) and rope_deltas */
+        if (!(mpos = malloc((size_t)B * T * 3 * sizeof(int32_t))) || !(pos3 = malloc((size_t)3 * B * T * sizeof(int32_t))) ||
+            !(deltas = malloc((size_t)B * sizeof(int32_t)))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (in.pos && in.pos->ndim == 3) {
+            for (size_t r = 0; r < (size_t)B * T; r++)
+                for (int a = 0; a < 3; a++) mpos[r * 3 + a] = ((const int32_t *)in.pos->data)[(size_t)a * B * T + r];
+        } else if ((s = m.fam->rope_index(&m, in.ids->data, li.attention_mask, B, T, in.grid ? in.grid->data : NULL,
+                                          in.grid ? (int)in.grid->shape[0] : 0, mpos, deltas, err))) {
+            goto done;
+        }
+        if (!in.pos || in.pos->ndim == 3) {
+            li.position_ids = NULL;
+            li.mrope_pos = mpos;
+            for (size_t r = 0; r < (size_t)B * T; r++)
+                for (int a = 0; a < 3; a++) pos3[(size_t)a * B * T + r] = mpos[r * 3 + a];
+            if (!in.pos) {
+                out_add(&o, "position_ids", ARRAY_I32, 3, (int64_t[]){3, B, T}, pos3,
+                        "M-RoPE position ids from get_rope_index [3 (t,h,w), B, T]");
+                out_add(&o, "rope_deltas", ARRAY_I32, 2, (int64_t[]){B, 1}, deltas,
+                        "max position + 1 - T; generated token k gets position T + k + delta on all 3 axes");
+            }
+        }
+    }
     if ((s = llama_forward(&c, &li, &(llama_output){.logits = logits, .hidden_states = hidden}, err))) goto done;
     if (generate_n) {
         llama_ctx_reset(&c);
@@ -293,6 +363,6 @@ done:
     if (loaded) vlm_free(&m);
     array_set_free(&set);
     free(buf); free(vh); free(vsel); free(vlast); free(vproj); free(feat); free(embeds);
-    free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles);
+    free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles); free(mpos); free(pos3); free(deltas);
     return s;
 }

@@ -164,6 +164,8 @@ vlmc_status vlmc_preprocess(const vlmc_image_processor *p, const vlmc_image *im,
         out->mask_shape[2] = o.frame_h;
         out->mask_shape[3] = o.frame_w;
     }
+    out->has_grid_thw = o.has_grid_thw;
+    memcpy(out->image_grid_thw, o.grid_thw, sizeof out->image_grid_thw);
     out->has_rows_cols = o.has_rows_cols;
     out->rows = o.rows;
     out->cols = o.cols;
@@ -206,6 +208,11 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
         memcpy(a[n].shape, pp->mask_shape, sizeof pp->mask_shape);
         n++;
     }
+    if (pp->has_grid_thw) {
+        a[n] = (named_array){.name = "image_grid_thw", .dtype = ARRAY_I32, .ndim = 2, .shape = {1, 3},
+                             .data = (void *)pp->image_grid_thw, .note = "[1, 3] (t, h, w) in patches"};
+        n++;
+    }
     if (pp->has_rows_cols) {
         a[n] = (named_array){.name = "rows", .dtype = ARRAY_I32, .ndim = 1, .shape = {1}, .data = &rows};
         n++;
@@ -222,6 +229,10 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
     cJSON_AddNumberToObject(meta, "image_height", im->im.height);
     cJSON_AddNumberToObject(meta, "image_width", im->im.width);
     if (pp->ndim == 5) cJSON_AddNumberToObject(meta, "num_tiles", (double)pp->shape[1]);
+    if (pp->has_grid_thw) {
+        cJSON *g = cJSON_CreateIntArray(pp->image_grid_thw, 3);
+        if (g) cJSON_AddItemToObject(meta, "image_grid_thw", g);
+    }
     if (pp->has_rows_cols) {
         cJSON_AddNumberToObject(meta, "rows", rows);
         cJSON_AddNumberToObject(meta, "cols", cols);

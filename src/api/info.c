@@ -293,8 +293,13 @@ vlmc_status vlmc_info_text(const char *path, char **text_out, vlmc_error *err) {
     }
     if (in.cfg.has_vision) {
         const hf_vision_config *v = &in.cfg.vision;
-        strbuf_printf(&b, "vision         %s: %d layers, hidden %d, heads %d, image %d, patch %d\n", v->model_type,
-                      v->num_hidden_layers, v->hidden_size, v->num_attention_heads, v->image_size, v->patch_size);
+        if (v->spatial_merge_size) /* Qwen2-VL: any image size, patches merged m × m */
+            strbuf_printf(&b, "vision         %s: %d layers, hidden %d, heads %d, patch %d (temporal %d), merge %d\n",
+                          v->model_type, v->num_hidden_layers, v->hidden_size, v->num_attention_heads, v->patch_size,
+                          v->temporal_patch_size, v->spatial_merge_size);
+        else
+            strbuf_printf(&b, "vision         %s: %d layers, hidden %d, heads %d, image %d, patch %d\n", v->model_type,
+                          v->num_hidden_layers, v->hidden_size, v->num_attention_heads, v->image_size, v->patch_size);
     }
     if (file_is_dir(path)) {
         strbuf_printf(&b, "tokenizer      %s\n", in.tokenizer_json ? "tokenizer.json" : in.tokenizer_model ? "tokenizer.model"

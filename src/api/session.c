@@ -124,6 +124,11 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
                      .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
                      .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
                      .pixel_mask = pp.pixel_attention_mask};
+    if (pp.has_grid_thw) { /* Qwen2-VL: patch rows and their grid */
+        vi.n_tiles = (int)pp.shape[0];
+        vi.height = vi.width = 0;
+        vi.grid_thw = pp.image_grid_thw;
+    }
     size_t n = 0;
     const size_t D = (size_t)m->vm.lm.dim;
     if ((st = m->vm.fam->features_len(&m->vm, &vi, &n, err))) goto done;
@@ -148,6 +153,7 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     si->info.n_tokens = pp.num_image_tokens >= 0 ? pp.num_image_tokens : (int64_t)vo.n_features;
     si->info.rows = pp.has_rows_cols ? pp.rows : 0;
     si->info.cols = pp.has_rows_cols ? pp.cols : 0;
+    memcpy(si->info.grid_thw, pp.image_grid_thw, sizeof si->info.grid_thw);
     s->n_features += vo.n_features;
     s->n_images++;
     s->n_pending++;
@@ -206,9 +212,10 @@ static vlmc_status build_prompt(vlmc_session *s, char **out, vlmc_error *err) {
     }
     strbuf b = {0};
     const char *p = text, *q;
-    const size_t pl = strlen(VLM_IMAGE_PLACEHOLDER);
+    const char *placeholder = m->vm.fam->image_placeholder ? m->vm.fam->image_placeholder : VLM_IMAGE_PLACEHOLDER;
+    const size_t pl = strlen(placeholder);
     int k = 0;
-    while ((q = strstr(p, VLM_IMAGE_PLACEHOLDER))) {
+    while ((q = strstr(p, placeholder))) {
         strbuf_append(&b, p, (size_t)(q - p));
         if (k < s->n_images && (st = m->vm.fam->image_prompt(&m->vm, &s->images[k].info, &b, err))) break;
         k++;
@@ -218,7 +225,7 @@ static vlmc_status build_prompt(vlmc_session *s, char **out, vlmc_error *err) {
     if (!st && k != s->n_images)
         st = vlmc_fail(err, VLMC_ERR_ARG,
                        "the chat template wrote %d image placeholders (\"%s\") for the %d images of the conversation",
-                       k, VLM_IMAGE_PLACEHOLDER, s->n_images);
+                       k, placeholder, s->n_images);
     if (!st && b.failed) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     free(text);
     if (st) {
@@ -311,6 +318,8 @@ vlmc_status vlmc_session_loglikelihood(vlmc_session *s, const char *continuation
     if (!s || !continuation || !logprob) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_loglikelihood: NULL argument");
     const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim, V = (size_t)m->vm.lm.vocab;
+    if (m->vm.fam && m->vm.fam->rope_index)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: log-likelihood scoring does not support M-RoPE models yet", m->dir);
     int32_t *cont = NULL;
     size_t nc = 0;
     float *embeds = NULL, *logits = NULL;
@@ -372,7 +381,7 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
                          "0 <= min_p <= 1, repetition_penalty > 0");
     const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim;
-    int32_t *gen = NULL;
+    int32_t *gen = NULL, *mpos = NULL, *grids = NULL;
     float *embeds = NULL;
     gen_result r = {0};
     vlmc_status st = session_prompt(s, err);
@@ -384,6 +393,14 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     const size_t T = n - k;
     if (!(embeds = malloc(T * D * sizeof(float)))) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = vlm_embed(&m->vm, ids + k, T, s->features, s->n_features, first, false, embeds, NULL, err))) goto done;
+    /* M-RoPE (Qwen2-VL): the positions of the whole conversation, of which the part after the cache is run */
+    if (m->vm.fam->rope_index) {
+        mpos = malloc(n * 3 * sizeof(int32_t));
+        grids = malloc((size_t)(s->n_images ? s->n_images : 1) * 3 * sizeof(int32_t));
+        if (!mpos || !grids) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        for (int i = 0; i < s->n_images; i++) memcpy(grids + 3 * i, s->images[i].info.grid_thw, 3 * sizeof(int32_t));
+        if ((st = m->vm.fam->rope_index(&m->vm, ids, NULL, 1, (int)n, grids, s->n_images, mpos, NULL, err))) goto done;
+    }
     int room = s->n_ctx - (int)n;
     int max_new = gp.max_new_tokens > 0 && gp.max_new_tokens < room ? gp.max_new_tokens : room;
     if (!(gen = malloc((size_t)max_new * sizeof(int32_t)))) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
@@ -394,7 +411,8 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
                     .stop = gp.stop, .n_stop = gp.n_stop, .cancel = gp.cancel, .tok = m->tok, .on_token = fn,
                     .user = user};
     r.ids = gen;
-    st = generate_run(&s->ctx, &(llama_input){.n_tokens = (int)T, .embeds = embeds}, s->history, n, &g, &r, err);
+    st = generate_run(&s->ctx, &(llama_input){.n_tokens = (int)T, .embeds = embeds, .mrope_pos = mpos ? mpos + 3 * k : NULL},
+                      s->history, n, &g, &r, err);
     /* what the KV cache holds now: prompt + the answer's fed tokens (on an error: nothing trustworthy) */
     if (st) {
         llama_ctx_reset(&s->ctx);
@@ -426,5 +444,7 @@ done:
     strbuf_free(&r.text);
     free(embeds);
     free(gen);
+    free(mpos);
+    free(grids);
     return st;
 }

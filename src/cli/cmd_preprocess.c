@@ -13,9 +13,10 @@ static const char *USAGE =
     "\n"
     "Decodes the image (JPEG, PNG, WebP, GIF, PPM; EXIF orientation applied, alpha dropped)\n"
     "and runs the processor named by image_processor_type (CLIPImageProcessor,\n"
-    "SiglipImageProcessor, LlavaNextImageProcessor, Idefics3ImageProcessor). Writes\n"
-    "OUT_DIR/manifest.json and one raw .bin per array: image_rgb, pixel_values, and\n"
-    "image_sizes / pixel_attention_mask / rows / cols / num_image_tokens where they apply.\n"
+    "SiglipImageProcessor, LlavaNextImageProcessor, Idefics3ImageProcessor,\n"
+    "Qwen2VLImageProcessor). Writes OUT_DIR/manifest.json and one raw .bin per array:\n"
+    "image_rgb, pixel_values, and image_sizes / pixel_attention_mask / image_grid_thw /\n"
+    "rows / cols / num_image_tokens where they apply.\n"
     "The image-token count uses the model folder's config.json; the --patch-size,\n"
     "--cls-token and --image-seq-len options set or override its parameters.\n";
 
@@ -85,6 +86,8 @@ int cmd_preprocess(int argc, char **argv) {
     for (int d = 0; d < pp.ndim; d++) printf("%s%lld", d ? ", " : "", (long long)pp.shape[d]);
     printf("]");
     if (pp.has_rows_cols) printf(", rows %d cols %d", pp.rows, pp.cols);
+    if (pp.has_grid_thw)
+        printf(", image_grid_thw [%d, %d, %d]", pp.image_grid_thw[0], pp.image_grid_thw[1], pp.image_grid_thw[2]);
     if (pp.num_image_tokens >= 0) printf(", %lld image tokens", (long long)pp.num_image_tokens);
     else printf(", image tokens unknown (needs the model's patch size: --patch-size / --image-seq-len)");
     printf("\nwrote %s/manifest.json\n", out);

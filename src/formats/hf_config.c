@@ -82,7 +82,11 @@ static void text_defaults(const char *type, hf_text_config *c) {
     c->eos_token_ids[0] = 2;
     c->n_eos = 1;
     c->pad_token_id = -1;
-    if (!strcmp(type, "qwen2")) {
+    if (!strcmp(type, "qwen2_vl")) { /* Qwen2VLConfig (the decoder keys sit at the top level) */
+        c->vocab_size = 152064; c->hidden_size = 8192; c->intermediate_size = 29568; c->num_hidden_layers = 80;
+        c->num_attention_heads = 64; c->num_key_value_heads = 8; c->max_position_embeddings = 32768;
+        c->rope_theta = 1000000.0; c->rms_norm_eps = 1e-5; c->bos_token_id = -1; c->n_eos = 0; c->qkv_bias = true;
+    } else if (!strcmp(type, "qwen2")) {
         c->vocab_size = 151936; c->hidden_size = 4096; c->intermediate_size = 22016; c->num_hidden_layers = 32;
         c->num_attention_heads = 32; c->num_key_value_heads = 32; c->max_position_embeddings = 32768;
         c->bos_token_id = -1; c->n_eos = 0; c->qkv_bias = true;
@@ -101,7 +105,9 @@ vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const
     /* A wrapper's own model_type (e.g. Yi-VL's flat "llava") says nothing about the decoder's
      * defaults: only the decoder families themselves pick them. */
     const char *type = json_string(o, "model_type", default_type);
-    if (strcmp(type, "llama") && strcmp(type, "qwen2") && strcmp(type, "mistral")) type = default_type;
+    if (strcmp(type, "llama") && strcmp(type, "qwen2") && strcmp(type, "mistral") && strcmp(type, "qwen2_vl"))
+        type = default_type;
+    const bool qwen = !strcmp(type, "qwen2") || !strcmp(type, "qwen2_vl"); /* q/k/v biases, optional window */
     text_defaults(type, c);
     vlmc_status s;
     if ((s = get_pos_int(o, "vocab_size", c->vocab_size, path, &c->vocab_size, err)) ||
@@ -121,12 +127,10 @@ vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const
     c->rope_theta = json_number(o, "rope_theta", c->rope_theta);
     c->partial_rotary_factor = json_number(o, "partial_rotary_factor", 1.0);
     copy_name(c->hidden_act, json_string(o, "hidden_act", c->hidden_act));
-    if (strcmp(c->model_type, "qwen2")) {
-        c->qkv_bias = c->o_bias = json_bool(o, "attention_bias", false);
-    }
+    if (!qwen) c->qkv_bias = c->o_bias = json_bool(o, "attention_bias", false);
     c->mlp_bias = json_bool(o, "mlp_bias", false);
     c->tie_word_embeddings = json_bool(o, "tie_word_embeddings", false);
-    if (!strcmp(c->model_type, "qwen2")) {
+    if (qwen) {
         /* Qwen2 uses the window only when use_sliding_window is set. */
         c->sliding_window = json_bool(o, "use_sliding_window", false) ? (int)json_int(o, "sliding_window", 4096) : 0;
     } else if (!strcmp(c->model_type, "mistral")) {
@@ -189,6 +193,66 @@ vlmc_status hf_vision_config_parse(const cJSON *o, const char *default_type, con
     if (v->hidden_size % v->num_attention_heads)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision hidden_size %d is not a multiple of num_attention_heads %d",
                          path, v->hidden_size, v->num_attention_heads);
+    return VLMC_OK;
+}
+
+/* Qwen2VLVisionConfig: its own key names, mapped onto hf_vision_config (see hf_config.h). LayerNorm eps is 1e-6
+ * in the modeling code, not a config key. */
+static vlmc_status qwen2_vl_vision_parse(const cJSON *o, const char *path, hf_vision_config *v, vlmc_error *err) {
+    memset(v, 0, sizeof *v);
+    copy_name(v->model_type, "qwen2_vl");
+    int mlp_ratio = 4;
+    vlmc_status s;
+    if ((s = get_pos_int(o, "depth", 32, path, &v->num_hidden_layers, err)) ||
+        (s = get_pos_int(o, "embed_dim", 1280, path, &v->hidden_size, err)) ||
+        (s = get_pos_int(o, "hidden_size", 3584, path, &v->projection_dim, err)) ||
+        (s = get_pos_int(o, "num_heads", 16, path, &v->num_attention_heads, err)) ||
+        (s = get_pos_int(o, "in_channels", 3, path, &v->num_channels, err)) ||
+        (s = get_pos_int(o, "patch_size", 14, path, &v->patch_size, err)) ||
+        (s = get_pos_int(o, "spatial_merge_size", 2, path, &v->spatial_merge_size, err)) ||
+        (s = get_pos_int(o, "temporal_patch_size", 2, path, &v->temporal_patch_size, err)))
+        return s;
+    const cJSON *mr = json_get(o, "mlp_ratio");
+    if (mr && (!cJSON_IsNumber(mr) || !(mr->valuedouble > 0) || mr->valuedouble > 64))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_config.mlp_ratio must be a positive number", path);
+    /* int(embed_dim * mlp_ratio) */
+    double inter = mr ? v->hidden_size * mr->valuedouble : (double)v->hidden_size * mlp_ratio;
+    if (!(inter >= 1) || inter > (1 << 30))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_config embed_dim * mlp_ratio is out of range", path);
+    v->intermediate_size = (int)inter;
+    v->layer_norm_eps = 1e-6;
+    copy_name(v->hidden_act, json_string(o, "hidden_act", "quick_gelu"));
+    if (v->hidden_size % v->num_attention_heads || (v->hidden_size / v->num_attention_heads) % 4)
+        return vlmc_fail(err, VLMC_ERR_FORMAT,
+                         "%s: vision embed_dim %d over num_heads %d must give a head size that is a multiple of 4", path,
+                         v->hidden_size, v->num_attention_heads);
+    return VLMC_OK;
+}
+
+/* Qwen2VLConfig: a flat Qwen2 decoder config (transformers >= 4.53 nests it as text_config) plus vision_config and
+ * the vision token ids. */
+static vlmc_status parse_qwen2_vl(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    c->has_vision = c->has_text = true;
+    const cJSON *tc = json_get(root, "text_config");
+    vlmc_status s = hf_text_config_parse(cJSON_IsObject(tc) ? tc : root, "qwen2_vl", path, &c->text, err);
+    if (s) return s;
+    const cJSON *vc = json_get(root, "vision_config");
+    if (vc && !cJSON_IsObject(vc)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: vision_config is not an object", path);
+    if ((s = qwen2_vl_vision_parse(vc, path, &c->vision, err))) return s;
+    if (c->text.rope_scaling.type != ROPE_MROPE)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: qwen2_vl needs rope_scaling.mrope_section (M-RoPE)", path);
+    int sum = 0;
+    for (int i = 0; i < 3; i++) {
+        if (c->text.rope_scaling.mrope_section[i] < 0) sum = -(1 << 20);
+        sum += c->text.rope_scaling.mrope_section[i];
+    }
+    if (sum * 2 != c->text.head_dim)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: rope_scaling.mrope_section must add up to head_dim / 2 = %d", path,
+                         c->text.head_dim / 2);
+    c->image_token_index = get_id(root, "image_token_id", 151655);
+    c->video_token_id = get_id(root, "video_token_id", 151656);
+    c->vision_start_token_id = get_id(root, "vision_start_token_id", 151652);
+    c->vision_end_token_id = get_id(root, "vision_end_token_id", 151653);
     return VLMC_OK;
 }
 
@@ -339,6 +403,7 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
     }
     if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
     if (!strcmp(mt, "kosmos-2")) return parse_kosmos2(root, path, c, err);
+    if (!strcmp(mt, "qwen2_vl")) return parse_qwen2_vl(root, path, c, err);
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

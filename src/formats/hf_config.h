@@ -76,6 +76,10 @@ typedef struct hf_vision_config {
     int projection_dim;
     double layer_norm_eps;
     char hidden_act[HF_NAME_MAX];
+    /* Qwen2-VL (qwen2_vl vision_config): depth, embed_dim, num_heads, mlp_ratio and in_channels land in the fields
+     * above (num_hidden_layers, hidden_size, num_attention_heads, intermediate_size = embed_dim * mlp_ratio,
+     * num_channels); its hidden_size (the merger's output width) in projection_dim. */
+    int spatial_merge_size, temporal_patch_size;
 } hf_vision_config;
 
 /* The whole model: a decoder-only LM, a vision tower alone, or a VLM with both. */
@@ -98,6 +102,7 @@ typedef struct hf_config {
     int n_image_grid_pinpoints;
     int scale_factor; /* idefics3 */
     int latent_query_num; /* kosmos-2: image embeddings per image */
+    int video_token_id, vision_start_token_id, vision_end_token_id; /* qwen2_vl */
 } hf_config;
 
 /* Parses a decoder config object; default_type picks the defaults when the object has no model_type. */

@@ -5,6 +5,7 @@
 #include "models/llama.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +120,7 @@ vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t
 void llama_ctx_free(llama_ctx *c) {
     kv_cache_free(&c->kv);
     free(c->inv_freq); free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->tmp);
-    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->scores); free(c->attn_S); free(c->last);
+    free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->pos_offset); free(c->scores); free(c->attn_S); free(c->last);
     free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch);
     memset(c, 0, sizeof *c);
 }
@@ -133,6 +134,7 @@ static void rope_reset(llama_ctx *c) {
 
 void llama_ctx_reset(llama_ctx *c) {
     kv_cache_reset(&c->kv);
+    memset(c->pos_offset, 0, (size_t)c->n_batch * sizeof(int32_t));
     rope_reset(c);
 }
 
@@ -170,7 +172,8 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->up = malloc(R * I * sizeof(float));
     c->cos_t = malloc(R * half * sizeof(float));
     c->sin_t = malloc(R * half * sizeof(float));
-    c->pos = malloc(R * sizeof(int32_t));
+    c->pos = malloc(R * 3 * sizeof(int32_t)); /* [R] positions, or [R, 3] with M-RoPE */
+    c->pos_offset = calloc((size_t)n_batch, sizeof(int32_t));
     c->scores = malloc((size_t)c->n_threads * n_ctx * sizeof(float));
     c->last = malloc((size_t)n_batch * D * sizeof(float));
     c->step_logits = malloc((size_t)n_batch * m->vocab * sizeof(float));
@@ -181,7 +184,7 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->attn_rows = c->max_tokens < ATTN_GEMM_ROWS ? c->max_tokens : ATTN_GEMM_ROWS;
     c->attn_S = gemm_attn ? malloc((size_t)c->attn_rows * n_ctx * sizeof(float)) : NULL;
     if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
-        !c->cos_t || !c->sin_t || !c->pos || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
+        !c->cos_t || !c->sin_t || !c->pos || !c->pos_offset || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
         !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S)) {
         llama_ctx_free(c);
         return vlmc_fail(err, VLMC_ERR_NOMEM, "decoder context: out of memory (batch %d, n_ctx %d)", n_batch, n_ctx);
@@ -238,10 +241,11 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
     /* slots n_past..n_past+T-1: padding mask, and the count of real tokens so far (0 for padding) */
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
-            int mk = in->attention_mask ? in->attention_mask[(size_t)b * T + t] != 0 : 1;
+            const size_t r = (size_t)b * T + t;
+            int mk = in->attention_mask ? in->attention_mask[r] != 0 : 1;
             kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
             if (mk) kv->n_valid[b]++;
-            c->pos[(size_t)b * T + t] = mk ? kv->n_valid[b] : 0;
+            c->pos[r] = mk ? kv->n_valid[b] : 0;
         }
     }
     return VLMC_OK;
@@ -283,15 +287,37 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     vlmc_status s = llama_forward_start(c, in, err);
     if (s) return s;
 
-    /* position ids: generate()'s rule, cumsum(mask) - 1, padding -> 1 */
+    /* position ids from the counts llama_forward_start left in c->pos: generate()'s rule, cumsum(mask) - 1,
+     * padding -> 1, + pos_offset (rope_deltas: only M-RoPE prompts make it non-zero). M-RoPE (Qwen2-VL) has
+     * three per token, [R, 3]: a prompt's from get_rope_index (in->mrope_pos), later tokens' all equal. Rows
+     * are visited last to first, so that [R, 3] positions never overwrite a count not yet read. */
+    const bool mrope = m->cfg.rope_scaling.type == ROPE_MROPE;
     int max_pos = 0;
-    for (int64_t r = 0; r < R; r++) {
-        int p = in->position_ids ? in->position_ids[r] : (c->pos[r] ? c->pos[r] - 1 : 1);
-        c->pos[r] = p;
-        if (p > max_pos) max_pos = p;
+    for (int b = B - 1; b >= 0; b--) {
+        int seq_max = INT32_MIN;
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t r = (int64_t)b * T + t;
+            const int count = c->pos[r];
+            int p = in->position_ids ? in->position_ids[r] : (count ? count - 1 + c->pos_offset[b] : 1);
+            if (!mrope) {
+                c->pos[r] = p;
+            } else {
+                for (int a = 0; a < 3; a++) {
+                    c->pos[r * 3 + a] = in->mrope_pos ? in->mrope_pos[r * 3 + a] : p;
+                    if (count && c->pos[r * 3 + a] > seq_max) seq_max = c->pos[r * 3 + a];
+                }
+            }
+            if (p > max_pos) max_pos = p;
+        }
+        /* get_rope_index's rope_deltas: later tokens continue after the largest position of the prompt */
+        if (in->mrope_pos && seq_max != INT32_MIN) c->pos_offset[b] = seq_max + 1 - kv->n_valid[b];
     }
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
-    rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
+    if (mrope)
+        rope_tables_mrope(c->inv_freq, (int)half, c->attn_factor, m->cfg.rope_scaling.mrope_section, c->pos, (int)R,
+                          c->cos_t, c->sin_t);
+    else
+        rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
 
     float *hs = out->hidden_states;
     if (hs) memcpy(hs, c->x, (size_t)R * D * sizeof(float));

@@ -4,7 +4,7 @@
  *   (prefix "language_model.model."), LLaVA-NeXT (same) and Idefics3/SmolVLM ("model.text_model.").
  * Config keys used: vocab_size, hidden_size, intermediate_size, num_hidden_layers,
  * num_attention_heads, num_key_value_heads, head_dim, rms_norm_eps, rope_theta, rope_scaling
- * (linear, dynamic, llama3, yarn), partial_rotary_factor, attention_bias / qwen2's q/k/v bias,
+ * (linear, dynamic, llama3, yarn; mrope_section = Qwen2-VL's M-RoPE), partial_rotary_factor, attention_bias / qwen2's q/k/v bias,
  * mlp_bias, hidden_act (silu), sliding_window (mistral; qwen2 with use_sliding_window),
  * tie_word_embeddings, max_position_embeddings (dynamic/yarn rope).
  *
@@ -85,7 +85,8 @@ typedef struct llama_ctx {
     /* activations, rows = n_batch * max_tokens */
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;
     float *cos_t, *sin_t;  /* [rows, rot_dim/2] */
-    int32_t *pos;          /* [rows] */
+    int32_t *pos;          /* [rows], or [rows, 3] with M-RoPE */
+    int32_t *pos_offset;   /* [n_batch] added to the default position ids: M-RoPE's rope_deltas (see llama_input) */
     float *scores;         /* [n_threads, n_ctx] */
     float *attn_S;         /* [attn_rows, n_ctx] prefill score block (NULL when max_tokens is small) */
     int attn_rows;
@@ -113,6 +114,11 @@ typedef struct llama_input {
     const float *embeds;           /* [B, T, D] input embeddings (used when tokens is NULL) */
     const int32_t *attention_mask; /* [B, T] 1 = token, 0 = (left) padding; NULL = all 1 */
     const int32_t *position_ids;   /* [B, T] or NULL: generate()'s rule, cumsum(mask) - 1, padding 1 */
+    /* M-RoPE (rope_scaling.mrope_section, Qwen2-VL): [B, T, 3] (temporal, height, width) positions per token, as
+     * get_rope_index computes them for a prompt; NULL = position_ids or the default rule on all three axes. A call
+     * with them also sets each sequence's offset (rope_deltas, relative to the default rule) so that the tokens
+     * fed later without positions continue after the prompt's largest position. */
+    const int32_t *mrope_pos;
 } llama_input;
 
 typedef struct llama_output {

@@ -4,8 +4,12 @@
 
 #include "models/vlm.h"
 
-extern const vlm_family vlm_family_llama, vlm_family_llava, vlm_family_llava_next, vlm_family_idefics3,
-    vlm_family_kosmos2;
+extern const vlm_family vlm_family_llama;
+extern const vlm_family vlm_family_llava;
+extern const vlm_family vlm_family_llava_next;
+extern const vlm_family vlm_family_idefics3;
+extern const vlm_family vlm_family_kosmos2;
+extern const vlm_family vlm_family_qwen2_vl;
 
 static const vlm_family *const families[] = {
     &vlm_family_llama,
@@ -13,6 +17,7 @@ static const vlm_family *const families[] = {
     &vlm_family_llava_next,
     &vlm_family_idefics3,
     &vlm_family_kosmos2,
+    &vlm_family_qwen2_vl,
 };
 
 const vlm_family *vlm_family_find(const char *model_type) {
@@ -23,4 +28,4 @@ const vlm_family *vlm_family_find(const char *model_type) {
     return NULL;
 }
 
-const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3, kosmos-2"; }
+const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3, kosmos-2, qwen2_vl"; }

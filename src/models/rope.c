@@ -8,8 +8,7 @@
 
 int rope_dim(const hf_text_config *c) { return (int)(c->head_dim * c->partial_rotary_factor); }
 
-/* 1 / base ** (arange(0, dim, 2).float() / dim), torch-style f32 */
-static void default_inv_freq(double base, int dim, float *inv) {
+void rope_default_inv_freq(double base, int dim, float *inv) {
     for (int i = 0; i < dim / 2; i++) {
         float e = (float)(2 * i) / (float)dim;
         float p = (float)pow((double)(float)base, (double)e);
@@ -28,10 +27,11 @@ vlmc_status rope_inv_freq(const hf_text_config *c, int seq_len, float *inv, floa
                          "positive even number", dim, c->head_dim, c->partial_rotary_factor);
     switch (rs->type) {
     case ROPE_DEFAULT:
-        default_inv_freq(base, dim, inv);
+    case ROPE_MROPE: /* Qwen2-VL: default frequencies, positions per section (rope_tables_mrope) */
+        rope_default_inv_freq(base, dim, inv);
         return VLMC_OK;
     case ROPE_LINEAR:
-        default_inv_freq(base, dim, inv);
+        rope_default_inv_freq(base, dim, inv);
         for (int i = 0; i < half; i++) inv[i] = inv[i] / (float)rs->factor;
         return VLMC_OK;
     case ROPE_DYNAMIC: {
@@ -46,14 +46,14 @@ vlmc_status rope_inv_freq(const hf_text_config *c, int seq_len, float *inv, floa
             t = (float)pow((double)t, (double)(float)((double)dim / (double)(dim - 2)));
             base = (double)((float)base * t);
         } /* else: python ints and floats, base * 1 ** x = base */
-        default_inv_freq(base, dim, inv);
+        rope_default_inv_freq(base, dim, inv);
         return VLMC_OK;
     }
     case ROPE_LLAMA3: {
         if (rs->original_max_position_embeddings <= 0 || !(rs->high_freq_factor > rs->low_freq_factor))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "llama3 rope_scaling needs original_max_position_embeddings and "
                              "high_freq_factor > low_freq_factor");
-        default_inv_freq(base, dim, inv);
+        rope_default_inv_freq(base, dim, inv);
         const float factor = (float)rs->factor, lo = (float)rs->low_freq_factor, hi = (float)rs->high_freq_factor;
         const float old_ctx = (float)rs->original_max_position_embeddings;
         const float low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
@@ -103,6 +103,22 @@ void rope_tables(const float *inv, int half, float factor, const int32_t *pos, i
         float fp = (float)pos[p];
         for (int i = 0; i < half; i++) {
             float ang = fp * inv[i];
+            cos_t[(size_t)p * half + i] = (float)cos((double)ang) * factor;
+            sin_t[(size_t)p * half + i] = (float)sin((double)ang) * factor;
+        }
+    }
+}
+
+void rope_tables_mrope(const float *inv, int half, float factor, const int section[3], const int32_t *pos3, int n,
+                       float *cos_t, float *sin_t) {
+    /* apply_multimodal_rotary_pos_emb splits cat(freqs, freqs) into mrope_section * 2 chunks and takes chunk j from
+     * axis j % 3: frequency i < half uses axis a with section[0] + .. + section[a-1] <= i < .. + section[a], and its
+     * mirror i + half the same axis, so one half-width table per row is enough. */
+    for (int p = 0; p < n; p++) {
+        int axis = 0, end = section[0];
+        for (int i = 0; i < half; i++) {
+            while (i >= end && axis < 2) end += section[++axis];
+            float ang = (float)pos3[(size_t)p * 3 + axis] * inv[i];
             cos_t[(size_t)p * half + i] = (float)cos((double)ang) * factor;
             sin_t[(size_t)p * half + i] = (float)sin((double)ang) * factor;
         }

@@ -119,30 +119,20 @@ static bool has_tensor(loader *ld, const char *name) {
     return safetensors_find(ld->st, full) != NULL;
 }
 
-/* Rows [r0, r0 + rows) of a 2-D weight as its own view. */
-static tensor row_slice(const tensor *t, int64_t r0, int64_t rows) {
+tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
     size_t esize = dtype_block_bytes(t->type);
     int64_t sh[2] = {rows, t->shape[1]};
     return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)t->shape[1] * esize, 2, sh);
 }
 
-vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
-                     vlmc_error *err) {
-    memset(m, 0, sizeof *m);
-    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
-    snprintf(m->file, sizeof m->file, "%s", where);
-    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
-    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
-    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
-    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
-                          cfg->model_type);
+vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err) {
     if (cfg->hidden_size <= 0 || cfg->num_attention_heads <= 0 || cfg->hidden_size % cfg->num_attention_heads ||
         cfg->intermediate_size <= 0 || cfg->num_hidden_layers <= 0 || cfg->num_channels <= 0 || cfg->patch_size <= 0 ||
-        cfg->image_size < cfg->patch_size)
+        (m->kind != VIT_QWEN2_VL && cfg->image_size < cfg->patch_size))
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: inconsistent vision config (hidden %d, heads %d, image %d, patch %d)",
                          m->file, cfg->hidden_size, cfg->num_attention_heads, cfg->image_size, cfg->patch_size);
-    vlmc_status s;
-    if ((s = act_from_name(cfg->hidden_act, "vision_config.hidden_act", &m->act, err))) return s;
+    vlmc_status s = act_from_name(cfg->hidden_act, "vision_config.hidden_act", &m->act, err);
+    if (s) return s;
     m->D = cfg->hidden_size;
     m->H = cfg->num_attention_heads;
     m->head_dim = m->D / m->H;
@@ -155,6 +145,21 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
     m->n_pos = m->side * m->side + (m->kind == VIT_CLIP ? 1 : 0);
     m->eps = (float)cfg->layer_norm_eps;
     m->batch_tokens = 4096;
+    return VLMC_OK;
+}
+
+vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
+                     vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
+    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
+    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
+                          cfg->model_type);
+    vlmc_status s;
+    if ((s = vit_init_dims(m, cfg, err))) return s;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;
@@ -207,15 +212,27 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
             (s = mat2(&ld, "head.mlp.fc1.weight", F, D, &hd->fc1_w)) || (s = vec(&ld, "head.mlp.fc1.bias", F, &hd->fc1_b)) ||
             (s = mat2(&ld, "head.mlp.fc2.weight", D, F, &hd->fc2_w)) || (s = vec(&ld, "head.mlp.fc2.bias", D, &hd->fc2_b)))
             goto fail;
-        hd->q_w = row_slice(&in_w, 0, D);
-        hd->k_w = row_slice(&in_w, D, D);
-        hd->v_w = row_slice(&in_w, 2 * D, D);
+        hd->q_w = vit_row_slice(&in_w, 0, D);
+        hd->k_w = vit_row_slice(&in_w, D, D);
+        hd->v_w = vit_row_slice(&in_w, 2 * D, D);
         m->has_head = true;
     }
     return VLMC_OK;
 fail:
     vit_free(m);
     return s;
+}
+
+vlmc_status vit_load_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                            tensor *out, vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return get_mat(&ld, name, ndim, shape, out);
+}
+
+vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *name, int64_t n, const float **out,
+                            vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return vec(&ld, name, n, out);
 }
 
 void vit_free(vit_model *m) {
@@ -280,8 +297,6 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, beta, y, N);
 }
 
-/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
-enum { ATT_QB = 64 };
 
 /* In place: row = exp(row + mask - max) over n values; returns 1 / sum, the softmax normalizer
  * (torch.softmax: max-subtracted exponentials over their sum). */
@@ -306,15 +321,12 @@ static float softmax_unnormalized(float *row, const float *mask, int n) {
     return 1.0f / sum;
 }
 
-/* Multi-head attention of B tiles of Tq queries over Tk keys; q [B·Tq, D] (row stride ldq), k, v [B·Tk, D]
- * (stride ldkv), out [B·Tq, D] (stride ldo). keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as
- * _prepare_4d_attention_mask does) or NULL. scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk
- * floats. OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's OpenMP build does
- * not spawn threads inside a parallel region) on blocks of ATT_QB queries:
+/* vision_attention (see vit.h). OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's
+ * OpenMP build does not spawn threads inside a parallel region) on blocks of ATT_QB queries:
  *   S = scale · Q_blk K^T            [qb, Tk]
  *   S = exp(S + mask - rowmax)       (unnormalized softmax, row sums kept)
  *   O_blk = (S V) / rowsum           [qb, hd]  (normalizing the hd outputs instead of the Tk probabilities) */
-static void attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
+void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
                       const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores) {
     #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
@@ -482,7 +494,7 @@ static vlmc_status siglip_head(const vit_model *m, const float *hs, int bc, int 
     vision_linear(w->k, hs, R, &hd->k_w, hd->in_b + D, w->wscratch, false);
     vision_linear(w->v, hs, R, &hd->v_w, hd->in_b + 2 * D, w->wscratch, false);
     for (int b = 1; b < bc; b++) memcpy(q1 + (size_t)b * D, q1, D * sizeof(float)); /* one query per tile */
-    attention(a, (int)D, q1, (int)D, w->k, w->v, (int)D, NULL, bc, 1, T, m->H, m->head_dim,
+    vision_attention(a, (int)D, q1, (int)D, w->k, w->v, (int)D, NULL, bc, 1, T, m->H, m->head_dim,
               (float)(1.0 / sqrt((double)m->head_dim)), w->scores);
     vision_linear(r, a, (size_t)bc, &hd->o_w, hd->o_b, w->wscratch, false);   /* residual = attention output */
     layernorm_forward(hl, r, hd->ln_w, hd->ln_b, (size_t)bc, D, m->eps);
@@ -609,7 +621,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
             vision_linear(w.q, w.h, rows, &ly->q_w, ly->q_b, w.wscratch, false);
             vision_linear(w.k, w.h, rows, &ly->k_w, ly->k_b, w.wscratch, false);
             vision_linear(w.v, w.h, rows, &ly->v_w, ly->v_b, w.wscratch, false);
-            attention(w.a, D, w.q, D, w.k, w.v, D, masked ? w.keymask : NULL, bc, T, T, m->H, m->head_dim, scale,
+            vision_attention(w.a, D, w.q, D, w.k, w.v, D, masked ? w.keymask : NULL, bc, T, T, m->H, m->head_dim, scale,
                       w.scores);
             vision_linear(w.x, w.a, rows, &ly->o_w, ly->o_b, w.wscratch, true); /* x += out_proj(attn) */
             layernorm_forward(w.h, w.x, ly->ln2_w, ly->ln2_b, rows, (size_t)D, m->eps);

@@ -28,7 +28,8 @@
 #include "formats/safetensors.h"
 #include "kernels/gelu.h"
 
-typedef enum vit_kind { VIT_CLIP = 0, VIT_SIGLIP, VIT_IDEFICS3 } vit_kind;
+/* VIT_QWEN2_VL: the weights of Qwen2-VL's tower, loaded and run by src/models/qwen2_vl.c (not by vit_encode). */
+typedef enum vit_kind { VIT_CLIP = 0, VIT_SIGLIP, VIT_IDEFICS3, VIT_QWEN2_VL } vit_kind;
 
 typedef struct vit_layer {
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;         /* [D] */
@@ -81,6 +82,18 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
                      vlmc_error *err);
 void vit_free(vit_model *m);
 
+/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it. */
+vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err);
+/* For towers that another file builds from these blocks (Qwen2-VL): a float weight named `name` (shape checked;
+ * ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32 conversion
+ * needs; a float vector [n] as f32 (a view, or a copy that m owns until vit_free). Errors name m->file. */
+vlmc_status vit_load_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                            tensor *out, vlmc_error *err);
+vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *name, int64_t n, const float **out,
+                            vlmc_error *err);
+/* Rows [r0, r0 + rows) of a 2-D weight as its own view. */
+tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows);
+
 /* Tokens per tile for an input of height × width pixels (1 + patches for CLIP). */
 int vit_tokens(const vit_model *m, int height, int width);
 
@@ -131,5 +144,14 @@ int vit_real_images(const float *pixels, int n, size_t per_image, int *keep);
 void vision_linear(float *y, const float *x, size_t M, const tensor *w, const float *b, float *scratch,
                    bool accumulate);
 bool vision_weight_is_direct(const tensor *t);
+
+/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
+enum { ATT_QB = 64 };
+/* Shared by the vision models: non-causal multi-head attention of B tiles of Tq queries over Tk keys;
+ * q [B·Tq, H·hd] (row stride ldq), k, v [B·Tk, H·hd] (stride ldkv), out [B·Tq, H·hd] (stride ldo).
+ * keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as _prepare_4d_attention_mask does) or NULL.
+ * scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk floats. */
+void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
+                      const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores);
 
 #endif

@@ -26,8 +26,9 @@ vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
 
 void vlm_free(vlm_model *m) {
     if (!m) return;
+    const bool own_tower = m->tower != NULL;
     if (m->fam && m->fam->free) m->fam->free(m);
-    if (m->has_vision) {
+    if (m->has_vision && !own_tower) {
         projector_free(&m->proj);
         vit_free(&m->vit);
     }

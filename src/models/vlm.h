@@ -36,6 +36,7 @@ typedef struct vlm_model {
     int image_token_id; /* -1 for a decoder-only model */
     int image_seq_len;  /* Idefics3: projected tokens per tile */
     void *priv;         /* a family's own weights (Kosmos-2), freed by its free */
+    void *tower;        /* a family's own vision model (Qwen2-VL) instead of vit + proj; freed by fam->free */
 } vlm_model;
 
 /* The images of one forward pass, preprocessed (pixel_values of every image, tiles concatenated). */
@@ -46,6 +47,9 @@ typedef struct vlm_images {
     const int *tiles;           /* [n_images] tiles of each image */
     const int32_t *image_sizes; /* [n_images, 2] original (height, width): LLaVA-NeXT; else NULL */
     const int32_t *pixel_mask;  /* [n, height, width] 1 = real pixel: Idefics3; NULL = all real */
+    /* Qwen2-VL: [n_images, 3] (t, h, w) patch grids; pixels are then n = sum t·h·w flattened patch rows of
+     * C·temporal_patch_size·P·P values (height = width = 0) */
+    const int32_t *grid_thw;
 } vlm_images;
 
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
@@ -56,6 +60,7 @@ typedef struct vlm_vision_out {
                                  vision_feature_layer selection; Kosmos-2: the L2-normalised post_layernorm states) */
     float *last_hidden_state; /* [n, vit_tokens, Dv] post_layernorm of the last layer (Idefics3; Kosmos-2: every token) */
     float *projector_output;  /* [n, proj_tokens, D] */
+    float *rotary_freqs;      /* [n, head_dim / 2] (Qwen2-VL: the vision rotary angles of each patch) */
     float *features;          /* [n_features, D] */
     /* written by encode */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
@@ -66,6 +71,7 @@ typedef struct vlm_vision_out {
 typedef struct vlm_image_info {
     int64_t n_tokens; /* image tokens (LLaVA, LLaVA-NeXT) */
     int rows, cols;   /* Idefics3 tile grid, 0 × 0 = not split */
+    int32_t grid_thw[3]; /* Qwen2-VL patch grid (t, h, w) */
 } vlm_image_info;
 
 struct vlm_family {
@@ -81,8 +87,15 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
-    /* Optional: frees m->priv. */
+    /* The text the chat template writes for an image, which image_prompt expands (NULL = VLM_IMAGE_PLACEHOLDER). */
+    const char *image_placeholder;
+    /* Optional: frees the family's own parts (m->priv, m->tower). */
     void (*free)(vlm_model *m);
+    /* M-RoPE families (Qwen2-VL; NULL otherwise): transformers' get_rope_index for B prompts of T tokens (ids, mask
+     * [B, T], mask NULL = all 1) whose images, in reading order over the batch, have the patch grids grid_thw
+     * [n_images, 3]: pos [B, T, 3] (t, h, w per token; padding 1) and deltas [B] (may be NULL). */
+    vlmc_status (*rope_index)(const vlm_model *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                              const int32_t *grid_thw, int n_images, int32_t *pos, int32_t *deltas, vlmc_error *err);
 };
 
 /* registry.c */

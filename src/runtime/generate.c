@@ -104,7 +104,8 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
         int n = prefill->n_tokens - done < c->max_tokens ? prefill->n_tokens - done : c->max_tokens;
         llama_input part = {.n_tokens = n,
                             .tokens = prefill->tokens ? prefill->tokens + done : NULL,
-                            .embeds = prefill->tokens ? NULL : prefill->embeds + (size_t)done * D};
+                            .embeds = prefill->tokens ? NULL : prefill->embeds + (size_t)done * D,
+                            .mrope_pos = prefill->mrope_pos ? prefill->mrope_pos + (size_t)done * 3 : NULL};
         s = llama_forward(c, &part, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
         done += n;
     }

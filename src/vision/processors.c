@@ -15,6 +15,9 @@
  *   Idefics3ImageProcessor   (transformers.Idefics3ImageProcessor): size {longest_edge} |
  *                 {height, width}, do_image_splitting, max_image_size {longest_edge},
  *                 do_pad (to the largest frame; frames of one split image are equal)
+ *   Qwen2VLImageProcessor    (transformers.Qwen2VLImageProcessor): min_pixels, max_pixels (or size
+ *                 {min_pixels, max_pixels} / {shortest_edge, longest_edge}), patch_size,
+ *                 temporal_patch_size, merge_size
  * Model parameters for the image-token count (config.json / processor_config.json):
  *   patch_size / vision_config.patch_size, vision_feature_select_strategy,
  *   image_seq_len, or scale_factor + vision_config.image_size (Idefics3). */
@@ -122,6 +125,44 @@ static vlmc_status read_crop(const cJSON *cfg, image_proc *p, const char *what, 
     return VLMC_OK;
 }
 
+/* An integer key in lo..hi when present. */
+static vlmc_status read_int64(const cJSON *obj, const char *key, int64_t lo, int64_t hi, int64_t *out, const char *what,
+                              vlmc_error *err) {
+    const cJSON *v = json_get(obj, key);
+    if (!v) return VLMC_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble < (double)lo || v->valuedouble > (double)hi ||
+        v->valuedouble != floor(v->valuedouble))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"%s\" must be an integer in %lld..%lld", what, key, (long long)lo,
+                         (long long)hi);
+    *out = (int64_t)v->valuedouble;
+    return VLMC_OK;
+}
+
+/* Qwen2VLImageProcessor's keys (4.47: min_pixels / max_pixels at the top level win over size, which later
+ * versions spell {shortest_edge, longest_edge}). */
+static vlmc_status qwen2_vl_config(const cJSON *cfg, image_proc *p, const char *what, vlmc_error *err) {
+    const int64_t big = (int64_t)1 << 40;
+    int64_t ps = p->qwen_patch_size, tps = p->temporal_patch_size, ms = p->merge_size;
+    const cJSON *size = json_get(cfg, "size");
+    vlmc_status st;
+    if (cJSON_IsObject(size) &&
+        ((st = read_int64(size, "shortest_edge", 1, big, &p->qwen_min_pixels, what, err)) ||
+         (st = read_int64(size, "longest_edge", 1, big, &p->qwen_max_pixels, what, err)) ||
+         (st = read_int64(size, "min_pixels", 1, big, &p->qwen_min_pixels, what, err)) ||
+         (st = read_int64(size, "max_pixels", 1, big, &p->qwen_max_pixels, what, err))))
+        return st;
+    if ((st = read_int64(cfg, "min_pixels", 1, big, &p->qwen_min_pixels, what, err)) ||
+        (st = read_int64(cfg, "max_pixels", 1, big, &p->qwen_max_pixels, what, err)) ||
+        (st = read_int64(cfg, "patch_size", 1, 1024, &ps, what, err)) ||
+        (st = read_int64(cfg, "temporal_patch_size", 1, 64, &tps, what, err)) ||
+        (st = read_int64(cfg, "merge_size", 1, 64, &ms, what, err)))
+        return st;
+    p->qwen_patch_size = (int)ps;
+    p->temporal_patch_size = (int)tps;
+    p->merge_size = (int)ms;
+    return VLMC_OK;
+}
+
 vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc *p, vlmc_error *err) {
     memset(p, 0, sizeof *p);
     if (!what) what = "preprocessor_config.json";
@@ -164,10 +205,18 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
         p->do_image_splitting = p->do_pad = p->do_convert_rgb = 1;
         mean = IMAGENET_STANDARD_MEAN;
         std = IMAGENET_STANDARD_STD;
+    } else if (!strcmp(type, "Qwen2VLImageProcessor")) {
+        p->kind = PROC_QWEN2_VL;
+        p->do_convert_rgb = 1;
+        p->qwen_min_pixels = 56 * 56;
+        p->qwen_max_pixels = 28 * 28 * 1280;
+        p->qwen_patch_size = 14;
+        p->temporal_patch_size = 2;
+        p->merge_size = 2;
     } else {
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
                          "%s: image_processor_type \"%s\" is not supported (CLIPImageProcessor, SiglipImageProcessor, "
-                         "LlavaNextImageProcessor, Idefics3ImageProcessor are)",
+                         "LlavaNextImageProcessor, Idefics3ImageProcessor, Qwen2VLImageProcessor are)",
                          what, type);
     }
     vlmc_status st;
@@ -196,6 +245,7 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
     for (int c = 0; c < 3; c++)
         if (p->do_normalize && (p->std[c] == 0 || !isfinite(p->std[c]) || !isfinite(p->mean[c])))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_std must be finite and non-zero", what);
+    if (p->kind == PROC_QWEN2_VL) return qwen2_vl_config(cfg, p, what, err);
     if ((st = read_size(cfg, p, int_is_square, what, err))) return st;
     if ((st = read_crop(cfg, p, what, err))) return st;
     if (p->kind == PROC_SIGLIP && !(p->size_height && p->size_width))
@@ -702,6 +752,102 @@ done:
     return st;
 }
 
+/* ---- Qwen2-VL ------------------------------------------------------------------------------ */
+
+/* smart_resize (4.47): both sides rounded (Python's round, half to even) to multiples of factor, then scaled by a
+ * common beta into [min_pixels, max_pixels]. */
+static vlmc_status smart_resize(const image_proc *p, int h, int w, int factor, int *oh, int *ow, vlmc_error *err) {
+    if (h < factor || w < factor)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: height:%d or width:%d must be larger than factor:%d", p->type_name, h, w,
+                         factor);
+    if ((double)(h > w ? h : w) / (h > w ? w : h) > 200)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: absolute aspect ratio must be smaller than 200, got %g", p->type_name,
+                         (double)(h > w ? h : w) / (h > w ? w : h));
+    int64_t hb = (int64_t)nearbyint((double)h / factor) * factor, wb = (int64_t)nearbyint((double)w / factor) * factor;
+    if (hb * wb > p->qwen_max_pixels) {
+        double beta = sqrt((double)((int64_t)h * w) / (double)p->qwen_max_pixels);
+        hb = (int64_t)floor((double)h / beta / factor) * factor;
+        wb = (int64_t)floor((double)w / beta / factor) * factor;
+    } else if (hb * wb < p->qwen_min_pixels) {
+        double beta = sqrt((double)p->qwen_min_pixels / (double)((int64_t)h * w));
+        hb = (int64_t)ceil((double)h * beta / factor) * factor;
+        wb = (int64_t)ceil((double)w * beta / factor) * factor;
+    }
+    if (hb < factor || wb < factor || hb > 65536 || wb > 65536)
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: smart_resize of %dx%d gives %lldx%lld", p->type_name, w, h,
+                         (long long)wb, (long long)hb);
+    *oh = (int)hb;
+    *ow = (int)wb;
+    return VLMC_OK;
+}
+
+/* Qwen2VLImageProcessor._preprocess for one image: smart_resize (PIL on uint8), rescale / normalize (the lut),
+ * the frame repeated temporal_patch_size times, patches flattened as rows (t, h/m, w/m, m, m) of
+ * (channel, temporal, patch row, patch column). */
+static vlmc_status run_qwen2_vl(const image_proc *p, const rgb_image *im, proc_output *o, vlmc_error *err) {
+    const int P = p->qwen_patch_size, M = p->merge_size, TP = p->temporal_patch_size;
+    rgb_image a = {0};
+    const rgb_image *cur = im;
+    vlmc_status st;
+    if (p->do_resize) {
+        int h = 0, w = 0;
+        if ((st = smart_resize(p, im->height, im->width, P * M, &h, &w, err)) || (st = check_px(p, w, h, err)) ||
+            (st = img_resize(im, w, h, p->resample, &a, err)))
+            return st;
+        cur = &a;
+    }
+    const int H = cur->height, W = cur->width;
+    if (H % (P * M) || W % (P * M)) {
+        rgb_image_free(&a);
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: a %dx%d image is not a whole number of %d-pixel merged patches",
+                         p->type_name, W, H, P * M);
+    }
+    const int gh = H / P, gw = W / P;
+    const size_t rows = (size_t)gh * gw, row = (size_t)3 * TP * P * P;
+    if ((uint64_t)rows * P * P * TP > max_px(p)) {
+        rgb_image_free(&a);
+        return vlmc_fail(err, VLMC_ERR_LIMIT, "%s: output of %zu patches × %d frames is over the limit of %llu pixels",
+                         p->type_name, rows, TP, (unsigned long long)max_px(p));
+    }
+    o->u8 = malloc(rows * row);
+    o->pixel_values = malloc(rows * row * sizeof(float));
+    if (!o->u8 || !o->pixel_values) {
+        rgb_image_free(&a);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory", p->type_name);
+    }
+    proc_make_lut(p, o->lut);
+    size_t r = 0;
+    for (int bh = 0; bh < gh / M; bh++)
+        for (int bw = 0; bw < gw / M; bw++)
+            for (int mh = 0; mh < M; mh++)
+                for (int mw = 0; mw < M; mw++, r++) {
+                    const int y0 = (bh * M + mh) * P, x0 = (bw * M + mw) * P;
+                    uint8_t *u = o->u8 + r * row;
+                    float *pv = o->pixel_values + r * row;
+                    for (int c = 0; c < 3; c++)
+                        for (int t = 0; t < TP; t++)
+                            for (int y = 0; y < P; y++)
+                                for (int x = 0; x < P; x++) {
+                                    size_t k = (((size_t)c * TP + t) * P + y) * P + x;
+                                    u[k] = cur->data[((size_t)(y0 + y) * W + x0 + x) * 3 + c];
+                                    pv[k] = o->lut[c][u[k]];
+                                }
+                }
+    o->n_frames = 1;
+    o->frame_h = H;
+    o->frame_w = W;
+    o->ndim = 2;
+    o->shape[0] = (int64_t)rows;
+    o->shape[1] = (int64_t)row;
+    o->has_grid_thw = 1;
+    o->grid_thw[0] = 1;
+    o->grid_thw[1] = gh;
+    o->grid_thw[2] = gw;
+    o->num_image_tokens = (int64_t)rows / ((int64_t)M * M);
+    rgb_image_free(&a);
+    return VLMC_OK;
+}
+
 /* ---- entry point ---------------------------------------------------------------------------- */
 
 vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output *o, vlmc_error *err) {
@@ -712,6 +858,7 @@ vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output
     vlmc_status st;
     if (p->kind == PROC_LLAVA_NEXT) st = run_llava_next(p, im, o, err);
     else if (p->kind == PROC_IDEFICS3) st = run_idefics3(p, im, o, err);
+    else if (p->kind == PROC_QWEN2_VL) st = run_qwen2_vl(p, im, o, err);
     else {
         rgb_image f = {0};
         st = clip_like(p, im, &f, err);

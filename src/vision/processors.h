@@ -5,6 +5,7 @@
  *   SiglipImageProcessor     pixel_values [1, 3, H, W]
  *   LlavaNextImageProcessor  pixel_values [1, 1+tiles, 3, S, S], image_sizes [1, 2]
  *   Idefics3ImageProcessor   pixel_values [1, N, 3, S, S], pixel_attention_mask [1, N, S, S], rows, cols
+ *   Qwen2VLImageProcessor    pixel_values [t·h·w, 3·tps·P·P] (flattened patches), image_grid_thw [1, 3]
  * All of them resize uint8 images with Pillow and only then rescale and normalise,
  * so the output is kept as the uint8 values before rescale/normalise (`u8`, same
  * layout) plus a per-channel table lut[c][v] computed in the processor's float
@@ -21,7 +22,7 @@
 #include "vision/image.h"
 #include "vision/resize.h"
 
-typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3 } proc_kind;
+typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_QWEN2_VL } proc_kind;
 
 enum { PROC_MAX_PINPOINTS = 64 };
 
@@ -34,6 +35,9 @@ typedef struct image_proc {
     int size_shortest_edge, size_longest_edge, size_height, size_width;
     int crop_height, crop_width;   /* CLIP, LLaVA-NeXT */
     int max_image_size;            /* Idefics3 max_image_size.longest_edge */
+    /* Qwen2-VL: smart_resize's pixel bounds, and the patch layout (its own patch_size, not the model's) */
+    int64_t qwen_min_pixels, qwen_max_pixels;
+    int qwen_patch_size, temporal_patch_size, merge_size;
     double rescale_factor;
     double mean[3], std[3];
     int n_pinpoints;               /* LLaVA-NeXT image_grid_pinpoints, [height, width] each */
@@ -63,6 +67,8 @@ typedef struct proc_output {
     int has_rows_cols;
     int32_t rows, cols;            /* Idefics3 */
     int64_t num_image_tokens;      /* -1 when the model parameters needed are unknown */
+    int has_grid_thw;
+    int32_t grid_thw[3];           /* Qwen2-VL (t, h, w) in patches; u8 / pixel_values are then patch rows */
 } proc_output;
 
 /* Parses a preprocessor_config.json object; `what` names it in errors. */
