@@ -10,6 +10,10 @@ TARGETS = [("color", "exact match", 0.95), ("shape", "exact match", 0.95), ("yes
            ("exists", "exact match", 0.95), ("count", "exact match", 0.90), ("position", "exact match", None),
            ("relation", "exact match", 0.85), ("grounding", "IoU >= 0.5", 0.80), ("ocr", "exact match", 0.80),
            ("mcq", "letter", 0.90)]
+# what guessing from the answer list alone scores: 8 colours, 6 shapes, balanced yes/no, 7 counts (0..6), 9 grid cells,
+# 52 words, 4 letters; a box guess scores about nothing
+CHANCE = {"color": 1 / 8, "shape": 1 / 6, "yesno": 0.5, "exists": 0.5, "count": 1 / 7, "position": 1 / 9,
+          "relation": 0.5, "grounding": 0.0, "ocr": 1 / 52, "mcq": 0.25}
 
 
 def main():
@@ -24,7 +28,7 @@ def main():
            % (recipe["eval_limit"], recipe["n_images"]),
            "(images never seen in training). Rerun: `make model`, or `vlmc eval -m models/vlmc-tiny --tasks synth "
            "--data build/model-work/synth --output OUT --limit %d`." % recipe["eval_limit"], "",
-           "| task | metric | n | result | target | met |", "|---|---|---|---|---|---|"]
+           "| task | metric | n | result | chance | target | met |", "|---|---|---|---|---|---|---|"]
     for t, metric, target in TARGETS:
         if t not in tasks:
             continue
@@ -32,11 +36,11 @@ def main():
         acc = r["accuracy"]
         extra = " (mean IoU %.3f)" % r["mean_iou"] if "mean_iou" in r else ""
         met = "" if target is None else ("yes" if acc >= target else "no")
-        out.append("| %s | %s | %d | %.1f %%%s | %s | %s |" % (t, metric, r["n"], 100 * acc, extra,
-                                                               "" if target is None else "%d %%" % (100 * target), met))
+        out.append("| %s | %s | %d | %.1f %%%s | %.1f %% | %s | %s |" % (t, metric, r["n"], 100 * acc, extra, 100 * CHANCE[t],
+                                                                         "" if target is None else "%d %%" % (100 * target), met))
     if "caption" in tasks:
         c = tasks["caption"]
-        out.append("| caption | CIDEr-D | %d | %.3f (BLEU-4 %.3f) | | |" % (c["n"], c["cider"], c.get("bleu4", 0)))
+        out.append("| caption | CIDEr-D | %d | %.3f (BLEU-4 %.3f) | | | |" % (c["n"], c["cider"], c.get("bleu4", 0)))
     overall = res["results"]["synth"]
     out += ["", "All questions but captions: accuracy %.1f %%." % (100 * overall["accuracy"]), "",
             "Training: %d s on %d threads (%d + %d optimizer steps, batch %d, peak lr %s; stage 1 on captions, "

@@ -10,6 +10,8 @@
 #   5. `vlmc eval --tasks synth` on the held-out test split; results.json and the per-task table go into the model.
 # Usage: scripts/train_default_model.sh [OUT_DIR]   (default models/vlmc-tiny; work files in build/model-work)
 # Knobs (environment): THREADS, STAGE1_STEPS, STAGE2_STEPS, BATCH, LR, EVAL_LIMIT, N_IMAGES.
+# Then: MODEL/examples (held-out pictures and the answers recorded for tests/cli_default_model.sh) and
+# MODEL/training/results.md (the held-out accuracy per task next to the targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-models/vlmc-tiny}
@@ -69,6 +71,8 @@ echo "{\"train_seconds\": $train_s, \"threads\": $THREADS, \"n_images\": $N_IMAG
      "\"stage2_steps\": $STAGE2_STEPS, \"batch\": $BATCH, \"lr\": $LR, \"eval_limit\": $EVAL_LIMIT}" \
      > "$OUT.new/training/recipe.json"
 [ -f "$OUT/README.md" ] && cp "$OUT/README.md" "$OUT.new/README.md"
+scripts/default_model_examples.sh "$OUT.new" "$WORK/synth" "$VLMC"
+python3 scripts/default_model_card.py "$OUT.new"
 rm -rf "$OUT"
 mv "$OUT.new" "$OUT"
 say "done: $OUT (training took $train_s s)"

@@ -11,16 +11,15 @@ ABS_VLMC=$(cd "$(dirname "$VLMC")" && pwd)/$(basename "$VLMC")
 H=$(pwd)/$D/examples/heldout
 
 # 1. `vlmc run` without -m, from another folder, answers the first held-out question as recorded
-read -r IMG Q WANT < <(python3 - "$H" <<'PY'
+mapfile -t L < <(python3 - "$H" <<'PY'
 import json, sys
 h = sys.argv[1]
 q = json.loads(open(h + "/test_qa.jsonl").readline())
 a = json.loads(open(h + "/answers.jsonl").readline())
-print(h + "/" + q["image"], json.dumps(q["question"]), json.dumps(a["response"]))
+print(h + "/" + q["image"]); print(q["question"]); print(a["response"])
 PY
 )
-Q=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]))' "$Q")
-WANT=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]))' "$WANT")
+IMG=${L[0]} Q=${L[1]} WANT=${L[2]}
 (cd "$TMP" && env -u VLMC_MODEL "$ABS_VLMC" run --image "$IMG" -p "$Q" -n 64 --json) > "$TMP/run.json" 2> "$TMP/run.err"; rc=$?
 got=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["text"])' "$TMP/run.json" 2>/dev/null)
 [ $rc -eq 0 ] && [ "$got" = "$WANT" ] && ok "run without -m (another folder): \"$Q\" -> \"$got\", as recorded" ||
