@@ -1,0 +1,195 @@
+/* PaliGemma and Fuyu end to end through the dump path (vlmc_dump, the library side of `vlmc dump`) against the
+ * transformers 4.47 fixtures paligemma and fuyu: every stored intermediate, the logits and the greedy step logits
+ * within max|Δ| <= 1e-4 · max|ref|, the generated ids exactly; PaliGemma's training-mode (prefix-LM) logits and loss
+ * (1e-5 relative) from train_input_ids / train_token_type_ids / train_labels; Fuyu's patchify of the processed image;
+ * and the dump's errors for inputs these families cannot use. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "vlmc.h"
+#include "formats/arrays.h"
+#include "models/vlm.h"
+
+/* a fixture array and the name it has on the dump's side */
+typedef struct renamed {
+    const char *fixture, *dump;
+} renamed;
+
+typedef struct dump_case {
+    const char *fixture;
+    renamed inputs[6];   /* fixture arrays → dump inputs */
+    renamed outputs[10]; /* reference arrays ← dump outputs */
+    int generate;
+} dump_case;
+
+static const dump_case paligemma_case = {
+    "paligemma",
+    {{"input_ids", "input_ids"}, {"attention_mask", "attention_mask"}, {"pixel_values", "pixel_values"}},
+    {{"vision_hidden_states", "vision_hidden_states"}, {"vision_last_hidden_state", "vision_last_hidden_state"},
+     {"image_features", "image_features"}, {"text_hidden_states", "text_hidden_states"}, {"logits", "logits"},
+     {"generated_ids", "generated_ids"}, {"generation_step_logits", "generation_step_logits"}},
+    16,
+};
+
+static const dump_case paligemma_train_case = {
+    "paligemma",
+    {{"train_input_ids", "input_ids"}, {"train_token_type_ids", "token_type_ids"}, {"train_labels", "labels"},
+     {"pixel_values", "pixel_values"}},
+    {{"train_logits", "logits"}, {"train_loss", "loss"}},
+    0,
+};
+
+static const dump_case fuyu_case = {
+    "fuyu",
+    {{"input_ids", "input_ids"}, {"attention_mask", "attention_mask"}, {"image_patches", "image_patches"},
+     {"image_patches_indices", "image_patches_indices"}},
+    {{"patch_embeddings", "patch_embeddings"}, {"text_hidden_states", "text_hidden_states"}, {"logits", "logits"},
+     {"generated_ids", "generated_ids"}, {"generation_step_logits", "generation_step_logits"}},
+    16,
+};
+
+/* Writes the case's inputs (renamed) into a fresh folder; extra (may be NULL) is added as it is. */
+static bool write_inputs(const array_set *ref, const dump_case *c, const named_array *extra, char *dir, size_t n) {
+    static int counter;
+    snprintf(dir, n, "%s/in_%s_%d", test_tmpdir(), c->fixture, counter++);
+    named_array a[8];
+    int k = 0;
+    for (const renamed *r = c->inputs; r < c->inputs + 6 && r->fixture; r++) {
+        named_array *x = array_set_find(ref, r->fixture);
+        if (!CHECK(x, "%s: no %s in the fixture", c->fixture, r->fixture)) return false;
+        a[k] = *x;
+        a[k].name = (char *)r->dump;
+        a[k].file = a[k].note = NULL;
+        k++;
+    }
+    if (extra) a[k++] = *extra;
+    vlmc_error err = {0};
+    return CHECK(arrays_write_dir(dir, NULL, NULL, a, k, &err) == VLMC_OK, "%s", err.message);
+}
+
+static const char *ref_dir(const char *fixture, char *buf, size_t n) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "fixtures/%s", fixture);
+    const char *p = shared_path(rel);
+    if (!p) return NULL;
+    snprintf(buf, n, "%s", p);
+    return buf;
+}
+
+/* Runs vlmc_dump on the case and compares each output with its reference (loss: 1e-5 relative). */
+static void run_case(const dump_case *c) {
+    char model[1024], ref[1100], in[1200], out[1200];
+    if (!ref_dir(c->fixture, model, sizeof model)) return;
+    snprintf(ref, sizeof ref, "%s/reference", model);
+    snprintf(out, sizeof out, "%s/out_%s_%s", test_tmpdir(), c->fixture, c->inputs[0].fixture);
+    vlmc_error err = {0};
+    array_set r = {0}, o = {0};
+    if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
+    if (write_inputs(&r, c, NULL, in, sizeof in) &&
+        CHECK(vlmc_dump(model, in, out, c->generate, 0, &err) == VLMC_OK, "%s: %s", c->fixture, err.message) &&
+        CHECK(arrays_read_dir(out, 1, &o, &err) == VLMC_OK, "%s", err.message)) {
+        printf("    %s:", c->fixture);
+        for (const renamed *p = c->outputs; p < c->outputs + 10 && p->fixture; p++) {
+            named_array *x = array_set_find(&o, p->dump), *y = array_set_find(&r, p->fixture);
+            if (!CHECK(x && y, "%s: %s missing", c->fixture, p->dump)) continue;
+            bool same = x->ndim == y->ndim && x->dtype == y->dtype;
+            for (int d = 0; same && d < x->ndim; d++) same = x->shape[d] == y->shape[d];
+            if (!CHECK(same, "%s: %s has another shape or dtype than %s", c->fixture, p->dump, p->fixture)) continue;
+            size_t n = (size_t)named_array_numel(y);
+            if (y->dtype == ARRAY_I32) {
+                bool exact = !memcmp(x->data, y->data, n * sizeof(int32_t));
+                printf(" %s %s", p->fixture, exact ? "exact" : "DIFFER");
+                CHECK(exact, "%s: %s differ", c->fixture, p->fixture);
+                continue;
+            }
+            float m = max_abs(y->data, n), rel = max_abs_diff(x->data, y->data, n) / (m > 0 ? m : 1);
+            float tol = !strcmp(p->dump, "loss") ? 1e-5f : 1e-4f;
+            printf(" %s %.2g", p->fixture, rel);
+            CHECK(rel <= tol, "%s: %s rel diff %g > %g", c->fixture, p->fixture, rel, tol);
+        }
+        printf("\n");
+    }
+    array_set_free(&r);
+    array_set_free(&o);
+}
+
+static void test_paligemma(void) { run_case(&paligemma_case); }
+static void test_paligemma_train(void) { run_case(&paligemma_train_case); }
+static void test_fuyu(void) { run_case(&fuyu_case); }
+
+/* FuyuImageProcessor's patches: the processed (padded, normalized) image cut over the unpadded image's grid. */
+static void test_fuyu_patchify(void) {
+    char model[1024], ref[1100];
+    if (!ref_dir("fuyu", model, sizeof model)) return;
+    snprintf(ref, sizeof ref, "%s/reference", model);
+    array_set r = {0};
+    vlmc_error err = {0};
+    if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
+    named_array *img = array_set_find(&r, "processed_image"), *want = array_set_find(&r, "image_patches"),
+                *raw = array_set_find(&r, "image_raw");
+    if (CHECK(img && want && raw && img->ndim == 3 && raw->ndim == 3, "fuyu arrays")) {
+        const int C = (int)img->shape[0], H = (int)img->shape[1], W = (int)img->shape[2];
+        int rows, cols;
+        fuyu_grid((int)raw->shape[0], (int)raw->shape[1], H, W, 10, &rows, &cols);
+        float *got = malloc((size_t)named_array_numel(want) * sizeof(float));
+        CHECK(rows * cols == want->shape[1] && rows == 4 && cols == 6, "grid %d × %d", rows, cols);
+        if (got && rows * cols == want->shape[1]) {
+            fuyu_patchify(img->data, C, H, W, rows, cols, 10, got);
+            CHECK(!memcmp(got, want->data, (size_t)named_array_numel(want) * sizeof(float)), "patches differ");
+        }
+        free(got);
+    }
+    array_set_free(&r);
+}
+
+/* Inputs these families cannot use are errors naming the problem. */
+static void test_errors(void) {
+    char fuyu[1024], pali[1024], ref[1100], in[1200], out[1200];
+    if (!ref_dir("fuyu", fuyu, sizeof fuyu) || !ref_dir("paligemma", pali, sizeof pali)) return;
+    snprintf(out, sizeof out, "%s/out_err", test_tmpdir());
+    vlmc_error err = {0};
+    array_set r = {0}, pr = {0};
+    snprintf(ref, sizeof ref, "%s/reference", fuyu);
+    if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
+    snprintf(ref, sizeof ref, "%s/reference", pali);
+    if (!CHECK(arrays_read_dir(ref, 1, &pr, &err) == VLMC_OK, "%s", err.message)) goto done;
+    /* fuyu given pixel_values */
+    if (write_inputs(&r, &fuyu_case, array_set_find(&pr, "pixel_values"), in, sizeof in))
+        CHECK(vlmc_dump(fuyu, in, out, 0, 0, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "pixel_values"),
+              "pixel_values to fuyu: %s", err.message);
+    /* a patch index past the patches */
+    named_array *ix = array_set_find(&r, "image_patches_indices");
+    if (CHECK(ix, "indices")) {
+        ((int32_t *)ix->data)[3] = 24;
+        if (write_inputs(&r, &fuyu_case, NULL, in, sizeof in))
+            CHECK(vlmc_dump(fuyu, in, out, 0, 0, &err) == VLMC_ERR_FORMAT && strstr(err.message, "image_patches_indices"),
+                  "index 24 of 24 patches: %s", err.message);
+    }
+    /* paligemma: --grads (no training graph), token_type_ids outside {0, 1} */
+    if (write_inputs(&pr, &paligemma_train_case, NULL, in, sizeof in))
+        CHECK(vlmc_dump(pali, in, out, 0, 1, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "--grads"),
+              "--grads on paligemma: %s", err.message);
+    named_array *tt = array_set_find(&pr, "train_token_type_ids");
+    if (CHECK(tt, "token types")) {
+        ((int32_t *)tt->data)[0] = 2;
+        if (write_inputs(&pr, &paligemma_train_case, NULL, in, sizeof in))
+            CHECK(vlmc_dump(pali, in, out, 0, 0, &err) == VLMC_ERR_FORMAT && strstr(err.message, "token_type_ids"),
+                  "token type 2: %s", err.message);
+    }
+done:
+    array_set_free(&r);
+    array_set_free(&pr);
+}
+
+int main(void) {
+    tests_begin("paligemma_fuyu");
+    TEST_RUN(test_paligemma);
+    TEST_RUN(test_paligemma_train);
+    TEST_RUN(test_fuyu);
+    TEST_RUN(test_fuyu_patchify);
+    TEST_RUN(test_errors);
+    return tests_end();
+}
