@@ -2,7 +2,8 @@
  * transformers 4.47 fixtures paligemma and fuyu: every stored intermediate, the logits and the greedy step logits
  * within max|Δ| <= 1e-4 · max|ref|, the generated ids exactly; PaliGemma's training-mode (prefix-LM) logits and loss
  * (1e-5 relative) from train_input_ids / train_token_type_ids / train_labels; Fuyu's patchify of the processed image;
- * and the dump's errors for inputs these families cannot use. */
+ * PaliGemma through a session (vlmc run's path) from the image file; and the dump's errors for inputs these families
+ * cannot use. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,60 @@ static void test_fuyu_patchify(void) {
     array_set_free(&r);
 }
 
+/* vlmc run's path on PaliGemma: image file → SiglipImageProcessor → the processor's prompt layout (no chat template)
+ * → prefix-LM prefill → greedy decode gives the fixture's prompt ids and generated ids exactly. The folder gets a
+ * tokenizer from tests/make_paligemma_model.py (the fixture has none). */
+static void test_paligemma_session(void) {
+    char fx[1024], model[1100], img[1200], cmd[2600];
+    if (!ref_dir("paligemma", fx, sizeof fx)) return;
+    snprintf(model, sizeof model, "%s/paligemma_model", test_tmpdir());
+    snprintf(img, sizeof img, "%s/reference/image.png", fx);
+    snprintf(cmd, sizeof cmd, "python3 tests/make_paligemma_model.py '%s' '%s'", fx, model);
+    if (system(cmd) != 0) {
+        test_skip("python3 tests/make_paligemma_model.py failed");
+        return;
+    }
+    char ref[1100];
+    snprintf(ref, sizeof ref, "%s/reference", fx);
+    vlmc_error err = {0};
+    array_set r = {0};
+    vlmc_model *m = NULL;
+    vlmc_image *im = NULL;
+    vlmc_session *s = NULL;
+    vlmc_result res;
+    memset(&res, 0, sizeof res);
+    vlmc_gen_params gp = vlmc_gen_default_params();
+    gp.max_new_tokens = 16;
+    gp.ignore_eos = 1;
+    if (CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(vlmc_session_new(m, 0, &s, &err) == VLMC_OK && vlmc_session_add_image(s, im, &err) == VLMC_OK &&
+                  vlmc_session_add_message(s, "user", "abcde", &err) == VLMC_OK &&
+                  vlmc_session_generate(s, &gp, NULL, NULL, &res, &err) == VLMC_OK, "%s", err.message)) {
+        named_array *want_prompt = array_set_find(&r, "input_ids"), *want_gen = array_set_find(&r, "generated_ids");
+        const int32_t *ids;
+        size_t n;
+        vlmc_session_prompt_ids(s, &ids, &n);
+        CHECK(want_prompt && n == (size_t)want_prompt->shape[1] && !memcmp(ids, want_prompt->data, n * sizeof(int32_t)),
+              "prompt ids differ from the processor's layout");
+        bool same = want_gen && res.n_ids == (size_t)want_gen->shape[1] &&
+                    !memcmp(res.ids, want_gen->data, res.n_ids * sizeof(int32_t));
+        printf("    session: prompt %zu ids, generated ids %s\n", n, same ? "exact" : "DIFFER");
+        CHECK(same, "generated ids differ");
+        /* no chat template: a second user turn is an error, not a guessed format */
+        vlmc_result r2;
+        CHECK(vlmc_session_add_message(s, "user", "abcde", &err) == VLMC_OK &&
+                  vlmc_session_generate(s, &gp, NULL, NULL, &r2, &err) == VLMC_ERR_UNSUPPORTED &&
+                  strstr(err.message, "one user message"), "second turn: %s", err.message);
+    }
+    vlmc_result_free(&res);
+    vlmc_session_free(s);
+    vlmc_image_free(im);
+    vlmc_model_free(m);
+    array_set_free(&r);
+}
+
 /* Inputs these families cannot use are errors naming the problem. */
 static void test_errors(void) {
     char fuyu[1024], pali[1024], ref[1100], in[1200], out[1200];
@@ -190,6 +245,7 @@ int main(void) {
     TEST_RUN(test_paligemma_train);
     TEST_RUN(test_fuyu);
     TEST_RUN(test_fuyu_patchify);
+    TEST_RUN(test_paligemma_session);
     TEST_RUN(test_errors);
     return tests_end();
 }

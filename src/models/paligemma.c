@@ -16,7 +16,7 @@
  *   token_type_ids = 0 (image + prefix) are seen by every row, the suffix causally. Callers pass that as
  *   llama_input.prefix_mask.
  * PaliGemmaProcessor builds the prompt as <image> × num_image_tokens, BOS, the prefix text, "\n" (the suffix, in
- * training, after it); image_prompt writes the image part. */
+ * training, after it): plain_prompt, for the folders' missing chat template; image_prompt writes the image part. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +73,16 @@ static vlmc_status paligemma_image_prompt(const vlm_model *m, const vlm_image_in
     return VLMC_OK;
 }
 
+/* PaliGemmaProcessor.build_string_from_input: images, BOS, the prefix, "\n" (its tokenizer adds no BOS / EOS). */
+static vlmc_status paligemma_plain_prompt(const vlm_model *m, int n_images, const char *text, const char *bos,
+                                          strbuf *out, vlmc_error *err) {
+    (void)m;
+    (void)err;
+    for (int i = 0; i < n_images; i++) strbuf_puts(out, VLM_IMAGE_PLACEHOLDER);
+    strbuf_printf(out, "%s%s\n", bos, text);
+    return VLMC_OK;
+}
+
 static const char *const paligemma_types[] = {"paligemma", NULL};
 
 const vlm_family vlm_family_paligemma = {
@@ -85,4 +95,5 @@ const vlm_family vlm_family_paligemma = {
     .features_len = paligemma_features_len,
     .encode = paligemma_encode,
     .image_prompt = paligemma_image_prompt,
+    .plain_prompt = paligemma_plain_prompt,
 };

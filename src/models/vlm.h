@@ -83,6 +83,11 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Optional, for folders without a chat template (PaliGemma's): the prompt of one user message with n_images
+     * images as the family's processor lays it out, "<image>" standing for each image, bos the tokenizer's BOS
+     * text. The tokenizer adds no special tokens to it. */
+    vlmc_status (*plain_prompt)(const vlm_model *m, int n_images, const char *text, const char *bos, strbuf *out,
+                                vlmc_error *err);
 };
 
 /* Fuyu (fuyu.c): FuyuImageProcessor.patchify_image on one processed image [C, H, W], keeping the rows × cols grid
