@@ -2,8 +2,8 @@
  * transformers 4.47 fixtures paligemma and fuyu: every stored intermediate, the logits and the greedy step logits
  * within max|Δ| <= 1e-4 · max|ref|, the generated ids exactly; PaliGemma's training-mode (prefix-LM) logits and loss
  * (1e-5 relative) from train_input_ids / train_token_type_ids / train_labels; Fuyu's patchify of the processed image;
- * PaliGemma through a session (vlmc run's path) from the image file; and the dump's errors for inputs these families
- * cannot use. */
+ * both processors from the PNG; both families through a session (vlmc run's path) from the image file; and the
+ * dump's errors for inputs these families cannot use. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,21 +146,21 @@ static void test_fuyu_patchify(void) {
     array_set_free(&r);
 }
 
-/* vlmc run's path on PaliGemma: image file → SiglipImageProcessor → the processor's prompt layout (no chat template)
- * → prefix-LM prefill → greedy decode gives the fixture's prompt ids and generated ids exactly. The folder gets a
- * tokenizer from tests/make_paligemma_model.py (the fixture has none). */
-static void test_paligemma_session(void) {
-    char fx[1024], model[1100], img[1200], cmd[2600];
-    if (!ref_dir("paligemma", fx, sizeof fx)) return;
-    snprintf(model, sizeof model, "%s/paligemma_model", test_tmpdir());
+/* vlmc run's path: image file → the family's image processor → its prompt layout (no chat template) → prefill
+ * (PaliGemma: prefix LM) → greedy decode gives the fixture's prompt ids and generated ids exactly. The folder gets a
+ * tokenizer from tests/make_plain_prompt_model.py (the fixtures have none) that spells the fixture's text ids as
+ * `text`. */
+static void run_session(const char *fixture, const char *text) {
+    char fx[1024], model[1100], img[1200], cmd[2600], ref[1100];
+    if (!ref_dir(fixture, fx, sizeof fx)) return;
+    snprintf(model, sizeof model, "%s/%s_model", test_tmpdir(), fixture);
     snprintf(img, sizeof img, "%s/reference/image.png", fx);
-    snprintf(cmd, sizeof cmd, "python3 tests/make_paligemma_model.py '%s' '%s'", fx, model);
+    snprintf(ref, sizeof ref, "%s/reference", fx);
+    snprintf(cmd, sizeof cmd, "python3 tests/make_plain_prompt_model.py '%s' '%s' > /dev/null", fx, model);
     if (system(cmd) != 0) {
-        test_skip("python3 tests/make_paligemma_model.py failed");
+        test_skip("python3 tests/make_plain_prompt_model.py failed");
         return;
     }
-    char ref[1100];
-    snprintf(ref, sizeof ref, "%s/reference", fx);
     vlmc_error err = {0};
     array_set r = {0};
     vlmc_model *m = NULL;
@@ -175,21 +175,21 @@ static void test_paligemma_session(void) {
         CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) &&
         CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message) &&
         CHECK(vlmc_session_new(m, 0, &s, &err) == VLMC_OK && vlmc_session_add_image(s, im, &err) == VLMC_OK &&
-                  vlmc_session_add_message(s, "user", "abcde", &err) == VLMC_OK &&
-                  vlmc_session_generate(s, &gp, NULL, NULL, &res, &err) == VLMC_OK, "%s", err.message)) {
+                  vlmc_session_add_message(s, "user", text, &err) == VLMC_OK &&
+                  vlmc_session_generate(s, &gp, NULL, NULL, &res, &err) == VLMC_OK, "%s: %s", fixture, err.message)) {
         named_array *want_prompt = array_set_find(&r, "input_ids"), *want_gen = array_set_find(&r, "generated_ids");
         const int32_t *ids;
         size_t n;
         vlmc_session_prompt_ids(s, &ids, &n);
         CHECK(want_prompt && n == (size_t)want_prompt->shape[1] && !memcmp(ids, want_prompt->data, n * sizeof(int32_t)),
-              "prompt ids differ from the processor's layout");
+              "%s: prompt ids differ from the processor's layout", fixture);
         bool same = want_gen && res.n_ids == (size_t)want_gen->shape[1] &&
                     !memcmp(res.ids, want_gen->data, res.n_ids * sizeof(int32_t));
-        printf("    session: prompt %zu ids, generated ids %s\n", n, same ? "exact" : "DIFFER");
-        CHECK(same, "generated ids differ");
+        printf("    %s session: prompt %zu ids, generated ids %s\n", fixture, n, same ? "exact" : "DIFFER");
+        CHECK(same, "%s: generated ids differ", fixture);
         /* no chat template: a second user turn is an error, not a guessed format */
         vlmc_result r2;
-        CHECK(vlmc_session_add_message(s, "user", "abcde", &err) == VLMC_OK &&
+        CHECK(vlmc_session_add_message(s, "user", text, &err) == VLMC_OK &&
                   vlmc_session_generate(s, &gp, NULL, NULL, &r2, &err) == VLMC_ERR_UNSUPPORTED &&
                   strstr(err.message, "one user message"), "second turn: %s", err.message);
     }
@@ -198,6 +198,58 @@ static void test_paligemma_session(void) {
     vlmc_image_free(im);
     vlmc_model_free(m);
     array_set_free(&r);
+}
+
+static void test_paligemma_session(void) { run_session("paligemma", "abcde"); }
+static void test_fuyu_session(void) { run_session("fuyu", "abcdef"); }
+
+/* The processors from the PNG: PaliGemma's SiglipImageProcessor gives pixel_values, FuyuImageProcessor the padded
+ * processed_image, the unpadded size and the 4 × 6 patch grid, bit for bit. A larger image is resized to fit. */
+static void test_processors(void) {
+    char fuyu[1024], pali[1024], img[1200], ref[1100];
+    if (!ref_dir("fuyu", fuyu, sizeof fuyu) || !ref_dir("paligemma", pali, sizeof pali)) return;
+    const char *dirs[2] = {pali, fuyu}, *want[2] = {"pixel_values", "processed_image"};
+    vlmc_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        snprintf(img, sizeof img, "%s/reference/image.png", dirs[k]);
+        snprintf(ref, sizeof ref, "%s/reference", dirs[k]);
+        vlmc_image_processor *p = NULL;
+        vlmc_image *im = NULL;
+        vlmc_preprocessed pp;
+        memset(&pp, 0, sizeof pp);
+        array_set r = {0};
+        if (CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK && vlmc_image_processor_load(dirs[k], &p, &err) == VLMC_OK &&
+                      vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK && vlmc_preprocess(p, im, &pp, &err) == VLMC_OK,
+                  "%s", err.message)) {
+            named_array *w = array_set_find(&r, want[k]);
+            size_t n = w ? (size_t)named_array_numel(w) : 0;
+            CHECK(w && (size_t)pp.shape[1] * pp.shape[2] * pp.shape[3] == n &&
+                      !memcmp(pp.pixel_values, w->data, n * sizeof(float)), "%s: %s differs", dirs[k], want[k]);
+            if (k == 1)
+                CHECK(pp.has_image_sizes && pp.image_sizes[0] == 37 && pp.image_sizes[1] == 53 && pp.rows == 4 &&
+                          pp.cols == 6 && pp.num_image_tokens == 28, "fuyu: unpadded %d×%d, grid %d×%d",
+                      pp.image_sizes[0], pp.image_sizes[1], pp.rows, pp.cols);
+            vlmc_preprocessed_free(&pp);
+        }
+        if (k == 1 && im && p) {
+            /* 106 × 74 → scale min(40/74, 60/106) = 0.5405… → int(74·s) × int(106·s) = 40 × 57, padded to 40 × 60 */
+            vlmc_image *big = NULL;
+            size_t npx = 106 * 74 * 3;
+            uint8_t *px = malloc(npx);
+            for (size_t i = 0; px && i < npx; i++) px[i] = (uint8_t)(i * 7);
+            if (px && CHECK(vlmc_image_from_rgb(px, 106, 74, &big, &err) == VLMC_OK, "%s", err.message) &&
+                CHECK(vlmc_preprocess(p, big, &pp, &err) == VLMC_OK, "%s", err.message)) {
+                CHECK(pp.image_sizes[0] == 40 && pp.image_sizes[1] == 57 && pp.shape[2] == 40 && pp.shape[3] == 60 &&
+                          pp.rows == 4 && pp.cols == 6, "resized to %d×%d", pp.image_sizes[0], pp.image_sizes[1]);
+                vlmc_preprocessed_free(&pp);
+            }
+            vlmc_image_free(big);
+            free(px);
+        }
+        vlmc_image_free(im);
+        vlmc_image_processor_free(p);
+        array_set_free(&r);
+    }
 }
 
 /* Inputs these families cannot use are errors naming the problem. */
@@ -245,7 +297,9 @@ int main(void) {
     TEST_RUN(test_paligemma_train);
     TEST_RUN(test_fuyu);
     TEST_RUN(test_fuyu_patchify);
+    TEST_RUN(test_processors);
     TEST_RUN(test_paligemma_session);
+    TEST_RUN(test_fuyu_session);
     TEST_RUN(test_errors);
     return tests_end();
 }

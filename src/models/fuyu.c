@@ -91,14 +91,27 @@ static vlmc_status fuyu_encode(const vlm_model *m, const vlm_images *im, vlm_vis
     return VLMC_OK;
 }
 
+/* FuyuProcessor: |SPEAKER| (the token the patch embeddings replace: config image_token_id) per patch, |NEWLINE|
+ * after each row of the grid FuyuImageProcessor reports. */
 static vlmc_status fuyu_image_prompt(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err) {
     (void)m;
     if (info->rows <= 0 || info->cols <= 0 || info->rows > 4096 || info->cols > 4096)
         return vlmc_fail(err, VLMC_ERR_ARG, "fuyu: a %d × %d patch grid", info->rows, info->cols);
     for (int r = 0; r < info->rows; r++) {
-        for (int c = 0; c < info->cols; c++) strbuf_puts(out, VLM_IMAGE_PLACEHOLDER);
+        for (int c = 0; c < info->cols; c++) strbuf_puts(out, "|SPEAKER|");
         strbuf_puts(out, "|NEWLINE|");
     }
+    return VLMC_OK;
+}
+
+/* FuyuProcessor (no chat template): the image tokens, BOS, the text, then the beginning-of-answer token <0x04>,
+ * written as the byte 0x04 that the tokenizer's byte fallback turns into it. */
+static vlmc_status fuyu_plain_prompt(const vlm_model *m, int n_images, const char *text, const char *bos, strbuf *out,
+                                     vlmc_error *err) {
+    (void)m;
+    (void)err;
+    for (int i = 0; i < n_images; i++) strbuf_puts(out, VLM_IMAGE_PLACEHOLDER);
+    strbuf_printf(out, "%s%s\x04", bos, text);
     return VLMC_OK;
 }
 
@@ -111,4 +124,5 @@ const vlm_family vlm_family_fuyu = {
     .features_len = fuyu_features_len,
     .encode = fuyu_encode,
     .image_prompt = fuyu_image_prompt,
+    .plain_prompt = fuyu_plain_prompt,
 };

@@ -54,7 +54,7 @@ static vlmc_status own_f32(llama_model *m, tensor *t, float add, vlmc_error *err
     return VLMC_OK;
 }
 
-/* Sizes and options shared by both loaders. */
+/* Sizes and options shared by both loaders; the layer array (the loaders fill it). */
 static vlmc_status model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -74,6 +74,8 @@ static vlmc_status model_dims(llama_model *m, const hf_text_config *cfg, vlmc_er
     m->eps = (float)cfg->rms_norm_eps;
     if (m->rot_dim <= 0 || m->rot_dim % 2 || m->rot_dim > m->head_dim)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "rotary dimension %d does not fit head_dim %d", m->rot_dim, m->head_dim);
+    m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
+    if (!m->layers) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
     return VLMC_OK;
 }
 
@@ -107,11 +109,6 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
         if (m->tok_emb.type == DT_BF16) sc = bf16_to_f32(f32_to_bf16(sc));
         else if (m->tok_emb.type == DT_F16) sc = f16_to_f32(f32_to_f16(sc));
         m->embed_scale = sc;
-    }
-    m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
-    if (!m->layers) {
-        llama_model_free(m);
-        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
     }
     for (int l = 0; l < m->n_layers; l++) {
         llama_layer *L = &m->layers[l];
@@ -159,11 +156,6 @@ vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, cons
         (s = load_lm_head(m, st, lm_head_name, err))) {
         llama_model_free(m);
         return s;
-    }
-    m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
-    if (!m->layers) {
-        llama_model_free(m);
-        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
     }
     for (int l = 0; l < m->n_layers; l++) {
         llama_layer *L = &m->layers[l];

@@ -5,6 +5,8 @@
  *   SiglipImageProcessor     pixel_values [1, 3, H, W]
  *   LlavaNextImageProcessor  pixel_values [1, 1+tiles, 3, S, S], image_sizes [1, 2]
  *   Idefics3ImageProcessor   pixel_values [1, N, 3, S, S], pixel_attention_mask [1, N, S, S], rows, cols
+ *   FuyuImageProcessor       pixel_values [1, 3, H, W] (the padded image), image_sizes [1, 2] (its unpadded size),
+ *                            rows, cols (the patch grid over the unpadded image)
  * All of them resize uint8 images with Pillow and only then rescale and normalise,
  * so the output is kept as the uint8 values before rescale/normalise (`u8`, same
  * layout) plus a per-channel table lut[c][v] computed in the processor's float
@@ -21,7 +23,7 @@
 #include "vision/image.h"
 #include "vision/resize.h"
 
-typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3 } proc_kind;
+typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_FUYU } proc_kind;
 
 enum { PROC_MAX_PINPOINTS = 64 };
 
@@ -34,12 +36,13 @@ typedef struct image_proc {
     int size_shortest_edge, size_longest_edge, size_height, size_width;
     int crop_height, crop_width;   /* CLIP, LLaVA-NeXT */
     int max_image_size;            /* Idefics3 max_image_size.longest_edge */
+    int pad_value;                 /* Fuyu padding_value (on the uint8 image) */
     double rescale_factor;
     double mean[3], std[3];
     int n_pinpoints;               /* LLaVA-NeXT image_grid_pinpoints, [height, width] each */
     int pinpoints[PROC_MAX_PINPOINTS][2];
     /* Image-token counting; these come from the model's config.json (0 = unknown). */
-    int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP) */
+    int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP); Fuyu: its own patch_size */
     int strategy_full;             /* vision_feature_select_strategy == "full": the CLS token counts */
     int image_seq_len;             /* Idefics3 tokens per tile */
     /* Work limit: any intermediate image or the output above this many pixels (per
