@@ -12,6 +12,7 @@
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
+#include "kernels/ops.h"
 #include "models/vlm.h"
 
 /* a fixture array and the name it has on the dump's side */
@@ -252,6 +253,65 @@ static void test_processors(void) {
     }
 }
 
+/* The prefix-LM mask in both attention kernels (row by row and through sgemm) against a plain softmax over the
+ * slots each query may see: slot j is seen by query slot i when mask[j] != 0 and (j <= i or mask[j] == 2). */
+static void test_prefix_attention(void) {
+    enum { B = 2, T = 20, PAST = 3, H = 2, KVH = 1, HD = 8, CTX = 32 };
+    float *q = malloc(sizeof(float) * B * T * H * HD), *k = calloc(B * KVH * CTX * HD, sizeof(float)),
+          *v = calloc(B * KVH * CTX * HD, sizeof(float)), *o1 = malloc(sizeof(float) * B * T * H * HD),
+          *o2 = malloc(sizeof(float) * B * T * H * HD), *sc = malloc(sizeof(float) * 64 * CTX),
+          *S = malloc(sizeof(float) * T * CTX);
+    uint8_t mask[B * CTX] = {0};
+    int32_t prefix_end[B] = {0};
+    uint32_t r = 12345;
+    for (int i = 0; i < B * T * H * HD; i++) q[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+    for (int i = 0; i < B * KVH * CTX * HD; i++) {
+        k[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+        v[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / (1 << 24) - 0.5f;
+    }
+    /* sequence 0: slots 0..2 cached, then a 10-token prefix, then the suffix; sequence 1: 2 padding slots, a prefix
+     * of 5 with a padding hole, the suffix */
+    for (int j = 0; j < PAST + T; j++) {
+        mask[j] = j < PAST ? 1 : j < PAST + 10 ? 2 : 1;
+        mask[CTX + j] = j < 2 ? 0 : j < 7 ? (j == 5 ? 0 : 2) : 1;
+    }
+    prefix_end[0] = PAST + 10;
+    prefix_end[1] = 7;
+    attn_args a = {.B = B, .T = T, .n_past = PAST, .n_ctx = CTX, .n_heads = H, .n_kv_heads = KVH, .head_dim = HD,
+                   .window = 0, .scale = 0.35f, .n_threads = 1, .prefix_end = prefix_end};
+    attention_f32(o1, q, k, v, mask, &a, sc);
+    attention_f32_gemm(o2, q, k, v, mask, &a, S, T);
+    float d1 = 0, d2 = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                const int i = PAST + t;
+                const float *qr = q + (((size_t)b * T + t) * H + h) * HD;
+                double w[CTX], sum = 0, mx = -1e30;
+                for (int j = 0; j < PAST + T; j++) {
+                    const uint8_t mj = mask[b * CTX + j];
+                    w[j] = -1e30;
+                    if (!mj || (j > i && mj != 2)) continue;
+                    double dot = 0;
+                    for (int e = 0; e < HD; e++) dot += (double)qr[e] * k[((size_t)b * CTX + j) * HD + e];
+                    w[j] = dot * 0.35;
+                    if (w[j] > mx) mx = w[j];
+                }
+                for (int j = 0; j < PAST + T; j++) sum += w[j] > -1e29 ? exp(w[j] - mx) : 0;
+                for (int e = 0; e < HD; e++) {
+                    double acc = 0;
+                    for (int j = 0; j < PAST + T; j++)
+                        if (w[j] > -1e29) acc += exp(w[j] - mx) / sum * v[((size_t)b * CTX + j) * HD + e];
+                    const size_t at = (((size_t)b * T + t) * H + h) * HD + e;
+                    d1 = fmaxf(d1, fabsf(o1[at] - (float)acc));
+                    d2 = fmaxf(d2, fabsf(o2[at] - (float)acc));
+                }
+            }
+    printf("    prefix-LM attention: row kernel max|d| %.2g, sgemm kernel %.2g\n", d1, d2);
+    CHECK(d1 < 1e-5f && d2 < 1e-5f, "prefix attention differs: %g %g", d1, d2);
+    free(q); free(k); free(v); free(o1); free(o2); free(sc); free(S);
+}
+
 /* Inputs these families cannot use are errors naming the problem. */
 static void test_errors(void) {
     char fuyu[1024], pali[1024], ref[1100], in[1200], out[1200];
@@ -300,6 +360,7 @@ int main(void) {
     TEST_RUN(test_processors);
     TEST_RUN(test_paligemma_session);
     TEST_RUN(test_fuyu_session);
+    TEST_RUN(test_prefix_attention);
     TEST_RUN(test_errors);
     return tests_end();
 }
