@@ -92,9 +92,11 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     vlmc_status s = model_dims(m, cfg, err);
     if (s) return s;
     const bool gemma = !strcmp(cfg->model_type, "gemma");
-    if (m->act == ACT_RELU2)
+    if (m->act == ACT_RELU2) {
+        llama_model_free(m);
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported in a gated MLP",
                          cfg->hidden_act);
+    }
     const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
                   I = m->ffn_dim, V = m->vocab;
     if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
@@ -145,9 +147,11 @@ vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, cons
     if (s) return s;
     m->layer_norm = true;
     m->eps = (float)cfg->layer_norm_eps;
-    if (m->n_kv_heads != m->n_heads || (int64_t)m->head_dim * m->n_heads != m->dim)
+    if (m->n_kv_heads != m->n_heads || (int64_t)m->head_dim * m->n_heads != m->dim) {
+        llama_model_free(m);
         return vlmc_fail(err, VLMC_ERR_FORMAT, "persimmon: %d heads of %d do not make hidden_size %d (no GQA)",
                          m->n_heads, m->head_dim, m->dim);
+    }
     const int64_t D = m->dim, I = m->ffn_dim, V = m->vocab, hd = m->head_dim;
     if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
         (s = get_w(st, prefix, "final_layernorm.weight", 1, D, 0, false, &m->final_norm, err)) ||
@@ -376,7 +380,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
             }
             kv->mask[(size_t)b * c->n_ctx + slot] = (uint8_t)mk;
             if (mk) kv->n_valid[b]++;
-            int p = in->position_ids ? in->position_ids[bt] : (mk ? kv->n_valid[b] - 1 : 1) + c->position_offset;
+            int p = in->position_ids ? in->position_ids[bt] : ((mk ? kv->n_valid[b] - 1 : 1) + c->position_offset);
             c->pos[bt] = p;
             if (p > max_pos) max_pos = p;
         }
