@@ -12,6 +12,7 @@
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
+#include "formats/hf_config.h"
 #include "kernels/ops.h"
 #include "models/vlm.h"
 
@@ -312,6 +313,42 @@ static void test_prefix_attention(void) {
     free(q); free(k); free(v); free(o1); free(o2); free(sc); free(S);
 }
 
+/* config.json without the nested configs gets transformers' class defaults (PaliGemmaConfig: PaliGemma-3B's SigLIP
+ * and Gemma; FuyuConfig: fuyu-8b's Persimmon); an unsupported text model is an error. */
+static void test_config_defaults(void) {
+    vlmc_error err = {0};
+    hf_config c;
+    cJSON *j = cJSON_Parse("{\"model_type\": \"paligemma\"}");
+    if (CHECK(hf_config_parse(j, "config.json", &c, &err) == VLMC_OK, "%s", err.message)) {
+        const hf_text_config *t = &c.text;
+        CHECK(!strcmp(t->model_type, "gemma") && t->hidden_size == 2048 && t->num_hidden_layers == 18 &&
+                  t->num_attention_heads == 8 && t->num_key_value_heads == 1 && t->head_dim == 256 &&
+                  t->intermediate_size == 16384 && t->vocab_size == 257152 && t->tie_word_embeddings &&
+                  !strcmp(t->hidden_act, "gelu_pytorch_tanh") && t->rms_norm_eps == 1e-6,
+              "gemma defaults");
+        CHECK(!strcmp(c.vision.model_type, "siglip_vision_model") && c.vision.hidden_size == 1152 &&
+                  c.vision.num_hidden_layers == 27 && c.vision.patch_size == 14 && c.vision.image_size == 224 &&
+                  c.image_token_index == 256000, "siglip defaults");
+    }
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"model_type\": \"fuyu\"}");
+    if (CHECK(hf_config_parse(j, "config.json", &c, &err) == VLMC_OK, "%s", err.message)) {
+        const hf_text_config *t = &c.text;
+        CHECK(!strcmp(t->model_type, "persimmon") && t->hidden_size == 4096 && t->num_hidden_layers == 36 &&
+                  t->num_attention_heads == 64 && t->num_key_value_heads == 64 && t->head_dim == 64 &&
+                  t->rope_theta == 25000.0 && t->partial_rotary_factor == 0.5 && t->layer_norm_eps == 1e-5 &&
+                  t->qk_layernorm && !strcmp(t->hidden_act, "relu2") && !t->tie_word_embeddings,
+              "persimmon defaults");
+        CHECK(c.vision.patch_size == 30 && c.vision.num_channels == 3 && c.vision.image_size == 300 &&
+                  c.image_token_index == 71011, "fuyu defaults");
+    }
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"model_type\": \"paligemma\", \"text_config\": {\"model_type\": \"gemma2\"}}");
+    CHECK(hf_config_parse(j, "config.json", &c, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "gemma2"),
+          "paligemma 2: %s", err.message);
+    cJSON_Delete(j);
+}
+
 /* Inputs these families cannot use are errors naming the problem. */
 static void test_errors(void) {
     char fuyu[1024], pali[1024], ref[1100], in[1200], out[1200];
@@ -361,6 +398,7 @@ int main(void) {
     TEST_RUN(test_paligemma_session);
     TEST_RUN(test_fuyu_session);
     TEST_RUN(test_prefix_attention);
+    TEST_RUN(test_config_defaults);
     TEST_RUN(test_errors);
     return tests_end();
 }
