@@ -45,6 +45,14 @@ static const dump_case paligemma_train_case = {
     0,
 };
 
+/* labels without token_type_ids: the suffix is where the labels are set, as PaliGemmaProcessor makes them */
+static const dump_case paligemma_labels_case = {
+    "paligemma",
+    {{"train_input_ids", "input_ids"}, {"train_labels", "labels"}, {"pixel_values", "pixel_values"}},
+    {{"train_logits", "logits"}, {"train_loss", "loss"}},
+    0,
+};
+
 static const dump_case fuyu_case = {
     "fuyu",
     {{"input_ids", "input_ids"}, {"attention_mask", "attention_mask"}, {"image_patches", "image_patches"},
@@ -87,7 +95,8 @@ static void run_case(const dump_case *c) {
     char model[1024], ref[1100], in[1200], out[1200];
     if (!ref_dir(c->fixture, model, sizeof model)) return;
     snprintf(ref, sizeof ref, "%s/reference", model);
-    snprintf(out, sizeof out, "%s/out_%s_%s", test_tmpdir(), c->fixture, c->inputs[0].fixture);
+    static int runs;
+    snprintf(out, sizeof out, "%s/out_%s_%d", test_tmpdir(), c->fixture, runs++);
     vlmc_error err = {0};
     array_set r = {0}, o = {0};
     if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
@@ -120,7 +129,10 @@ static void run_case(const dump_case *c) {
 }
 
 static void test_paligemma(void) { run_case(&paligemma_case); }
-static void test_paligemma_train(void) { run_case(&paligemma_train_case); }
+static void test_paligemma_train(void) {
+    run_case(&paligemma_train_case);
+    run_case(&paligemma_labels_case);
+}
 static void test_fuyu(void) { run_case(&fuyu_case); }
 
 /* FuyuImageProcessor's patches: the processed (padded, normalized) image cut over the unpadded image's grid. */

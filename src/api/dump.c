@@ -312,12 +312,13 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                               NULL, err))) {
         goto done;
     }
-    /* PaliGemma's prefix LM: in training (labels and token_type_ids) the image + prefix tokens (type 0) are seen
-     * by every row, at inference the whole prompt */
+    /* PaliGemma's prefix LM: in training (labels) the image + prefix tokens (token_type_ids 0) are seen by every
+     * row and the suffix is causal; at inference the whole prompt attends both ways. Labels without token_type_ids
+     * get them as PaliGemmaProcessor makes them: the suffix is where the labels are set (not -100). */
     if (m.fam->prefix_lm) {
         if (!(prefix = malloc((size_t)B * T * sizeof(int32_t)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
-        const bool training = in.token_types && in.labels;
-        for (size_t i = 0; i < (size_t)B * T; i++) prefix[i] = training ? ((const int32_t *)in.token_types->data)[i] == 0 : 1;
+        const int32_t *tt = in.token_types ? in.token_types->data : NULL, *lb = in.labels ? in.labels->data : NULL;
+        for (size_t i = 0; i < (size_t)B * T; i++) prefix[i] = !lb ? 1 : tt ? tt[i] == 0 : lb[i] == -100;
     }
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;
