@@ -254,13 +254,16 @@ const vlmc_tokenizer *vlmc_model_tokenizer(const vlmc_model *m);
  * are derived from it as generate() does, unless position_ids [B, T] is given), and for VLMs
  * pixel_values (llava: [N, 3, H, W]; llava_next: [N, tiles, 3, H, W] with image_sizes [N, 2]; idefics3:
  * [B, N, 3, H, W] with pixel_attention_mask [B, N, H, W]; all-zero padding images are dropped; kosmos-2:
- * [N, 3, H, W] with image_embeds_position_mask [B, T], the positions its image embeddings replace). The image
- * features fill the image-token positions in reading order. labels [B, T] (-100 ignored, HF's shift) add
- * the output loss [1] (through the training graph: decoder-only models and LLaVA), and with grads != 0
+ * [N, 3, H, W] with image_embeds_position_mask [B, T], the positions its image embeddings replace; paligemma:
+ * [N, 3, H, W], with token_type_ids [B, T] for its training mask), or for fuyu image_patches [B, n, P·P·C] and
+ * image_patches_indices [B, T]. The image features fill the image-token positions in reading order (fuyu: the
+ * positions image_patches_indices names). labels [B, T] (-100 ignored, HF's shift) add the output loss [1]
+ * (through the training graph: decoder-only models and LLaVA; paligemma and fuyu from the logits), and with grads != 0
  * OUT_DIR/grads.safetensors (d loss / d parameter, checkpoint names). Any other input is an error. Outputs: logits [B, T, V]; hidden_states (decoder-only) or text_hidden_states
  * (VLMs) [L+1, B, T, D]; VLMs: vision_hidden_states [Lv+1, tiles, tokens, Dv], projector_output, and per
  * family vision_selected_features (llava, llava_next), packed_image_features (llava_next),
- * vision_last_hidden_state (idefics3), vision_post_layernorm, vision_normalized and image_embeds instead of
+ * vision_last_hidden_state (idefics3, paligemma), image_features (paligemma, instead of projector_output),
+ * patch_embeddings (fuyu), vision_post_layernorm, vision_normalized and image_embeds instead of
  * projector_output (kosmos-2); with generate_n > 0, generated_ids [B, n] and
  * generation_step_logits [B, n, V] (greedy, no EOS stop, KV-cache path). */
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,

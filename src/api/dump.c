@@ -1,5 +1,6 @@
 /* vlmc_dump: the `vlmc dump` seam of ../shared/CHECKS.md. Runs a model (any family of the registry) on the
  * arrays of a manifest folder and writes its outputs under the fixtures' names and shapes (src/formats/arrays.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,18 @@
 #include "models/vlm.h"
 
 /* Inputs of the seam that no family here uses. */
-static const char *const other_inputs[] = {"image_grid_thw", "image_patches",  "image_patches_indices",
-                                           "images_seq_mask", "images_emb_mask", "input_ids_full",
-                                           "image_raw",       NULL};
+static const char *const other_inputs[] = {"image_grid_thw", "images_seq_mask", "images_emb_mask", "input_ids_full",
+                                           "image_raw",      NULL};
 
 typedef struct dump_in {
     named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels, *grid;
-    named_array *img_pos; /* kosmos-2: image_embeds_position_mask */
+    named_array *img_pos;             /* kosmos-2: image_embeds_position_mask */
+    named_array *patches, *patch_idx; /* fuyu: image_patches [1, n, P·P·C], image_patches_indices [B, T] */
+    named_array *token_types;         /* paligemma: token_type_ids [B, T] (0 = image + prefix, 1 = suffix) */
 } dump_in;
+
+/* Families whose loss the dump computes from the logits here (their decoders have no training graph yet). */
+static bool loss_from_logits(const char *mt) { return !strcmp(mt, "paligemma") || !strcmp(mt, "fuyu"); }
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
                                 vlmc_error *err) {
@@ -30,23 +35,28 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         if (!strcmp(n, "input_ids")) in->ids = a;
         else if (!strcmp(n, "attention_mask")) in->mask = a;
         else if (!strcmp(n, "position_ids")) in->pos = a;
-        else if (!strcmp(n, "pixel_values") && m->has_vision) in->pixels = a;
+        else if (!strcmp(n, "pixel_values") && m->has_vision && strcmp(mt, "fuyu")) in->pixels = a;
         else if (!strcmp(n, "image_sizes") && !strcmp(mt, "llava_next")) in->sizes = a;
         else if (!strcmp(n, "pixel_attention_mask") && !strcmp(mt, "idefics3")) in->pmask = a;
         else if (!strcmp(n, "image_grid_thw") && m->fam->rope_index) in->grid = a;
+        else if (!strcmp(n, "image_patches") && !strcmp(mt, "fuyu")) in->patches = a;
+        else if (!strcmp(n, "image_patches_indices") && !strcmp(mt, "fuyu")) in->patch_idx = a;
+        else if (!strcmp(n, "token_type_ids") && !strcmp(mt, "paligemma")) in->token_types = a;
         else if (!strcmp(n, "labels")) in->labels = a;
         else if (!strcmp(n, "image_embeds_position_mask") && !strcmp(mt, "kosmos-2")) in->img_pos = a;
         else {
             bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask") ||
-                         !strcmp(n, "image_embeds_position_mask");
+                         !strcmp(n, "image_embeds_position_mask") || !strcmp(n, "image_patches") ||
+                         !strcmp(n, "image_patches_indices") || !strcmp(n, "token_type_ids");
             for (const char *const *o = other_inputs; *o; o++) known |= !strcmp(*o, n);
             if (known)
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input %s is not used by model_type \"%s\"", dir, n, mt);
             return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump", dir, n);
         }
-        if (a->dtype != (strcmp(n, "pixel_values") ? ARRAY_I32 : ARRAY_F32))
+        const bool f32 = !strcmp(n, "pixel_values") || !strcmp(n, "image_patches");
+        if (a->dtype != (f32 ? ARRAY_F32 : ARRAY_I32))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dtype %s, expected %s", dir, n, array_dtype_name(a->dtype),
-                             strcmp(n, "pixel_values") ? "int32" : "float32");
+                             f32 ? "float32" : "int32");
     }
     if (!in->ids) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no input_ids", dir);
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
@@ -55,8 +65,8 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     /* M-RoPE (qwen2_vl) also takes position_ids [3, B, T], as get_rope_index makes them */
     const bool pos3 = in->pos && m->fam->rope_index && in->pos->ndim == 3 && in->pos->shape[0] == 3 &&
                       in->pos->shape[1] == in->ids->shape[0] && in->pos->shape[2] == in->ids->shape[1];
-    named_array *same[4] = {in->mask, pos3 ? NULL : in->pos, in->labels, in->img_pos};
-    for (int i = 0; i < 4; i++)
+    named_array *same[6] = {in->mask, pos3 ? NULL : in->pos, in->labels, in->img_pos, in->patch_idx, in->token_types};
+    for (int i = 0; i < 6; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
@@ -71,6 +81,28 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s needs image_grid_thw with pixel_values", dir, mt);
     if (in->labels && m->fam->rope_index)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: labels (the loss) are not supported for %s yet", dir, mt);
+    if (!in->patches != !in->patch_idx)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: fuyu needs image_patches and image_patches_indices together", dir);
+    if (in->patches) {
+        const int64_t ppc = m->proj.in_dim;
+        if (in->patches->ndim != 3 || in->patches->shape[0] != in->ids->shape[0] || in->patches->shape[1] < 1 ||
+            in->patches->shape[1] > 1 << 20 || in->patches->shape[2] != ppc)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_patches must be [B, patches, %lld] (patch² · channels)", dir,
+                             (long long)ppc);
+        const int32_t *ix = in->patch_idx->data;
+        for (int64_t i = 0; i < named_array_numel(in->patch_idx); i++)
+            if (ix[i] >= in->patches->shape[1])
+                return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_patches_indices[%lld] = %d, but there are %lld patches",
+                                 dir, (long long)i, ix[i], (long long)in->patches->shape[1]);
+    }
+    if (in->token_types && in->labels) {
+        /* HF's training mask: image + prefix (0) then suffix (1); a prefix token after the suffix would also be
+         * seen by the earlier rows, which llama_input.prefix_mask does represent, so only the values are checked */
+        const int32_t *tt = in->token_types->data;
+        for (int64_t i = 0; i < named_array_numel(in->token_types); i++)
+            if (tt[i] != 0 && tt[i] != 1)
+                return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: token_type_ids must be 0 or 1", dir);
+    }
     return VLMC_OK;
 }
 
@@ -109,7 +141,8 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     const float *src = px->data;
     vi->height = (int)H;
     vi->width = (int)W;
-    if (!strcmp(m->cfg.model_type, "llava") || !strcmp(m->cfg.model_type, "kosmos-2")) {
+    if (!strcmp(m->cfg.model_type, "llava") || !strcmp(m->cfg.model_type, "kosmos-2") ||
+        !strcmp(m->cfg.model_type, "paligemma")) {
         if (nd != 4) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s pixel_values must be [N, C, H, W]", dir, m->cfg.model_type);
         if (!(*tiles = malloc((size_t)N * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         for (int64_t i = 0; i < N; i++) (*tiles)[i] = 1;
@@ -167,7 +200,33 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     return VLMC_OK;
 }
 
-enum { MAX_OUT = 16 };
+/* loss = mean over b, t < T-1 with labels[b, t+1] != -100 (and mask[b, t+1] != 0 when mask is given) of
+ * logsumexp(logits[b, t]) - logits[b, t, labels[b, t+1]]: nn.CrossEntropyLoss on the shifted logits. */
+static vlmc_status shifted_ce_loss(const float *logits, const int32_t *labels, const int32_t *mask, int B, int T,
+                                   int64_t V, float *loss, vlmc_error *err) {
+    double sum = 0.0;
+    size_t n = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++) {
+            const size_t next = (size_t)b * T + t + 1;
+            const int32_t y = labels[next];
+            if ((mask && !mask[next]) || y == -100) continue;
+            if (y < 0 || y >= V)
+                return vlmc_fail(err, VLMC_ERR_ARG, "labels[%d, %d] = %d is outside the vocabulary (%lld)", b, t + 1, y,
+                                 (long long)V);
+            const float *row = logits + ((size_t)b * T + t) * V;
+            float mx = row[0];
+            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            double se = 0.0;
+            for (int64_t v = 0; v < V; v++) se += exp((double)row[v] - mx);
+            sum += log(se) + mx - row[y];
+            n++;
+        }
+    *loss = n ? (float)(sum / (double)n) : NAN; /* torch: the mean of nothing is nan */
+    return VLMC_OK;
+}
+
+enum { MAX_OUT = 20 };
 
 typedef struct outs {
     named_array a[MAX_OUT];
@@ -197,7 +256,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     llama_ctx c;
     float *buf = NULL, *vh = NULL, *vsel = NULL, *vlast = NULL, *vproj = NULL, *feat = NULL, *embeds = NULL;
     float *logits = NULL, *hidden = NULL, *steps = NULL;
-    int32_t *mbuf = NULL, *gen = NULL, *mpos = NULL, *pos3 = NULL, *deltas = NULL;
+    int32_t *mbuf = NULL, *gen = NULL, *mpos = NULL, *pos3 = NULL, *deltas = NULL, *prefix = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
     char *grads_path = NULL;
@@ -265,9 +324,15 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         if (!strcmp(m.cfg.model_type, "idefics3"))
             out_add(&o, "vision_last_hidden_state", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vlast,
                     "post_layernorm(last layer) = connector input");
-        if (!kosmos2)
+        if (!strcmp(m.cfg.model_type, "paligemma")) {
+            out_add(&o, "vision_last_hidden_state", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vlast,
+                    "post_layernorm(last layer) = projector input");
+            out_add(&o, "image_features", ARRAY_F32, 3, (int64_t[]){n, vo.proj_tokens, D}, vproj,
+                    "multi_modal_projector(last_hidden_state) / sqrt(hidden_size)");
+        } else if (!kosmos2) {
             out_add(&o, "projector_output", ARRAY_F32, 3, (int64_t[]){n, vo.proj_tokens, D}, vproj,
                     "projector / connector output per tile");
+        }
         if (!strcmp(m.cfg.model_type, "llava_next"))
             out_add(&o, "packed_image_features", ARRAY_F32, 2, (int64_t[]){(int64_t)vo.n_features, D}, feat,
                     "anyres packing of every image, concatenated");
@@ -284,13 +349,39 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the outputs");
         goto done;
     }
-    if ((s = vlm_embed_at(&m, in.ids->data, (size_t)B * T, in.img_pos ? in.img_pos->data : NULL,
-                          in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL, err)))
+    if (in.patches) {
+        /* fuyu: patch_embeddings [B, n, D] = vision_embed_tokens(image_patches), each row replacing the token at the
+         * positions image_patches_indices names (gather_continuous_embeddings) */
+        const int64_t n = in.patches->shape[1];
+        if (!(feat = malloc((size_t)B * n * D * sizeof(float)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        if ((s = projector_forward(&m.proj, in.patches->data, B, (int)n, (int)m.proj.in_dim, feat, err)) ||
+            (s = llama_embed_tokens(&m.lm, in.ids->data, (int64_t)B * T, embeds, err)))
+            goto done;
+        const int32_t *ix = in.patch_idx->data;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                if (ix[(size_t)b * T + t] >= 0)
+                    memcpy(embeds + ((size_t)b * T + t) * D, feat + ((size_t)b * n + ix[(size_t)b * T + t]) * D,
+                           (size_t)D * sizeof(float));
+        out_add(&o, "patch_embeddings", ARRAY_F32, B == 1 ? 2 : 3, B == 1 ? (int64_t[]){n, D} : (int64_t[]){B, n, D}, feat,
+                "vision_embed_tokens(image_patches) [n_patches, D]");
+    } else if ((s = vlm_embed_at(&m, in.ids->data, (size_t)B * T, in.img_pos ? in.img_pos->data : NULL,
+                                 in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL, err))) {
         goto done;
+    }
+    /* PaliGemma's prefix LM: in training (labels) the image + prefix tokens (token_type_ids 0) are seen by every
+     * row and the suffix is causal; at inference the whole prompt attends both ways. Labels without token_type_ids
+     * get them as PaliGemmaProcessor makes them: the suffix is where the labels are set (not -100). */
+    if (m.fam->prefix_lm) {
+        if (!(prefix = malloc((size_t)B * T * sizeof(int32_t)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        const int32_t *tt = in.token_types ? in.token_types->data : NULL, *lb = in.labels ? in.labels->data : NULL;
+        for (size_t i = 0; i < (size_t)B * T; i++) prefix[i] = !lb ? 1 : tt ? tt[i] == 0 : lb[i] == -100;
+    }
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;
+    c.position_offset = m.fam->position_offset;
     llama_input li = {.n_tokens = T, .embeds = embeds, .attention_mask = in.mask ? in.mask->data : NULL,
-                      .position_ids = in.pos ? in.pos->data : NULL};
+                      .position_ids = in.pos ? in.pos->data : NULL, .prefix_mask = prefix};
     if (m.fam->rope_index) { /* M-RoPE: get_rope_index's [3, B, T] positions (or the given ones) and rope_deltas */
         if (!(mpos = malloc((size_t)B * T * 3 * sizeof(int32_t))) || !(pos3 = malloc((size_t)3 * B * T * sizeof(int32_t))) ||
             !(deltas = malloc((size_t)B * sizeof(int32_t)))) {
@@ -338,7 +429,19 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         s = vlmc_fail(err, VLMC_ERR_ARG, "%s: --grads needs labels among the inputs", inputs_dir);
         goto done;
     }
-    if (in.labels) {
+    if (in.labels && loss_from_logits(m.cfg.model_type)) {
+        if (grads) {
+            s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: --grads: model_type \"%s\" has no training graph yet",
+                          model_dir, m.cfg.model_type);
+            goto done;
+        }
+        /* PaliGemma drops the positions whose next token has attention_mask 0; Fuyu (ForCausalLMLoss) does not */
+        const bool pali = !strcmp(m.cfg.model_type, "paligemma");
+        if ((s = shifted_ce_loss(logits, in.labels->data, pali && in.mask ? in.mask->data : NULL, B, T, V, &loss, err)))
+            goto done;
+        out_add(&o, "loss", ARRAY_F32, 1, (int64_t[]){1}, &loss,
+                "mean cross-entropy over the shifted labels that are not -100 (and, PaliGemma, not padding)");
+    } else if (in.labels) {
         if ((s = file_mkdirs(out_dir, err))) goto done;
         grads_path = path_join(out_dir, grads ? "grads.safetensors" : ".vlmc-grads.tmp");
         if (!grads_path) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
@@ -364,5 +467,6 @@ done:
     array_set_free(&set);
     free(buf); free(vh); free(vsel); free(vlast); free(vproj); free(feat); free(embeds);
     free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles); free(mpos); free(pos3); free(deltas);
+    free(prefix);
     return s;
 }

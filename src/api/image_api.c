@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "formats/arrays.h"
 #include "formats/json.h"
+#include "models/vlm.h"
 #include "vision/image.h"
 #include "vision/processors.h"
 
@@ -186,7 +187,7 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
                                    const char *out_dir, vlmc_error *err) {
     if (!p || !im || !pp || !out_dir || !pp->pixel_values)
         return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_preprocessed_save: NULL argument");
-    named_array a[8];
+    named_array a[10];
     int n = 0;
     memset(a, 0, sizeof a);
     int32_t rows = pp->rows, cols = pp->cols, ntok = (int32_t)pp->num_image_tokens;
@@ -223,8 +224,23 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
         a[n] = (named_array){.name = "num_image_tokens", .dtype = ARRAY_I32, .ndim = 1, .shape = {1}, .data = &ntok};
         n++;
     }
+    /* Fuyu: the patches preprocess_with_tokenizer_info cuts from the padded image (the model's input) */
+    float *patches = NULL;
+    if (p->p.kind == PROC_FUYU && pp->has_rows_cols && pp->ndim == 4) {
+        const int P = p->p.patch_size, C = (int)pp->shape[1], H = (int)pp->shape[2], W = (int)pp->shape[3];
+        const size_t n_patches = (size_t)pp->rows * pp->cols, ppc = (size_t)P * P * C;
+        if (!(patches = malloc(n_patches * ppc * sizeof(float)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        fuyu_patchify(pp->pixel_values, C, H, W, pp->rows, pp->cols, P, patches);
+        a[n] = (named_array){.name = "image_patches", .dtype = ARRAY_F32, .ndim = 3,
+                             .shape = {1, (int64_t)n_patches, (int64_t)ppc}, .data = patches,
+                             .note = "[1, patches, patch·patch·C] row by row, each (y, x, channel)"};
+        n++;
+    }
     cJSON *meta = cJSON_CreateObject();
-    if (!meta) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!meta) {
+        free(patches);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
     cJSON_AddStringToObject(meta, "processor", p->p.type_name);
     cJSON_AddNumberToObject(meta, "image_height", im->im.height);
     cJSON_AddNumberToObject(meta, "image_width", im->im.width);
@@ -244,5 +260,6 @@ vlmc_status vlmc_preprocessed_save(const vlmc_image_processor *p, const vlmc_ima
                                       "of float32, int32, uint8; shape lists dimensions outermost first.",
                                       meta, a, n, err);
     cJSON_Delete(meta);
+    free(patches);
     return st;
 }

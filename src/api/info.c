@@ -291,7 +291,11 @@ vlmc_status vlmc_info_text(const char *path, char **text_out, vlmc_error *err) {
                       t->model_type, t->num_hidden_layers, t->hidden_size, t->intermediate_size, t->num_attention_heads,
                       t->num_key_value_heads, t->head_dim, t->vocab_size, t->max_position_embeddings);
     }
-    if (in.cfg.has_vision) {
+    if (in.cfg.has_vision && !in.cfg.vision.num_hidden_layers) { /* Fuyu: patches go straight to a linear layer */
+        const hf_vision_config *v = &in.cfg.vision;
+        strbuf_printf(&b, "vision         %s: no tower, %d×%d patches → linear, image %d\n", v->model_type, v->patch_size,
+                      v->patch_size, v->image_size);
+    } else if (in.cfg.has_vision) {
         const hf_vision_config *v = &in.cfg.vision;
         if (v->spatial_merge_size) /* Qwen2-VL: any image size, patches merged m × m */
             strbuf_printf(&b, "vision         %s: %d layers, hidden %d, heads %d, patch %d (temporal %d), merge %d\n",

@@ -67,12 +67,15 @@ vlmc_status vlmc_session_new(const vlmc_model *m, int n_ctx, vlmc_session **out,
     if (!s) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx ? n_ctx : m->n_ctx;
-    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, m->n_batch < s->n_ctx ? m->n_batch : s->n_ctx, err);
+    /* a prefix-LM prompt (PaliGemma) attends both ways, so it runs in one pass whatever its length */
+    const int pass = m->vm.fam->prefix_lm || m->n_batch > s->n_ctx ? s->n_ctx : m->n_batch;
+    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, pass, err);
     if (st) {
         free(s);
         return st;
     }
     s->ctx.legacy_unmask_padding_on_decode = m->vm.fam->legacy_unmask_padding;
+    s->ctx.position_offset = m->vm.fam->position_offset;
     s->messages = cJSON_CreateArray();
     s->cached = malloc((size_t)s->n_ctx * sizeof(int32_t));
     s->history = malloc((size_t)s->n_ctx * sizeof(int32_t));
@@ -192,19 +195,50 @@ void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t 
     *n = s ? s->n_prompt : 0;
 }
 
+/* Without a chat template, the family's plain prompt of the one user message (PaliGemma). */
+static vlmc_status plain_prompt(vlmc_session *s, char **out, vlmc_error *err) {
+    const vlmc_model *m = s->m;
+    const cJSON *msg = cJSON_GetArrayItem(s->messages, 0), *c;
+    if (cJSON_GetArraySize(s->messages) != 1 || strcmp(json_string(msg, "role", ""), "user"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no chat template: one user message per conversation (%s)", m->dir,
+                         m->vm.cfg.model_type);
+    int n_images = 0;
+    const char *text = "";
+    cJSON_ArrayForEach(c, json_get(msg, "content")) {
+        if (!strcmp(json_string(c, "type", ""), "image")) n_images++;
+        else text = json_string(c, "text", "");
+    }
+    int32_t bos = vlmc_tokenizer_bos_id(m->tok);
+    const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
+    strbuf b = {0};
+    vlmc_status st = m->vm.fam->plain_prompt(&m->vm, n_images, text, bos_s ? bos_s : "", &b, err);
+    if (!st && b.failed) st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (st) {
+        strbuf_free(&b);
+        return st;
+    }
+    *out = strbuf_take(&b);
+    return *out ? VLMC_OK : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+}
+
 /* The rendered conversation with each "<image>" written as the family's processor writes it. */
 static vlmc_status build_prompt(vlmc_session *s, char **out, vlmc_error *err) {
     const vlmc_model *m = s->m;
     *out = NULL;
     if (!m->tok) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no tokenizer.json: cannot generate text", m->dir);
-    if (!m->tpl) return vlmc_fail(err, m->tpl_err.code, "%s", m->tpl_err.message);
-    cJSON *req = cJSON_CreateObject();
-    if (!req) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-    cJSON_AddItemReferenceToObject(req, "messages", s->messages);
-    cJSON_AddTrueToObject(req, "add_generation_prompt");
+    if (!m->tpl && !m->vm.fam->plain_prompt) return vlmc_fail(err, m->tpl_err.code, "%s", m->tpl_err.message);
     char *text = NULL;
-    vlmc_status st = chat_template_render(m->tpl, req, &text, err);
-    cJSON_Delete(req);
+    vlmc_status st;
+    if (m->tpl) {
+        cJSON *req = cJSON_CreateObject();
+        if (!req) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        cJSON_AddItemReferenceToObject(req, "messages", s->messages);
+        cJSON_AddTrueToObject(req, "add_generation_prompt");
+        st = chat_template_render(m->tpl, req, &text, err);
+        cJSON_Delete(req);
+    } else {
+        st = plain_prompt(s, &text, err);
+    }
     if (st) return st;
     if (!m->vm.has_vision) {
         *out = text;
@@ -248,8 +282,8 @@ static vlmc_status session_prompt(vlmc_session *s, vlmc_error *err) {
     size_t n = 0;
     vlmc_status st = build_prompt(s, &text, err);
     if (st) return st;
-    /* one BOS: the post-processor's, unless the template wrote it already */
-    int add_special = 1;
+    /* one BOS: the post-processor's, unless the template wrote it already (a plain prompt has its own) */
+    int add_special = m->tpl ? 1 : 0;
     int32_t bos = vlmc_tokenizer_bos_id(m->tok);
     const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
     if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
@@ -318,8 +352,9 @@ vlmc_status vlmc_session_loglikelihood(vlmc_session *s, const char *continuation
     if (!s || !continuation || !logprob) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_session_loglikelihood: NULL argument");
     const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim, V = (size_t)m->vm.lm.vocab;
-    if (m->vm.fam && m->vm.fam->rope_index)
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: log-likelihood scoring does not support M-RoPE models yet", m->dir);
+    if (m->vm.fam && (m->vm.fam->rope_index || m->vm.fam->prefix_lm))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
+                         "%s: log-likelihood scoring does not support M-RoPE or prefix-LM models yet", m->dir);
     int32_t *cont = NULL;
     size_t nc = 0;
     float *embeds = NULL, *logits = NULL;
@@ -381,7 +416,7 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
                          "0 <= min_p <= 1, repetition_penalty > 0");
     const vlmc_model *m = s->m;
     const size_t D = (size_t)m->vm.lm.dim;
-    int32_t *gen = NULL, *mpos = NULL, *grids = NULL;
+    int32_t *gen = NULL, *mpos = NULL, *grids = NULL, *prefix = NULL;
     float *embeds = NULL;
     gen_result r = {0};
     vlmc_status st = session_prompt(s, err);
@@ -411,7 +446,14 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
                     .stop = gp.stop, .n_stop = gp.n_stop, .cancel = gp.cancel, .tok = m->tok, .on_token = fn,
                     .user = user};
     r.ids = gen;
-    st = generate_run(&s->ctx, &(llama_input){.n_tokens = (int)T, .embeds = embeds, .mrope_pos = mpos ? mpos + 3 * k : NULL},
+    /* PaliGemma: the prompt attends both ways (image + prefix; the answer is its causal suffix) */
+    if (m->vm.fam->prefix_lm) {
+        if (!(prefix = malloc(T * sizeof(int32_t)))) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        for (size_t i = 0; i < T; i++) prefix[i] = 1;
+    }
+    st = generate_run(&s->ctx,
+                      &(llama_input){.n_tokens = (int)T, .embeds = embeds, .mrope_pos = mpos ? mpos + 3 * k : NULL,
+                                     .prefix_mask = prefix},
                       s->history, n, &g, &r, err);
     /* what the KV cache holds now: prompt + the answer's fed tokens (on an error: nothing trustworthy) */
     if (st) {
@@ -446,5 +488,6 @@ done:
     free(gen);
     free(mpos);
     free(grids);
+    free(prefix);
     return st;
 }

@@ -9,7 +9,8 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: vlmc dump -m MODEL --inputs IN_DIR --out OUT_DIR [--generate N] [--grads]\n\n"
                "IN_DIR/manifest.json lists input arrays in the fixtures' format (input_ids, attention_mask,\n"
-               "position_ids, pixel_values, image_sizes, pixel_attention_mask); OUT_DIR gets logits,\n"
+               "position_ids, pixel_values, image_sizes, pixel_attention_mask; fuyu: image_patches,\n"
+               "image_patches_indices; paligemma: token_type_ids); OUT_DIR gets logits,\n"
                "hidden_states / text_hidden_states, the vision and projector outputs, and with --generate N\n"
                "generated_ids and generation_step_logits (greedy, no EOS stop). With labels among the\n"
                "inputs also loss, and with --grads OUT_DIR/grads.safetensors. An input the model cannot\n"

@@ -94,6 +94,16 @@ static void text_defaults(const char *type, hf_text_config *c) {
         c->vocab_size = 32000; c->hidden_size = 4096; c->intermediate_size = 14336; c->num_hidden_layers = 32;
         c->num_attention_heads = 32; c->num_key_value_heads = 8; c->max_position_embeddings = 4096 * 32;
         c->sliding_window = 4096;
+    } else if (!strcmp(type, "gemma")) {
+        c->vocab_size = 256000; c->hidden_size = 3072; c->intermediate_size = 24576; c->num_hidden_layers = 28;
+        c->num_attention_heads = 16; c->num_key_value_heads = 16; c->head_dim = 256; c->max_position_embeddings = 8192;
+        c->bos_token_id = 2; c->eos_token_ids[0] = 1; c->pad_token_id = 0; c->tie_word_embeddings = true;
+        copy_name(c->hidden_act, "gelu_pytorch_tanh");
+    } else if (!strcmp(type, "persimmon")) {
+        c->vocab_size = 262144; c->hidden_size = 4096; c->intermediate_size = 16384; c->num_hidden_layers = 36;
+        c->num_attention_heads = 64; c->max_position_embeddings = 16384; c->rope_theta = 25000.0;
+        c->partial_rotary_factor = 0.5; c->layer_norm_eps = 1e-5; c->qk_layernorm = true;
+        copy_name(c->hidden_act, "relu2");
     } else { /* llama and anything Llama-shaped */
         c->vocab_size = 32000; c->hidden_size = 4096; c->intermediate_size = 11008; c->num_hidden_layers = 32;
         c->num_attention_heads = 32; c->num_key_value_heads = 0; c->max_position_embeddings = 2048;
@@ -105,7 +115,8 @@ vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const
     /* A wrapper's own model_type (e.g. Yi-VL's flat "llava") says nothing about the decoder's
      * defaults: only the decoder families themselves pick them. */
     const char *type = json_string(o, "model_type", default_type);
-    if (strcmp(type, "llama") && strcmp(type, "qwen2") && strcmp(type, "mistral") && strcmp(type, "qwen2_vl"))
+    if (strcmp(type, "llama") && strcmp(type, "qwen2") && strcmp(type, "mistral") && strcmp(type, "qwen2_vl") &&
+        strcmp(type, "gemma") && strcmp(type, "persimmon"))
         type = default_type;
     const bool qwen = !strcmp(type, "qwen2") || !strcmp(type, "qwen2_vl"); /* q/k/v biases, optional window */
     text_defaults(type, c);
@@ -119,17 +130,25 @@ vlmc_status hf_text_config_parse(const cJSON *o, const char *default_type, const
         return s;
     int kv_default = c->num_key_value_heads ? c->num_key_value_heads : c->num_attention_heads;
     if ((s = get_pos_int(o, "num_key_value_heads", kv_default, path, &c->num_key_value_heads, err))) return s;
-    if ((s = get_pos_int(o, "head_dim", c->hidden_size / c->num_attention_heads, path, &c->head_dim, err))) return s;
+    /* GemmaConfig.head_dim is 256 whatever the hidden size; the others derive it */
+    int hd_default = !strcmp(c->model_type, "gemma") ? 256 : c->hidden_size / c->num_attention_heads;
+    if ((s = get_pos_int(o, "head_dim", hd_default, path, &c->head_dim, err))) return s;
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                          path, c->num_attention_heads, c->num_key_value_heads);
     c->rms_norm_eps = json_number(o, "rms_norm_eps", c->rms_norm_eps);
     c->rope_theta = json_number(o, "rope_theta", c->rope_theta);
-    c->partial_rotary_factor = json_number(o, "partial_rotary_factor", 1.0);
+    c->partial_rotary_factor = json_number(o, "partial_rotary_factor", c->partial_rotary_factor);
+    if (!(c->partial_rotary_factor > 0.0 && c->partial_rotary_factor <= 1.0))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: partial_rotary_factor must be in (0, 1]", path);
     copy_name(c->hidden_act, json_string(o, "hidden_act", c->hidden_act));
+    /* GemmaConfig.hidden_activation overrides hidden_act when it is not null */
+    if (!strcmp(c->model_type, "gemma")) copy_name(c->hidden_act, json_string(o, "hidden_activation", c->hidden_act));
+    c->layer_norm_eps = json_number(o, "layer_norm_eps", c->layer_norm_eps);
+    c->qk_layernorm = json_bool(o, "qk_layernorm", c->qk_layernorm);
     if (!qwen) c->qkv_bias = c->o_bias = json_bool(o, "attention_bias", false);
     c->mlp_bias = json_bool(o, "mlp_bias", false);
-    c->tie_word_embeddings = json_bool(o, "tie_word_embeddings", false);
+    c->tie_word_embeddings = json_bool(o, "tie_word_embeddings", c->tie_word_embeddings);
     if (qwen) {
         /* Qwen2 uses the window only when use_sliding_window is set. */
         c->sliding_window = json_bool(o, "use_sliding_window", false) ? (int)json_int(o, "sliding_window", 4096) : 0;
@@ -378,6 +397,68 @@ static vlmc_status parse_kosmos2(const cJSON *root, const char *path, hf_config 
     return VLMC_OK;
 }
 
+/* PaliGemmaConfig: a SigLIP tower (vision_config), a Gemma decoder (text_config), defaults of PaliGemma-3B. */
+static vlmc_status parse_paligemma(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    const cJSON *vc = json_get(root, "vision_config"), *tc = json_get(root, "text_config");
+    vlmc_status s;
+    c->has_vision = c->has_text = true;
+    if (vc) {
+        if ((s = hf_vision_config_parse(vc, "siglip_vision_model", path, &c->vision, err))) return s;
+    } else {
+        vision_defaults("siglip_vision_model", &c->vision);
+        c->vision.intermediate_size = 4096; c->vision.hidden_size = 1152; c->vision.patch_size = 14;
+        c->vision.image_size = 224; c->vision.num_hidden_layers = 27; c->vision.num_attention_heads = 16;
+    }
+    if (strcmp(c->vision.model_type, "siglip_vision_model"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: paligemma vision_config model_type \"%s\" is not supported "
+                         "(siglip_vision_model is)", path, c->vision.model_type);
+    const char *tt = json_string(tc, "model_type", "gemma");
+    if (strcmp(tt, "gemma"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: paligemma text_config model_type \"%s\" is not supported "
+                         "(gemma is)", path, tt);
+    if (tc) {
+        if ((s = hf_text_config_parse(tc, "gemma", path, &c->text, err))) return s;
+    } else {
+        text_defaults("gemma", &c->text);
+        c->text.hidden_size = 2048; c->text.num_hidden_layers = 18; c->text.intermediate_size = 16384;
+        c->text.num_attention_heads = 8; c->text.num_key_value_heads = 1;
+        c->text.vocab_size = (int)json_int(root, "vocab_size", 257152);
+    }
+    c->text.tie_word_embeddings = json_bool(root, "tie_word_embeddings", c->text.tie_word_embeddings);
+    c->image_token_index = (int)json_int(root, "image_token_index", 256000);
+    c->projection_dim = (int)json_int(root, "projection_dim", 2048);
+    if (c->projection_dim != c->text.hidden_size)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: projection_dim %d differs from the text hidden_size %d", path,
+                         c->projection_dim, c->text.hidden_size);
+    return VLMC_OK;
+}
+
+/* FuyuConfig: no vision tower (image patches go through one linear layer); the Persimmon decoder is text_config,
+ * or, without one, the top-level keys. patch_size, num_channels and image_size are top-level keys. */
+static vlmc_status parse_fuyu(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    const cJSON *tc = json_get(root, "text_config");
+    vlmc_status s;
+    c->has_vision = c->has_text = true;
+    const char *tt = json_string(tc ? tc : root, "model_type", "persimmon");
+    if (tc && strcmp(tt, "persimmon"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: fuyu text_config model_type \"%s\" is not supported "
+                         "(persimmon is)", path, tt);
+    if ((s = hf_text_config_parse(tc ? tc : root, "persimmon", path, &c->text, err))) return s;
+    hf_vision_config *v = &c->vision;
+    memset(v, 0, sizeof *v);
+    copy_name(v->model_type, "fuyu");
+    v->hidden_size = c->text.hidden_size;
+    if ((s = get_pos_int(root, "patch_size", 30, path, &v->patch_size, err)) ||
+        (s = get_pos_int(root, "num_channels", 3, path, &v->num_channels, err)) ||
+        (s = get_pos_int(root, "image_size", 300, path, &v->image_size, err)))
+        return s;
+    if (v->patch_size > 1024 || v->num_channels > 16)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: patch_size %d / num_channels %d out of range", path, v->patch_size,
+                         v->num_channels);
+    c->image_token_index = (int)json_int(root, "image_token_id", 71011); /* |SPEAKER| in fuyu-8b's vocabulary */
+    return VLMC_OK;
+}
+
 vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
     memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(root)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a JSON object", path);
@@ -404,6 +485,8 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
     if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
     if (!strcmp(mt, "kosmos-2")) return parse_kosmos2(root, path, c, err);
     if (!strcmp(mt, "qwen2_vl")) return parse_qwen2_vl(root, path, c, err);
+    if (!strcmp(mt, "paligemma")) return parse_paligemma(root, path, c, err);
+    if (!strcmp(mt, "fuyu")) return parse_fuyu(root, path, c, err);
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

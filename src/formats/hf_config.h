@@ -33,7 +33,7 @@ typedef struct hf_rope_scaling {
     int mrope_section[3];
 } hf_rope_scaling;
 
-/* A Llama-family decoder (llama, mistral, qwen2, and the text models of the VLMs). */
+/* A Llama-family decoder (llama, mistral, qwen2, gemma, persimmon, and the text models of the VLMs). */
 typedef struct hf_text_config {
     char model_type[HF_NAME_MAX];
     int vocab_size;
@@ -48,7 +48,9 @@ typedef struct hf_text_config {
     double rope_theta;
     double partial_rotary_factor; /* 1.0 unless the config says otherwise */
     hf_rope_scaling rope_scaling;
-    char hidden_act[HF_NAME_MAX];
+    char hidden_act[HF_NAME_MAX]; /* gemma: hidden_activation when set */
+    double layer_norm_eps; /* LayerNorm decoders: persimmon, kosmos-2 */
+    bool qk_layernorm;     /* persimmon */
     bool qkv_bias;         /* attention_bias (llama) or always (qwen2) */
     bool o_bias;           /* attention_bias (llama) */
     bool mlp_bias;
@@ -59,11 +61,11 @@ typedef struct hf_text_config {
     int n_eos;
     int pad_token_id;      /* -1 = none */
     /* Kosmos-2's text model (LayerNorm decoder with absolute sinusoidal positions) */
-    double layer_norm_eps;
     bool scale_embedding;  /* embeddings times sqrt(hidden_size) */
 } hf_text_config;
 
-/* A ViT image encoder (clip_vision_model, siglip_vision_model, idefics3_vision). */
+/* A ViT image encoder (clip_vision_model, siglip_vision_model, idefics3_vision). Fuyu has no tower: its
+ * model_type is "fuyu" and only num_channels, image_size and patch_size are set (num_hidden_layers = 0). */
 typedef struct hf_vision_config {
     char model_type[HF_NAME_MAX];
     int hidden_size;
@@ -103,6 +105,7 @@ typedef struct hf_config {
     int scale_factor; /* idefics3 */
     int latent_query_num; /* kosmos-2: image embeddings per image */
     int video_token_id, vision_start_token_id, vision_end_token_id; /* qwen2_vl */
+    int projection_dim; /* paligemma: the projector's output width */
 } hf_config;
 
 /* Parses a decoder config object; default_type picks the defaults when the object has no model_type. */

@@ -9,7 +9,7 @@ vlmc_status act_from_name(const char *name, const char *where, act_kind *out, vl
     static const struct { const char *name; act_kind a; } names[] = {
         {"gelu", ACT_GELU},           {"gelu_pytorch_tanh", ACT_GELU_TANH}, {"gelu_new", ACT_GELU_TANH},
         {"gelu_fast", ACT_GELU_FAST}, {"quick_gelu", ACT_QUICK_GELU},       {"relu", ACT_RELU},
-        {"silu", ACT_SILU},           {"swish", ACT_SILU},
+        {"silu", ACT_SILU},           {"swish", ACT_SILU},                  {"relu2", ACT_RELU2},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i].name)) {
@@ -27,6 +27,7 @@ const char *act_name(act_kind a) {
     case ACT_QUICK_GELU: return "quick_gelu";
     case ACT_RELU: return "relu";
     case ACT_SILU: return "silu";
+    case ACT_RELU2: return "relu2";
     }
     return "?";
 }
@@ -84,7 +85,17 @@ void act_forward(act_kind a, float *out, const float *inp, size_t N) {
         #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
         for (size_t i = 0; i < N; i++) out[i] = inp[i] / (1.0f + fast_expf(-inp[i]));
         return;
+    case ACT_RELU2:
+        #pragma omp parallel for schedule(static) if (N > PAR_THRESHOLD)
+        for (size_t i = 0; i < N; i++) out[i] = inp[i] > 0.0f ? inp[i] * inp[i] : 0.0f;
+        return;
     }
+}
+
+void act_mul_forward(act_kind a, float *gate, const float *up, size_t N) {
+    act_forward(a, gate, gate, N);
+    #pragma omp parallel for simd schedule(static) if (N > PAR_THRESHOLD)
+    for (size_t i = 0; i < N; i++) gate[i] *= up[i];
 }
 
 /* Derivatives, in f32 with libm's exp/erf/tanh:
@@ -117,6 +128,7 @@ void act_backward(act_kind a, float *dinp, const float *dout, const float *inp, 
             break;
         }
         case ACT_RELU: d = x > 0.0f ? 1.0f : 0.0f; break;
+        case ACT_RELU2: d = x > 0.0f ? 2.0f * x : 0.0f; break;
         case ACT_SILU: {
             float s = 1.0f / (1.0f + expf(-x));
             d = s * (1.0f + x * (1.0f - s));

@@ -51,9 +51,20 @@ void silu_mul_f32(float *gate, const float *up, int64_t n) {
     }
 }
 
+void scale_f32(float *x, float a, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] *= a;
+}
+
 void add_f32(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
+
+/* The last slot query i may see: i, or the end of a prefix-LM prefix after it (see attn_args). */
+static inline int last_key(const attn_args *a, int b, int i) {
+    return a->prefix_end && a->prefix_end[b] - 1 > i ? a->prefix_end[b] - 1 : i;
+}
+
+static inline int visible(const uint8_t *mb, int j, int i) { return mb[j] && (j <= i || mb[j] == 2); }
 
 int64_t argmax_f32(const float *x, int64_t n) {
     int64_t best = 0;
@@ -82,10 +93,11 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
         float *o = out + row * hd;
         int j0 = a->window > 0 ? i - a->window + 1 : 0;
         if (j0 < 0) j0 = 0;
+        const int j1 = last_key(a, b, i);
         float mx = -INFINITY;
         int any = 0;
-        for (int j = j0; j <= i; j++) {
-            if (!mb[j]) continue;
+        for (int j = j0; j <= j1; j++) {
+            if (!visible(mb, j, i)) continue;
             float s = dot_f32(qv, kb + (size_t)j * hd, hd) * a->scale;
             sc[j] = s;
             if (s > mx) mx = s;
@@ -98,15 +110,15 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
             continue;
         }
         float sum = 0.0f;
-        for (int j = j0; j <= i; j++) {
-            if (!mb[j]) continue;
+        for (int j = j0; j <= j1; j++) {
+            if (!visible(mb, j, i)) continue;
             float e = expf(sc[j] - mx);
             sc[j] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
-        for (int j = j0; j <= i; j++) {
-            if (!mb[j]) continue;
+        for (int j = j0; j <= j1; j++) {
+            if (!visible(mb, j, i)) continue;
             axpy_f32(o, sc[j] * inv, vb + (size_t)j * hd, hd);
         }
     }
@@ -124,7 +136,8 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
             const float *vb = v + ((size_t)b * KVH + kvh) * (size_t)a->n_ctx * hd;
             for (int t0 = 0; t0 < T; t0 += s_rows) {
                 const int nt = T - t0 < s_rows ? T - t0 : s_rows;
-                const int nk = a->n_past + t0 + nt; /* keys up to the block's last query (causal) */
+                /* keys up to the block's last query (causal) or the end of a prefix-LM prefix */
+                const int nk = last_key(a, b, a->n_past + t0 + nt - 1) + 1;
                 const float *qh = q + ((size_t)b * T + t0) * ld + (size_t)h * hd;
                 float *oh = out + ((size_t)b * T + t0) * ld + (size_t)h * hd;
                 /* S[nt, nk] = scale * q_h k^T */
@@ -135,9 +148,10 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                     const int i = a->n_past + t0 + t;
                     int j0 = a->window > 0 ? i - a->window + 1 : 0;
                     if (j0 < 0) j0 = 0;
+                    const int j1 = last_key(a, b, i);
                     float mx = -INFINITY;
-                    for (int j = j0; j <= i; j++)
-                        if (mb[j] && row[j] > mx) mx = row[j];
+                    for (int j = j0; j <= j1; j++)
+                        if (visible(mb, j, i) && row[j] > mx) mx = row[j];
                     if (mx == -INFINITY) {
                         /* no visible key: eager attention's flat softmax over all n_all slots; the
                          * keys past this block (nk..n_all) are added below */
@@ -146,7 +160,7 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                     }
                     float sum = 0.0f;
                     for (int j = 0; j < nk; j++) {
-                        float e = (j >= j0 && j <= i && mb[j]) ? expf(row[j] - mx) : 0.0f;
+                        float e = (j >= j0 && visible(mb, j, i)) ? expf(row[j] - mx) : 0.0f;
                         row[j] = e;
                         sum += e;
                     }
@@ -161,7 +175,7 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                         const int i = a->n_past + t0 + t;
                         int j0 = a->window > 0 ? i - a->window + 1 : 0, vis = 0;
                         if (j0 < 0) j0 = 0;
-                        for (int j = j0; j <= i && !vis; j++) vis = mb[j];
+                        for (int j = j0; j <= last_key(a, b, i) && !vis; j++) vis = visible(mb, j, i);
                         if (vis) continue;
                         for (int j = nk; j < n_all; j++)
                             axpy_f32(oh + (size_t)t * ld, 1.0f / (float)n_all, vb + (size_t)j * hd, hd);

@@ -19,6 +19,9 @@ void rope_apply_f32(float *x, int64_t rows, int n_heads, int head_dim, int rot_d
 /* gate[i] = silu(gate[i]) * up[i] */
 void silu_mul_f32(float *gate, const float *up, int64_t n);
 
+/* x[i] *= a */
+void scale_f32(float *x, float a, int64_t n);
+
 /* x[i] += y[i] */
 void add_f32(float *x, const float *y, int64_t n);
 
@@ -28,10 +31,12 @@ int64_t argmax_f32(const float *x, int64_t n);
 /* Causal attention of T new queries per sequence against a KV cache.
  *   q:   [B, T, n_heads, head_dim] (rows of the q projection)
  *   k,v: one layer of the cache, [B, n_kv_heads, n_ctx, head_dim]; slots 0..n_past+T-1 filled
- *   mask:[B, n_ctx] 1 = a real token in that slot, 0 = padding
+ *   mask:[B, n_ctx] 1 = a real token in that slot, 0 = padding, 2 = a real token of a prefix-LM
+ *        prefix (PaliGemma's image + prefix), which every query of the sequence sees
+ *   prefix_end: NULL (causal), or [B]: 1 + the last slot with mask 2 of each sequence (0 = none)
  *   out: [B, T, n_heads, head_dim]
- * Query t sits in slot i = n_past + t and sees slot j iff j <= i, mask[j] = 1 and, when
- * window > 0, j > i - window. A query with no visible slot (left padding) gets, as in
+ * Query t sits in slot i = n_past + t and sees slot j iff mask[j] != 0, j <= i or mask[j] = 2, and,
+ * when window > 0, j > i - window. A query with no visible slot (left padding) gets, as in
  * transformers' eager attention (every score + finfo.min rounds to finfo.min, so the
  * softmax is flat), the plain average of the values of all slots 0..n_past+T-1.
  * scores: n_threads * n_ctx floats of scratch; the loop runs on at most n_threads threads. */
@@ -39,6 +44,7 @@ typedef struct attn_args {
     int B, T, n_past, n_ctx, n_heads, n_kv_heads, head_dim, window;
     float scale;
     int n_threads;
+    const int32_t *prefix_end;
 } attn_args;
 void attention_f32(float *out, const float *q, const float *k, const float *v, const uint8_t *mask,
                    const attn_args *a, float *scores);

@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "models/rope.h"
@@ -36,13 +37,30 @@ static vlmc_status get_w(const safetensors *st, const char *prefix, const char *
     return VLMC_OK;
 }
 
-vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
-                             const char *lm_head_name, vlmc_error *err) {
+/* Replaces a norm vector by an f32 copy plus `add` that the model owns (Gemma's 1 + weight; LayerNorm weights,
+ * which the LayerNorm kernel reads as f32). HF adds in f32 too: (1.0 + weight.float()). */
+static vlmc_status own_f32(llama_model *m, tensor *t, float add, vlmc_error *err) {
+    if (!t->data) return VLMC_OK;
+    const int64_t n = tensor_numel(t);
+    float **o = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *o);
+    if (!o) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the norm weights");
+    m->owned = o;
+    float *c = malloc((size_t)n * sizeof(float));
+    if (!c) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the norm weights");
+    m->owned[m->n_owned++] = c;
+    vlmc_status s = convert_to_f32(c, t->data, t->type, (size_t)n, err);
+    if (s) return s;
+    for (int64_t i = 0; i < n; i++) c[i] = c[i] + add;
+    *t = tensor_view(DT_F32, c, 1, (int64_t[]){n});
+    return VLMC_OK;
+}
+
+/* Sizes and options shared by both loaders; the layer array (the loaders fill it). */
+static vlmc_status model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    if (strcmp(cfg->hidden_act, "silu"))
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported (Llama family: silu)",
-                         cfg->hidden_act);
+    vlmc_status s = act_from_name(cfg->hidden_act, "config.json hidden_act", &m->act, err);
+    if (s) return s;
     if (cfg->num_key_value_heads <= 0 || cfg->num_attention_heads % cfg->num_key_value_heads)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "num_attention_heads %d is not a multiple of num_key_value_heads %d",
                          cfg->num_attention_heads, cfg->num_key_value_heads);
@@ -57,19 +75,44 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     m->eps = (float)cfg->rms_norm_eps;
     if (m->rot_dim <= 0 || m->rot_dim % 2 || m->rot_dim > m->head_dim)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "rotary dimension %d does not fit head_dim %d", m->rot_dim, m->head_dim);
-    const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
-                  I = m->ffn_dim, V = m->vocab;
-    vlmc_status s;
-    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
-        (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)))
-        return s;
-    if (cfg->tie_word_embeddings || !lm_head_name) {
-        m->lm_head = m->tok_emb;
-    } else {
-        if ((s = get_w(st, "", lm_head_name, 2, V, D, false, &m->lm_head, err))) return s;
-    }
     m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
     if (!m->layers) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
+    return VLMC_OK;
+}
+
+static vlmc_status load_lm_head(llama_model *m, const safetensors *st, const char *lm_head_name, vlmc_error *err) {
+    if (m->cfg.tie_word_embeddings || !lm_head_name) {
+        m->lm_head = m->tok_emb;
+        return VLMC_OK;
+    }
+    return get_w(st, "", lm_head_name, 2, m->vocab, m->dim, false, &m->lm_head, err);
+}
+
+vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                             const char *lm_head_name, vlmc_error *err) {
+    vlmc_status s = model_dims(m, cfg, err);
+    if (s) return s;
+    const bool gemma = !strcmp(cfg->model_type, "gemma");
+    if (m->act == ACT_RELU2) {
+        llama_model_free(m);
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported in a gated MLP",
+                         cfg->hidden_act);
+    }
+    const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
+                  I = m->ffn_dim, V = m->vocab;
+    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)) ||
+        (gemma && (s = own_f32(m, &m->final_norm, 1.0f, err))) || (s = load_lm_head(m, st, lm_head_name, err))) {
+        llama_model_free(m);
+        return s;
+    }
+    if (gemma) {
+        /* GemmaModel: hidden_states * torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype) */
+        float sc = (float)sqrt((double)D);
+        if (m->tok_emb.type == DT_BF16) sc = bf16_to_f32(f32_to_bf16(sc));
+        else if (m->tok_emb.type == DT_F16) sc = f16_to_f32(f32_to_f16(sc));
+        m->embed_scale = sc;
+    }
     for (int l = 0; l < m->n_layers; l++) {
         llama_layer *L = &m->layers[l];
         char p[400];
@@ -90,7 +133,8 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
             (s = get_w(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
             (mb && (s = get_w(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
             (mb && (s = get_w(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
-            (mb && (s = get_w(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err)))) {
+            (mb && (s = get_w(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err))) ||
+            (gemma && ((s = own_f32(m, &L->attn_norm, 1.0f, err)) || (s = own_f32(m, &L->ffn_norm, 1.0f, err))))) {
             llama_model_free(m);
             return s;
         }
@@ -98,9 +142,68 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     return VLMC_OK;
 }
 
+vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                                 const char *lm_head_name, vlmc_error *err) {
+    vlmc_status s = model_dims(m, cfg, err);
+    if (s) return s;
+    m->layer_norm = true;
+    m->eps = (float)cfg->layer_norm_eps;
+    if (m->n_kv_heads != m->n_heads || (int64_t)m->head_dim * m->n_heads != m->dim) {
+        llama_model_free(m);
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "persimmon: %d heads of %d do not make hidden_size %d (no GQA)",
+                         m->n_heads, m->head_dim, m->dim);
+    }
+    const int64_t D = m->dim, I = m->ffn_dim, V = m->vocab, hd = m->head_dim;
+    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = get_w(st, prefix, "final_layernorm.weight", 1, D, 0, false, &m->final_norm, err)) ||
+        (s = get_w(st, prefix, "final_layernorm.bias", 1, D, 0, false, &m->final_norm_b, err)) ||
+        (s = own_f32(m, &m->final_norm, 0.0f, err)) || (s = own_f32(m, &m->final_norm_b, 0.0f, err)) ||
+        (s = load_lm_head(m, st, lm_head_name, err))) {
+        llama_model_free(m);
+        return s;
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        llama_layer *L = &m->layers[l];
+        char p[400];
+        snprintf(p, sizeof p, "%slayers.%d.", prefix, l);
+        const bool qkn = cfg->qk_layernorm;
+        if ((s = get_w(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
+            (s = get_w(st, p, "input_layernorm.bias", 1, D, 0, false, &L->attn_norm_b, err)) ||
+            (s = get_w(st, p, "self_attn.query_key_value.weight", 2, 3 * D, D, false, &L->wqkv, err)) ||
+            (s = get_w(st, p, "self_attn.query_key_value.bias", 1, 3 * D, 0, false, &L->bqkv, err)) ||
+            (qkn && (s = get_w(st, p, "self_attn.q_layernorm.weight", 1, hd, 0, false, &L->q_norm, err))) ||
+            (qkn && (s = get_w(st, p, "self_attn.q_layernorm.bias", 1, hd, 0, false, &L->q_norm_b, err))) ||
+            (qkn && (s = get_w(st, p, "self_attn.k_layernorm.weight", 1, hd, 0, false, &L->k_norm, err))) ||
+            (qkn && (s = get_w(st, p, "self_attn.k_layernorm.bias", 1, hd, 0, false, &L->k_norm_b, err))) ||
+            (s = get_w(st, p, "self_attn.dense.weight", 2, D, D, false, &L->wo, err)) ||
+            (s = get_w(st, p, "self_attn.dense.bias", 1, D, 0, false, &L->bo, err)) ||
+            (s = get_w(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
+            (s = get_w(st, p, "post_attention_layernorm.bias", 1, D, 0, false, &L->ffn_norm_b, err)) ||
+            (s = get_w(st, p, "mlp.dense_h_to_4h.weight", 2, I, D, false, &L->w_up, err)) ||
+            (s = get_w(st, p, "mlp.dense_h_to_4h.bias", 1, I, 0, false, &L->b_up, err)) ||
+            (s = get_w(st, p, "mlp.dense_4h_to_h.weight", 2, D, I, false, &L->w_down, err)) ||
+            (s = get_w(st, p, "mlp.dense_4h_to_h.bias", 1, D, 0, false, &L->b_down, err))) {
+            llama_model_free(m);
+            return s;
+        }
+        tensor *vecs[] = {&L->attn_norm, &L->attn_norm_b, &L->ffn_norm, &L->ffn_norm_b,
+                          &L->q_norm,    &L->q_norm_b,    &L->k_norm,   &L->k_norm_b};
+        for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
+            if ((s = own_f32(m, vecs[i], 0.0f, err))) {
+                llama_model_free(m);
+                return s;
+            }
+    }
+    return VLMC_OK;
+}
+
 void llama_model_free(llama_model *m) {
     free(m->layers);
     m->layers = NULL;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    m->owned = NULL;
+    m->n_owned = 0;
 }
 
 vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t n, float *out, vlmc_error *err) {
@@ -121,7 +224,7 @@ void llama_ctx_free(llama_ctx *c) {
     kv_cache_free(&c->kv);
     free(c->inv_freq); free(c->x); free(c->xn); free(c->q); free(c->k); free(c->v); free(c->att); free(c->tmp);
     free(c->gate); free(c->up); free(c->cos_t); free(c->sin_t); free(c->pos); free(c->pos_offset); free(c->scores); free(c->attn_S); free(c->last);
-    free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch);
+    free(c->step_logits); free(c->step_ids); free(c->step_mask); free(c->scratch); free(c->qkv); free(c->prefix_end);
     memset(c, 0, sizeof *c);
 }
 
@@ -158,7 +261,9 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     if (matmul_scratch_floats((int64_t)QD) > sn) sn = matmul_scratch_floats((int64_t)QD);
     if (matmul_scratch_floats((int64_t)I) > sn) sn = matmul_scratch_floats((int64_t)I);
     bool all_f32 = m->tok_emb.type == DT_F32 && m->lm_head.type == DT_F32;
-    for (int l = 0; l < m->n_layers && all_f32; l++) all_f32 = m->layers && m->layers[l].wq.type == DT_F32;
+    for (int l = 0; l < m->n_layers && all_f32; l++)
+        all_f32 = m->layers && (m->layers[l].wqkv.data ? m->layers[l].wqkv.type : m->layers[l].wq.type) == DT_F32;
+    const bool fused_qkv = m->n_layers > 0 && m->layers && m->layers[0].wqkv.data;
     c->scratch_n = all_f32 ? 0 : sn;
     c->inv_freq = malloc(half * sizeof(float));
     c->x = malloc(R * D * sizeof(float));
@@ -180,12 +285,15 @@ vlmc_status llama_ctx_init(llama_ctx *c, const llama_model *m, int n_batch, int 
     c->step_ids = malloc((size_t)n_batch * sizeof(int32_t));
     c->step_mask = malloc((size_t)n_batch * sizeof(int32_t));
     c->scratch = c->scratch_n ? malloc(c->scratch_n * sizeof(float)) : NULL;
+    c->qkv = fused_qkv ? malloc(R * 3 * QD * sizeof(float)) : NULL;
+    c->prefix_end = malloc((size_t)n_batch * sizeof(int32_t));
     const bool gemm_attn = c->max_tokens >= ATTN_GEMM_MIN_T;
     c->attn_rows = c->max_tokens < ATTN_GEMM_ROWS ? c->max_tokens : ATTN_GEMM_ROWS;
     c->attn_S = gemm_attn ? malloc((size_t)c->attn_rows * n_ctx * sizeof(float)) : NULL;
     if (!c->inv_freq || !c->x || !c->xn || !c->tmp || !c->q || !c->att || !c->k || !c->v || !c->gate || !c->up ||
         !c->cos_t || !c->sin_t || !c->pos || !c->pos_offset || !c->scores || !c->last || !c->step_logits || !c->step_ids ||
-        !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S)) {
+        !c->step_mask || (c->scratch_n && !c->scratch) || (gemm_attn && !c->attn_S) || (fused_qkv && !c->qkv) ||
+        !c->prefix_end) {
         llama_ctx_free(c);
         return vlmc_fail(err, VLMC_ERR_NOMEM, "decoder context: out of memory (batch %d, n_ctx %d)", n_batch, n_ctx);
     }
@@ -221,6 +329,24 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
 
 /* ---- forward ------------------------------------------------------------------------ */
 
+/* out[R, D] = RMSNorm(x) (Llama; Gemma's weights are 1 + w already), or LayerNorm(x) with bias (Persimmon) */
+static void norm_rows(const llama_model *m, float *out, const float *x, int64_t R, const tensor *w, const tensor *b) {
+    if (m->layer_norm) layernorm_forward(out, x, w->data, b->data, (size_t)R, (size_t)m->dim, m->eps);
+    else rmsnorm_f32(out, x, R, m->dim, w, m->eps);
+}
+
+/* Persimmon's fused projection: qkv [R, H, 3, hd] (view(B, T, H, 3, hd) in modeling_persimmon) → q, k, v [R, H, hd] */
+static void split_qkv(float *q, float *k, float *v, const float *qkv, int64_t R, int H, int hd) {
+    for (int64_t r = 0; r < R; r++)
+        for (int h = 0; h < H; h++) {
+            const float *src = qkv + (r * H + h) * 3 * hd;
+            const size_t dst = (size_t)(r * H + h) * hd, n = (size_t)hd * sizeof(float);
+            memcpy(q + dst, src, n);
+            memcpy(k + dst, src + hd, n);
+            memcpy(v + dst, src + 2 * hd, n);
+        }
+}
+
 vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error *err) {
     const int B = c->n_batch, T = in->n_tokens;
     const int64_t R = (int64_t)B * T, D = c->m->dim;
@@ -232,18 +358,26 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
     if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
     if ((s = kv_cache_reserve(kv, T, err))) return s;
 
-    /* x[R, D]: token embeddings, or the caller's (VLM: text + image features) */
+    /* x[R, D]: token embeddings, or the caller's (VLM: text + image features); Gemma scales them */
     if (in->tokens) {
         if ((s = llama_embed_tokens(c->m, in->tokens, R, c->x, err))) return s;
     } else {
         memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
     }
-    /* slots n_past..n_past+T-1: padding mask, and the count of real tokens so far (0 for padding) */
+    if (c->m->embed_scale) scale_f32(c->x, c->m->embed_scale, R * D);
+    /* slots n_past..n_past+T-1: padding mask (2 = prefix-LM prefix), and the count of real tokens so far (0 for
+     * padding) */
     for (int b = 0; b < B; b++) {
+        c->prefix_end[b] = 0;
         for (int t = 0; t < T; t++) {
             const size_t r = (size_t)b * T + t;
+            const int slot = kv->n_past + t;
             int mk = in->attention_mask ? in->attention_mask[r] != 0 : 1;
-            kv->mask[(size_t)b * c->n_ctx + kv->n_past + t] = (uint8_t)mk;
+            if (mk && in->prefix_mask && in->prefix_mask[r]) {
+                mk = 2;
+                c->prefix_end[b] = slot + 1;
+            }
+            kv->mask[(size_t)b * c->n_ctx + slot] = (uint8_t)mk;
             if (mk) kv->n_valid[b]++;
             c->pos[r] = mk ? kv->n_valid[b] : 0;
         }
@@ -288,7 +422,8 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     if (s) return s;
 
     /* position ids from the counts llama_forward_start left in c->pos: generate()'s rule, cumsum(mask) - 1,
-     * padding -> 1, + pos_offset (rope_deltas: only M-RoPE prompts make it non-zero). M-RoPE (Qwen2-VL) has
+     * padding -> 1, + pos_offset (rope_deltas: only M-RoPE prompts make it non-zero) + position_offset (PaliGemma
+     * counts from 1). M-RoPE (Qwen2-VL) has
      * three per token, [R, 3]: a prompt's from get_rope_index (in->mrope_pos), later tokens' all equal. Rows
      * are visited last to first, so that [R, 3] positions never overwrite a count not yet read. */
     const bool mrope = m->cfg.rope_scaling.type == ROPE_MROPE;
@@ -298,7 +433,8 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         for (int t = T - 1; t >= 0; t--) {
             const int64_t r = (int64_t)b * T + t;
             const int count = c->pos[r];
-            int p = in->position_ids ? in->position_ids[r] : (count ? count - 1 + c->pos_offset[b] : 1);
+            int p = in->position_ids ? in->position_ids[r]
+                                     : (count ? count - 1 + c->pos_offset[b] : 1) + c->position_offset;
             if (!mrope) {
                 c->pos[r] = p;
             } else {
@@ -324,33 +460,51 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
 
     const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = (int)H,
                           .n_kv_heads = (int)KVH, .head_dim = (int)hd, .window = m->cfg.sliding_window,
-                          .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads};
+                          .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads,
+                          .prefix_end = in->prefix_mask ? c->prefix_end : NULL};
     for (int l = 0; l < L; l++) {
         const llama_layer *w = &m->layers[l];
-        /* attention block: xn = rmsnorm(x); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
-        rmsnorm_f32(c->xn, c->x, R, D, &w->attn_norm, m->eps);
+        /* attention block: xn = norm(x); q,k,v = xn W^T (+b); [Persimmon: layernorm(q), layernorm(k) per head];
+         * rope(q, k); cache k, v */
+        norm_rows(m, c->xn, c->x, R, &w->attn_norm, &w->attn_norm_b);
         /* q [R, H*hd], k [R, KVH*hd], v [R, KVH*hd] */
-        matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
-                         (const tensor *const[]){&w->wq, &w->wk, &w->wv},
-                         (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
+        if (w->wqkv.data) {
+            matmul_f32(c->qkv, c->xn, R, &w->wqkv, &w->bqkv, c->scratch, c->scratch_n); /* [R, H, 3, hd] */
+            split_qkv(c->q, c->k, c->v, c->qkv, R, (int)H, (int)hd);
+        } else {
+            matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
+                             (const tensor *const[]){&w->wq, &w->wk, &w->wv},
+                             (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
+        }
+        if (w->q_norm.data) {
+            layernorm_forward(c->q, c->q, w->q_norm.data, w->q_norm_b.data, (size_t)(R * H), (size_t)hd, m->eps);
+            layernorm_forward(c->k, c->k, w->k_norm.data, w->k_norm_b.data, (size_t)(R * KVH), (size_t)hd, m->eps);
+        }
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
         llama_attention(c, l, &aa);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
-        /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
-        rmsnorm_f32(c->xn, c->x, R, D, &w->ffn_norm, m->eps);
-        /* gate, up: [R, I] */
-        matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R, (const tensor *const[]){&w->w_gate, &w->w_up},
-                         (const tensor *const[]){&w->b_gate, &w->b_up}, c->scratch, c->scratch_n);
-        silu_mul_f32(c->gate, c->up, R * I);
-        matmul_f32(c->tmp, c->gate, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
+        /* MLP block: x += (act(xn Wg^T) * (xn Wu^T)) Wd^T, or (Persimmon) x += act(xn Wu^T + bu) Wd^T + bd */
+        norm_rows(m, c->xn, c->x, R, &w->ffn_norm, &w->ffn_norm_b);
+        float *h = c->gate; /* [R, I] */
+        if (w->w_gate.data) {
+            matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R,
+                             (const tensor *const[]){&w->w_gate, &w->w_up}, (const tensor *const[]){&w->b_gate, &w->b_up},
+                             c->scratch, c->scratch_n);
+            if (m->act == ACT_SILU) silu_mul_f32(c->gate, c->up, R * I);
+            else act_mul_forward(m->act, c->gate, c->up, (size_t)(R * I));
+        } else {
+            matmul_f32(h, c->xn, R, &w->w_up, &w->b_up, c->scratch, c->scratch_n);
+            act_forward(m->act, h, h, (size_t)(R * I));
+        }
+        matmul_f32(c->tmp, h, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
         if (hs && l + 1 < L) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
     }
     /* final norm; logits = xn lm_head^T */
-    rmsnorm_f32(c->xn, c->x, R, D, &m->final_norm, m->eps);
+    norm_rows(m, c->xn, c->x, R, &m->final_norm, &m->final_norm_b);
     if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
     llama_forward_finish(c, T, out);
     return VLMC_OK;

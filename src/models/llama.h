@@ -2,6 +2,12 @@
  *   LlamaForCausalLM (model_type "llama"), MistralForCausalLM ("mistral", sliding window),
  *   Qwen2ForCausalLM ("qwen2", q/k/v biases), and the same decoder inside LLaVA
  *   (prefix "language_model.model."), LLaVA-NeXT (same) and Idefics3/SmolVLM ("model.text_model.").
+ * Two relatives are options of the same forward:
+ *   GemmaForCausalLM ("gemma", inside PaliGemma): RMSNorm scaled by (1 + weight), GeGLU MLP
+ *     (hidden_act gelu_pytorch_tanh), embeddings multiplied by sqrt(hidden_size) rounded to the model dtype;
+ *   PersimmonForCausalLM ("persimmon", inside Fuyu; persimmon_model_load): LayerNorm with bias, the fused
+ *     query_key_value projection (per head: q, k, v rows), LayerNorm of q and k over head_dim (qk_layernorm),
+ *     partial rotary (partial_rotary_factor), a plain MLP dense_h_to_4h → relu² → dense_4h_to_h, biases.
  * Config keys used: vocab_size, hidden_size, intermediate_size, num_hidden_layers,
  * num_attention_heads, num_key_value_heads, head_dim, rms_norm_eps, rope_theta, rope_scaling
  * (linear, dynamic, llama3, yarn; mrope_section = Qwen2-VL's M-RoPE), partial_rotary_factor, attention_bias / qwen2's q/k/v bias,
@@ -26,14 +32,17 @@
 #include "core/tensor.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "kernels/gelu.h"
 #include "runtime/kv_cache.h"
 
 typedef struct llama_layer {
-    tensor attn_norm;          /* [D] input_layernorm */
+    tensor attn_norm, attn_norm_b; /* [D] input_layernorm (bias: LayerNorm only) */
     tensor wq, wk, wv, wo;     /* [H*hd, D], [KVH*hd, D], [KVH*hd, D], [D, H*hd] */
     tensor bq, bk, bv, bo;     /* biases, data == NULL when absent */
-    tensor ffn_norm;           /* [D] post_attention_layernorm */
-    tensor w_gate, w_up, w_down; /* [I, D], [I, D], [D, I] */
+    tensor wqkv, bqkv;         /* Persimmon: fused [H*3*hd, D] (rows per head: q, k, v) instead of wq, wk, wv */
+    tensor q_norm, q_norm_b, k_norm, k_norm_b; /* [hd] qk_layernorm, data == NULL when absent */
+    tensor ffn_norm, ffn_norm_b; /* [D] post_attention_layernorm */
+    tensor w_gate, w_up, w_down; /* [I, D], [I, D], [D, I]; w_gate.data == NULL: plain MLP down(act(up x)) */
     tensor b_gate, b_up, b_down; /* mlp_bias, data == NULL when absent */
 } llama_layer;
 
@@ -45,8 +54,11 @@ typedef struct llama_model {
     hf_text_config cfg;
     int n_layers, dim, n_heads, n_kv_heads, head_dim, rot_dim, ffn_dim, vocab;
     float eps;
+    bool layer_norm;   /* LayerNorm (weight, bias; f32) instead of RMSNorm: Persimmon */
+    act_kind act;      /* of the MLP: silu (Llama), gelu_pytorch_tanh (Gemma), relu2 (Persimmon) */
+    float embed_scale; /* Gemma: sqrt(hidden_size) in the model dtype; 0 = embeddings as they are */
     tensor tok_emb;    /* [vocab, D] */
-    tensor final_norm; /* [D] */
+    tensor final_norm, final_norm_b; /* [D] */
     tensor lm_head;    /* [vocab, D]; the embedding matrix when tied */
     llama_layer *layers;
     /* A decoder of another architecture that runs in this context (its KV cache, buffers, generation loop and
@@ -56,6 +68,8 @@ typedef struct llama_model {
     vlmc_status (*forward)(struct llama_ctx *c, const struct llama_input *in, const struct llama_output *out,
                            vlmc_error *err);
     const void *arch;
+    float **owned;     /* f32 vectors made at load (Gemma's 1 + w, LayerNorm weights of other dtypes) */
+    int n_owned;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,
@@ -64,6 +78,11 @@ typedef struct llama_model {
  * outlive the model. A missing or misshaped tensor is an error naming file and tensor. */
 vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                              const char *lm_head_name, vlmc_error *err);
+/* The Persimmon decoder (cfg->model_type "persimmon"): `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.
+ * {input_layernorm, self_attn.{query_key_value, q_layernorm, k_layernorm, dense}, post_attention_layernorm,
+ * mlp.{dense_h_to_4h, dense_4h_to_h}}.{weight, bias}`, `<prefix>final_layernorm.*`, lm_head_name. */
+vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                                 const char *lm_head_name, vlmc_error *err);
 void llama_model_free(llama_model *m);
 
 /* Token embeddings: out[n, D] = embed_tokens[ids[i]]. Fails on an id outside the vocabulary. */
@@ -79,11 +98,15 @@ typedef struct llama_ctx {
      * dropped and the position id becomes the slot index. When set, llama_generate_greedy
      * does the same after the prefill (llama_ctx_unmask_padding). Default false. */
     bool legacy_unmask_padding_on_decode;
+    /* Added to the position ids derived from the attention mask (PaliGemma counts from 1). Default 0. */
+    int position_offset;
     int rope_seq_cached;   /* dynamic rope: the longest sequence seen (transformers' max_seq_len_cached) */
     float attn_factor;
     float *inv_freq;       /* [rot_dim/2] */
     /* activations, rows = n_batch * max_tokens */
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;
+    float *qkv;            /* [rows, 3*H*hd] Persimmon's fused projection, else NULL */
+    int32_t *prefix_end;   /* [n_batch] prefix-LM: 1 + last slot of the call's prefix (see attn_args) */
     float *cos_t, *sin_t;  /* [rows, rot_dim/2] */
     int32_t *pos;          /* [rows], or [rows, 3] with M-RoPE */
     int32_t *pos_offset;   /* [n_batch] added to the default position ids: M-RoPE's rope_deltas (see llama_input) */
@@ -113,12 +136,16 @@ typedef struct llama_input {
     const int32_t *tokens;         /* [B, T] token ids, or NULL when embeds is given */
     const float *embeds;           /* [B, T, D] input embeddings (used when tokens is NULL) */
     const int32_t *attention_mask; /* [B, T] 1 = token, 0 = (left) padding; NULL = all 1 */
-    const int32_t *position_ids;   /* [B, T] or NULL: generate()'s rule, cumsum(mask) - 1, padding 1 */
+    const int32_t *position_ids;   /* [B, T] or NULL: generate()'s rule, cumsum(mask) - 1 (+ position_offset),
+                                      padding 1 */
     /* M-RoPE (rope_scaling.mrope_section, Qwen2-VL): [B, T, 3] (temporal, height, width) positions per token, as
      * get_rope_index computes them for a prompt; NULL = position_ids or the default rule on all three axes. A call
      * with them also sets each sequence's offset (rope_deltas, relative to the default rule) so that the tokens
      * fed later without positions continue after the prompt's largest position. */
     const int32_t *mrope_pos;
+    /* Prefix-LM attention (PaliGemma), NULL = causal: [B, T], 1 = every query of this call sees the token
+     * (PaliGemma's image + prefix: the whole prompt at inference, token_type_ids = 0 in training), 0 = causal. */
+    const int32_t *prefix_mask;
 } llama_input;
 
 typedef struct llama_output {

@@ -2,7 +2,9 @@
  *   modeling_llava.py       LlavaMultiModalProjector
  *   modeling_llava_next.py  LlavaNextMultiModalProjector, pack_image_features, get_anyres_image_grid_shape,
  *                           image_size_to_num_patches, unpad_image; image_processing_utils.select_best_resolution
- *   modeling_idefics3.py    Idefics3Connector (pixel_shuffle), Idefics3SimpleMLP (proj, no bias) */
+ *   modeling_idefics3.py    Idefics3Connector (pixel_shuffle), Idefics3SimpleMLP (proj, no bias)
+ *   modeling_paligemma.py   PaliGemmaMultiModalProjector (one Linear with bias)
+ *   modeling_fuyu.py        FuyuForCausalLM.vision_embed_tokens (one Linear with bias on flattened patches) */
 #include "models/projector.h"
 
 #include <math.h>
@@ -95,6 +97,21 @@ vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_c
         }
         return VLMC_OK;
     }
+    if (!strcmp(cfg->model_type, "paligemma") || !strcmp(cfg->model_type, "fuyu")) {
+        /* one Linear with bias: PaliGemma's projector on the tower's last hidden state, Fuyu's patch embedding */
+        const bool fuyu = !strcmp(cfg->model_type, "fuyu");
+        const char *base = fuyu ? "vision_embed_tokens." : "multi_modal_projector.linear.";
+        char wn[128], bn[128];
+        snprintf(wn, sizeof wn, "%sweight", base);
+        snprintf(bn, sizeof bn, "%sbias", base);
+        p->kind = PROJ_LINEAR;
+        p->in_dim = fuyu ? cfg->vision.patch_size * cfg->vision.patch_size * cfg->vision.num_channels : Dv;
+        p->out_dim = Dt;
+        if ((s = get_mat(st, p, prefix, wn, Dt, p->in_dim, &p->w1, err)) ||
+            (s = get_vec(st, p, prefix, bn, Dt, &p->b1, err)))
+            goto fail;
+        return VLMC_OK;
+    }
     if (!strcmp(cfg->model_type, "idefics3")) {
         p->kind = PROJ_IDEFICS3;
         p->scale_factor = cfg->scale_factor;
@@ -122,7 +139,8 @@ vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_mod
                             vlmc_error *err) {
     const char *root = "", *vit_prefix;
     char buf[128];
-    if (!strcmp(cfg->model_type, "llava") || !strcmp(cfg->model_type, "llava_next")) {
+    if (!strcmp(cfg->model_type, "llava") || !strcmp(cfg->model_type, "llava_next") ||
+        !strcmp(cfg->model_type, "paligemma")) {
         /* transformers 4.47: vision_tower.*, multi_modal_projector.*; >= 4.52: model.vision_tower.*, ... */
         if (!safetensors_find(st, "vision_tower.vision_model.embeddings.patch_embedding.weight") &&
             safetensors_find(st, "model.vision_tower.vision_model.embeddings.patch_embedding.weight"))
@@ -132,7 +150,7 @@ vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_mod
     } else if (!strcmp(cfg->model_type, "idefics3")) {
         vit_prefix = "model.vision_model.";
     } else {
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "model_type \"%s\" is not a llava / llava_next / idefics3 VLM",
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "model_type \"%s\" is not a llava / llava_next / idefics3 / paligemma VLM",
                          cfg->model_type);
     }
     vlmc_status s = vit_load(st, vit_prefix, &cfg->vision, vit, err);
@@ -143,7 +161,7 @@ vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_mod
 
 int projector_out_tokens(const projector *p, int tokens) {
     if (tokens <= 0) return -1;
-    if (p->kind == PROJ_LLAVA) return tokens;
+    if (p->kind != PROJ_IDEFICS3) return tokens;
     int side = (int)sqrt((double)tokens), s = p->scale_factor;
     while (side * side > tokens) side--;
     while ((side + 1) * (side + 1) <= tokens) side++;
@@ -187,7 +205,7 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
     if (n <= 0 || tout <= 0)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: cannot project %d tiles of %d tokens%s", p->file, n, tokens,
                          p->kind == PROJ_IDEFICS3 ? " (pixel shuffle needs a square grid the scale factor divides)" : "");
-    int want = p->kind == PROJ_LLAVA ? p->in_dim : p->in_dim / (p->scale_factor * p->scale_factor);
+    int want = p->kind != PROJ_IDEFICS3 ? p->in_dim : p->in_dim / (p->scale_factor * p->scale_factor);
     if (in_features != want)
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: projector takes %d features per token, got %d", p->file, want,
                          in_features);
@@ -197,6 +215,8 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
     vlmc_status s = VLMC_OK;
     if (!scratch || !tmp) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    } else if (p->kind == PROJ_LINEAR) {
+        vision_linear(out, in, rows, &p->w1, p->b1, scratch, false);
     } else if (p->kind == PROJ_LLAVA) {
         vision_linear(tmp, in, rows, &p->w1, p->b1, scratch, false);      /* linear_1 */
         act_forward(p->act, tmp, tmp, rows * (size_t)p->out_dim);          /* act */

@@ -5,6 +5,8 @@
  *   llava_next         + pack_image_features: base tile, then the tile grid unpadded to the image's aspect ratio
  *                      with image_newline after each row (get_anyres_image_grid_shape, unpad_image)
  *   idefics3           Idefics3Connector: pixel_shuffle(scale_factor) then modality_projection.proj (no bias)
+ *   paligemma, fuyu    one Linear with bias (PROJ_LINEAR): multi_modal_projector.linear on the SigLIP last hidden
+ *                      state; Fuyu's vision_embed_tokens on flattened image patches [patch² · C]
  *
  * Weights are views into the mmapped safetensors (F32, F16, BF16); matrices that are not aligned F32 are
  * converted into one scratch of the largest matrix's size per call (e.g. 4096×4096 floats = 64 MiB for a
@@ -20,7 +22,7 @@
 #include "kernels/gelu.h"
 #include "models/vit.h"
 
-typedef enum projector_kind { PROJ_LLAVA = 0, PROJ_IDEFICS3 } projector_kind;
+typedef enum projector_kind { PROJ_LLAVA = 0, PROJ_IDEFICS3, PROJ_LINEAR } projector_kind;
 
 typedef struct projector {
     projector_kind kind;

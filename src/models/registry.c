@@ -10,6 +10,8 @@ extern const vlm_family vlm_family_llava_next;
 extern const vlm_family vlm_family_idefics3;
 extern const vlm_family vlm_family_kosmos2;
 extern const vlm_family vlm_family_qwen2_vl;
+extern const vlm_family vlm_family_paligemma;
+extern const vlm_family vlm_family_fuyu;
 
 static const vlm_family *const families[] = {
     &vlm_family_llama,
@@ -18,6 +20,8 @@ static const vlm_family *const families[] = {
     &vlm_family_idefics3,
     &vlm_family_kosmos2,
     &vlm_family_qwen2_vl,
+    &vlm_family_paligemma,
+    &vlm_family_fuyu,
 };
 
 const vlm_family *vlm_family_find(const char *model_type) {
@@ -28,4 +32,4 @@ const vlm_family *vlm_family_find(const char *model_type) {
     return NULL;
 }
 
-const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3, kosmos-2, qwen2_vl"; }
+const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3, kosmos-2, qwen2_vl, paligemma, fuyu"; }

@@ -1,6 +1,6 @@
 /* The models behind a vlmc_model: a decoder-only Llama-family LM, or a VLM = config + safetensors + vision tower +
  * projector + the same decoder. What differs per family lives in one file per family (llama_family.c, llava.c,
- * llava_next.c, idefics3.c), each exporting a vlm_family descriptor; src/models/registry.c maps config.json's
+ * llava_next.c, idefics3.c, paligemma.c, fuyu.c), each exporting a vlm_family descriptor; src/models/registry.c maps config.json's
  * model_type to the descriptor. This file holds what they share: loading, splicing image features into the token
  * embeddings at the image-token positions, and the prompt's image placeholder.
  *
@@ -45,7 +45,7 @@ typedef struct vlm_images {
     const float *pixels;        /* [n, C, height, width] */
     int n_tiles, height, width; /* n = sum of tiles[] */
     const int *tiles;           /* [n_images] tiles of each image */
-    const int32_t *image_sizes; /* [n_images, 2] original (height, width): LLaVA-NeXT; else NULL */
+    const int32_t *image_sizes; /* [n_images, 2] original (height, width): LLaVA-NeXT; Fuyu: before padding; else NULL */
     const int32_t *pixel_mask;  /* [n, height, width] 1 = real pixel: Idefics3; NULL = all real */
     /* Qwen2-VL: [n_images, 3] (t, h, w) patch grids; pixels are then n = sum t·h·w flattened patch rows of
      * C·temporal_patch_size·P·P values (height = width = 0) */
@@ -79,6 +79,10 @@ struct vlm_family {
     const char *hf_class;           /* the transformers class matched */
     /* transformers 4.47's LLaVA / LLaVA-NeXT decode quirk, see llama_ctx.legacy_unmask_padding_on_decode */
     bool legacy_unmask_padding;
+    /* added to the position ids derived from the attention mask (PaliGemma counts from 1), see llama_ctx */
+    int position_offset;
+    /* PaliGemma: the prompt (image + prefix) attends both ways, see llama_input.prefix_mask */
+    bool prefix_lm;
     /* Takes the decoder (and the vision tower and projector) from m->st per m->cfg. */
     vlmc_status (*load)(vlm_model *m, vlmc_error *err);
     /* The rest is NULL for a decoder-only family. */
@@ -96,7 +100,19 @@ struct vlm_family {
      * [n_images, 3]: pos [B, T, 3] (t, h, w per token; padding 1) and deltas [B] (may be NULL). */
     vlmc_status (*rope_index)(const vlm_model *m, const int32_t *ids, const int32_t *mask, int B, int T,
                               const int32_t *grid_thw, int n_images, int32_t *pos, int32_t *deltas, vlmc_error *err);
+    /* Optional, for folders without a chat template (PaliGemma's): the prompt of one user message with n_images
+     * images as the family's processor lays it out, "<image>" standing for each image, bos the tokenizer's BOS
+     * text. The tokenizer adds no special tokens to it. */
+    vlmc_status (*plain_prompt)(const vlm_model *m, int n_images, const char *text, const char *bos, strbuf *out,
+                                vlmc_error *err);
 };
+
+/* Fuyu (fuyu.c): FuyuImageProcessor.patchify_image on one processed image [C, H, W], keeping the rows × cols grid
+ * of patch × patch squares that covers the unpadded image (preprocess_with_tokenizer_info): out [rows·cols,
+ * patch·patch·C], patches row by row, each flattened as (y, x, channel). */
+void fuyu_patchify(const float *image, int C, int H, int W, int rows, int cols, int patch, float *out);
+/* The patch grid of an unpadded uh × uw image inside the processed H × W one: ceil(u / patch), at most H / patch. */
+void fuyu_grid(int uh, int uw, int H, int W, int patch, int *rows, int *cols);
 
 /* registry.c */
 const vlm_family *vlm_family_find(const char *model_type);

@@ -86,6 +86,10 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
     if (g->max_new_tokens <= 0) return vlmc_fail(err, VLMC_ERR_ARG, "generate: max_new_tokens must be > 0");
     if (prefill->n_tokens <= 0 || prefill->attention_mask || prefill->position_ids)
         return vlmc_fail(err, VLMC_ERR_ARG, "generate: the prefill must be > 0 unpadded tokens");
+    if (prefill->prefix_mask && prefill->n_tokens > c->max_tokens)
+        return vlmc_fail(err, VLMC_ERR_LIMIT,
+                         "generate: a prefix-LM prompt attends both ways and must run in one pass: %d tokens, at most "
+                         "%d per pass", prefill->n_tokens, c->max_tokens);
     sampler smp;
     vlmc_status s = sampler_init(&smp, &g->sp, c->m->vocab, err);
     if (s) return s;
@@ -105,7 +109,8 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
         llama_input part = {.n_tokens = n,
                             .tokens = prefill->tokens ? prefill->tokens + done : NULL,
                             .embeds = prefill->tokens ? NULL : prefill->embeds + (size_t)done * D,
-                            .mrope_pos = prefill->mrope_pos ? prefill->mrope_pos + (size_t)done * 3 : NULL};
+                            .mrope_pos = prefill->mrope_pos ? prefill->mrope_pos + (size_t)done * 3 : NULL,
+                            .prefix_mask = prefill->prefix_mask ? prefill->prefix_mask + done : NULL};
         s = llama_forward(c, &part, &(llama_output){.logits = c->step_logits, .logits_last_only = true}, err);
         done += n;
     }

@@ -18,6 +18,8 @@
  *   Qwen2VLImageProcessor    (transformers.Qwen2VLImageProcessor): min_pixels, max_pixels (or size
  *                 {min_pixels, max_pixels} / {shortest_edge, longest_edge}), patch_size,
  *                 temporal_patch_size, merge_size
+ *   FuyuImageProcessor       (transformers.FuyuImageProcessor): size {height, width}, do_pad, padding_value,
+ *                 padding_mode (constant), patch_size {height, width} (square)
  * Model parameters for the image-token count (config.json / processor_config.json):
  *   patch_size / vision_config.patch_size, vision_feature_select_strategy,
  *   image_seq_len, or scale_factor + vision_config.image_size (Idefics3). */
@@ -163,6 +165,33 @@ static vlmc_status qwen2_vl_config(const cJSON *cfg, image_proc *p, const char *
     return VLMC_OK;
 }
 
+/* FuyuImageProcessor's own keys. np.pad writes padding_value into the uint8 image (before rescale), so it must be
+ * a value a uint8 holds. */
+static vlmc_status read_fuyu(const cJSON *cfg, image_proc *p, const char *what, vlmc_error *err) {
+    if (!(p->size_height && p->size_width))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: FuyuImageProcessor needs size height and width", what);
+    const cJSON *pv = json_get(cfg, "padding_value");
+    if (pv) {
+        if (!cJSON_IsNumber(pv) || !(pv->valuedouble >= 0 && pv->valuedouble < 256))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"padding_value\" must be a number in 0..255", what);
+        p->pad_value = (int)pv->valuedouble; /* numpy's cast to uint8 */
+    }
+    const char *mode = json_string(cfg, "padding_mode", "constant");
+    if (strcmp(mode, "constant"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: padding_mode \"%s\" is not supported (constant is)", what, mode);
+    const cJSON *ps = json_get(cfg, "patch_size");
+    if (ps) {
+        int h = 0, w = 0;
+        vlmc_status st;
+        if (!cJSON_IsObject(ps)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"patch_size\" must be an object", what);
+        if ((st = read_dim(ps, "height", &h, what, err)) || (st = read_dim(ps, "width", &w, what, err))) return st;
+        if (!h || h != w)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: patch_size must be square (height = width)", what);
+        p->patch_size = h;
+    }
+    return VLMC_OK;
+}
+
 vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc *p, vlmc_error *err) {
     memset(p, 0, sizeof *p);
     if (!what) what = "preprocessor_config.json";
@@ -213,10 +242,20 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
         p->qwen_patch_size = 14;
         p->temporal_patch_size = 2;
         p->merge_size = 2;
+    } else if (!strcmp(type, "FuyuImageProcessor")) {
+        p->kind = PROC_FUYU;
+        p->size_height = 1080;
+        p->size_width = 1920;
+        p->resample = RESAMPLE_BILINEAR;
+        p->do_pad = 1;
+        p->pad_value = 1;
+        p->patch_size = 30;
+        mean = IMAGENET_STANDARD_MEAN;
+        std = IMAGENET_STANDARD_STD;
     } else {
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
                          "%s: image_processor_type \"%s\" is not supported (CLIPImageProcessor, SiglipImageProcessor, "
-                         "LlavaNextImageProcessor, Idefics3ImageProcessor, Qwen2VLImageProcessor are)",
+                         "LlavaNextImageProcessor, Idefics3ImageProcessor, Qwen2VLImageProcessor, FuyuImageProcessor are)",
                          what, type);
     }
     vlmc_status st;
@@ -259,6 +298,7 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
             if ((st = read_dim(m, "longest_edge", &p->max_image_size, what, err))) return st;
         }
     }
+    if (p->kind == PROC_FUYU && (st = read_fuyu(cfg, p, what, err))) return st;
     if (p->kind == PROC_CLIP || p->kind == PROC_LLAVA_NEXT) {
         if (p->size_longest_edge)
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s size must have shortest_edge or height and width", what, type);
@@ -288,6 +328,7 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
 
 void image_proc_set_model_config(image_proc *p, const cJSON *config) {
     if (!cJSON_IsObject(config)) return;
+    if (p->kind == PROC_FUYU) return; /* its patch_size is its own */
     const cJSON *vc = json_get(config, "vision_config");
     const cJSON *src = cJSON_IsObject(vc) ? vc : config;
     int64_t ps = json_int(src, "patch_size", 0);
@@ -503,7 +544,7 @@ static vlmc_status frames_to_output(const image_proc *p, rgb_image *frames, int 
             for (int y = 0; y < f->height; y++)
                 for (int x = 0; x < f->width; x++) o->pixel_attention_mask[(size_t)i * plane + (size_t)y * W + x] = 1;
     }
-    if (p->kind == PROC_CLIP || p->kind == PROC_SIGLIP) {
+    if (p->kind == PROC_CLIP || p->kind == PROC_SIGLIP || p->kind == PROC_FUYU) {
         o->ndim = 4;
         o->shape[0] = 1;
         o->shape[1] = 3;
@@ -848,6 +889,49 @@ static vlmc_status run_qwen2_vl(const image_proc *p, const rgb_image *im, proc_o
     return VLMC_OK;
 }
 
+/* ---- Fuyu ------------------------------------------------------------------------------------ */
+
+/* FuyuImageProcessor.preprocess for one image: resize (only when larger than size, keeping the aspect ratio:
+ * int(side * min(target_h / h, target_w / w))), pad bottom / right to size with padding_value on the uint8 image;
+ * the unpadded size and the patch grid over it (preprocess_with_tokenizer_info: ceil(side / patch)). */
+static vlmc_status run_fuyu(const image_proc *p, const rgb_image *im, proc_output *o, vlmc_error *err) {
+    rgb_image a = {0}, f = {0};
+    const rgb_image *cur = im;
+    const int H = p->size_height, W = p->size_width;
+    vlmc_status st = VLMC_OK;
+    if (p->do_resize && (im->width > W || im->height > H)) {
+        double s = fmin((double)H / im->height, (double)W / im->width);
+        int nh = dtoi(im->height * s), nw = dtoi(im->width * s);
+        if ((st = img_resize(im, nw, nh, p->resample, &a, err))) return st;
+        cur = &a;
+    }
+    if (p->do_pad && (cur->width > W || cur->height > H)) {
+        rgb_image_free(&a);
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: a %dx%d image does not fit the %dx%d canvas (do_resize is off)",
+                         p->type_name, cur->width, cur->height, W, H);
+    }
+    const int uh = cur->height, uw = cur->width;
+    if (p->do_pad) {
+        if ((st = check_px(p, W, H, err)) || (st = img_new(&f, W, H, err))) goto done;
+        memset(f.data, p->pad_value, (size_t)W * H * 3);
+        for (int y = 0; y < uh; y++) memcpy(f.data + (size_t)y * W * 3, cur->data + (size_t)y * uw * 3, (size_t)uw * 3);
+    } else if ((st = img_crop(cur, 0, 0, uw, uh, &f, err))) {
+        goto done;
+    }
+    if ((st = frames_to_output(p, &f, 1, o, err))) goto done;
+    o->has_image_sizes = 1;
+    o->image_sizes[0] = uh;
+    o->image_sizes[1] = uw;
+    o->has_rows_cols = 1;
+    o->rows = (uh + p->patch_size - 1) / p->patch_size;
+    o->cols = (uw + p->patch_size - 1) / p->patch_size;
+    o->num_image_tokens = (int64_t)o->rows * (o->cols + 1); /* |SPEAKER| per patch, |NEWLINE| per row */
+done:
+    rgb_image_free(&a);
+    rgb_image_free(&f);
+    return st;
+}
+
 /* ---- entry point ---------------------------------------------------------------------------- */
 
 vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output *o, vlmc_error *err) {
@@ -859,6 +943,7 @@ vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output
     if (p->kind == PROC_LLAVA_NEXT) st = run_llava_next(p, im, o, err);
     else if (p->kind == PROC_IDEFICS3) st = run_idefics3(p, im, o, err);
     else if (p->kind == PROC_QWEN2_VL) st = run_qwen2_vl(p, im, o, err);
+    else if (p->kind == PROC_FUYU) st = run_fuyu(p, im, o, err);
     else {
         rgb_image f = {0};
         st = clip_like(p, im, &f, err);

@@ -6,6 +6,8 @@
  *   LlavaNextImageProcessor  pixel_values [1, 1+tiles, 3, S, S], image_sizes [1, 2]
  *   Idefics3ImageProcessor   pixel_values [1, N, 3, S, S], pixel_attention_mask [1, N, S, S], rows, cols
  *   Qwen2VLImageProcessor    pixel_values [t·h·w, 3·tps·P·P] (flattened patches), image_grid_thw [1, 3]
+ *   FuyuImageProcessor       pixel_values [1, 3, H, W] (the padded image), image_sizes [1, 2] (its unpadded size),
+ *                            rows, cols (the patch grid over the unpadded image)
  * All of them resize uint8 images with Pillow and only then rescale and normalise,
  * so the output is kept as the uint8 values before rescale/normalise (`u8`, same
  * layout) plus a per-channel table lut[c][v] computed in the processor's float
@@ -22,7 +24,7 @@
 #include "vision/image.h"
 #include "vision/resize.h"
 
-typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_QWEN2_VL } proc_kind;
+typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_QWEN2_VL, PROC_FUYU } proc_kind;
 
 enum { PROC_MAX_PINPOINTS = 64 };
 
@@ -38,12 +40,13 @@ typedef struct image_proc {
     /* Qwen2-VL: smart_resize's pixel bounds, and the patch layout (its own patch_size, not the model's) */
     int64_t qwen_min_pixels, qwen_max_pixels;
     int qwen_patch_size, temporal_patch_size, merge_size;
+    int pad_value;                 /* Fuyu padding_value (on the uint8 image) */
     double rescale_factor;
     double mean[3], std[3];
     int n_pinpoints;               /* LLaVA-NeXT image_grid_pinpoints, [height, width] each */
     int pinpoints[PROC_MAX_PINPOINTS][2];
     /* Image-token counting; these come from the model's config.json (0 = unknown). */
-    int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP) */
+    int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP); Fuyu: its own patch_size */
     int strategy_full;             /* vision_feature_select_strategy == "full": the CLS token counts */
     int image_seq_len;             /* Idefics3 tokens per tile */
     /* Work limit: any intermediate image or the output above this many pixels (per
