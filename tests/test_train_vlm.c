@@ -21,16 +21,7 @@
 #include "train/train_model.h"
 #include "vlmc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SMALL 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SMALL 1
-#endif
-#endif
-#ifndef SMALL
-#define SMALL 0
-#endif
+#define SMALL TESTS_UNDER_ASAN
 
 static uint64_t rng = 777;
 static float frand(void) { /* uniform in [-1, 1) */
