@@ -604,6 +604,27 @@ static void vlm_family_case(const char *fixture, const char *token_key, int want
     }
     if (proc) vlmc_image_processor_free(proc);
     train_model_free(&m);
+    /* LoRA: the adapter targets only the decoder (PEFT regex on its module path), the merged export changes only
+     * the decoder's seven linears of each of its 2 layers */
+    losses l3 = {0};
+    snprintf(sub, sizeof sub, "%s_lora", fixture);
+    vlm_run(dir, data, "lora", 1e-2, 3, sub, &l3);
+    if (l3.n == 3) {
+        const char *dec = !strcmp(fixture, "idefics3") ? "text_model" : "language_model";
+        char cfgp[900], *txt;
+        snprintf(cfgp, sizeof cfgp, "%s/%s/adapter/adapter_config.json", test_tmpdir(), sub);
+        txt = test_read_file(cfgp, NULL);
+        char want[160];
+        snprintf(want, sizeof want, "\".*%s.*\\\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\"", dec);
+        CHECK(txt && strstr(txt, want), "%s: adapter target_modules is not %s", fixture, want);
+        free(txt);
+        snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
+        int lin_changed = 0;
+        if (count_changed(dir, out, !strcmp(fixture, "idefics3") ? "model.text_model." : "language_model.", &changed,
+                          &lin_changed))
+            CHECK(changed == 14 && lin_changed == 14, "%s lora: the merged export changed %d tensors (%d of the decoder)",
+                  fixture, changed, lin_changed);
+    }
     snprintf(sub, sizeof sub, "%s_full", fixture);
     vlm_run(dir, data, "full", 3e-3, SMALL ? 10 : 60, sub, &l2);
     if (l2.n < 2) goto out;
