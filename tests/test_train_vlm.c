@@ -8,6 +8,7 @@
  *   - the stages (projector, projector+decoder, lora): which tensors get gradient buffers;
  *   - vlmc_compute_grads (`vlmc dump --grads`) on the fixture inputs. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,6 +548,9 @@ out:
 }
 
 int main(void) {
+    /* One thread: the shapes are tiny (nothing to split) and the finite differences run ~1000 forwards, whose
+     * OpenMP barriers stall on a loaded machine; results are also thread-count independent this way. */
+    omp_set_num_threads(1);
     tests_begin("train_vlm");
     TEST_RUN(test_fd_pixel_shuffle);
     TEST_RUN(test_fd_anyres_pack);
