@@ -76,7 +76,8 @@ print("    mmbench_sample CircularEval %.3f (%d questions), scienceqa_sample %.3
 PY
 then ok "eval on the bundled benchmark samples: accuracy = recount (CircularEval too)"; else fail "benchmark samples" "rc=$rc $(tail -3 "$TMP/bm.out")"; fi
 
-# 5. `vlmc serve` without -m serves it: the official openai client gets the recorded answer, plain and streamed
+# 5. `vlmc serve` without -m serves it: the official openai client gets the recorded answer, plain and streamed,
+# and so does the chat page driven by headless Chromium
 . tests/servelib.sh
 if [ -d tests/node/node_modules/openai ] && command -v node > /dev/null; then
   if start_server D --quiet; then
@@ -85,6 +86,14 @@ if [ -d tests/node/node_modules/openai ] && command -v node > /dev/null; then
       case "$status" in ok) ok "$name" ;; FAIL) fail "$name" ;; esac
     done < <(grep -E '^(ok|FAIL) ' "$TMP/node.out")
     grep -q '^ok ' "$TMP/node.out" || fail "openai client on the default model" "$(tail -5 "$TMP/node.out")"
+    # the chat page in headless Chromium, on the same server
+    if [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d tests/node/node_modules/playwright-core ]; then
+      timeout 90 node tests/node/browser_model.mjs "http://127.0.0.1:$PORT" vlmc-tiny "$IMG" "$Q" "$WANT" "$TMP/chrome" > "$TMP/browser.out" 2>&1
+      while IFS= read -r line; do
+        case "$line" in "ok   "*) ok "${line#ok   }";; "FAIL "*) fail "${line#FAIL }";; esac
+      done < "$TMP/browser.out"
+      grep -qE '^(ok|FAIL) ' "$TMP/browser.out" || fail "chat page on the default model" "$(tail -5 "$TMP/browser.out")"
+    else skip "chat page on the default model" "chromium or playwright-core missing (make deps-web)"; fi
     stop_server "$SPID" D
   else fail "serve without -m starts on the default model"; fi
 else skip "openai client on the default model" "tests/node not installed (make deps-web)"; fi
