@@ -4,6 +4,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// The sampling temperature from the header's field (0 = greedy, the default; the server's own default would be 1).
+function temperature() {
+  const t = Number($("temperature").value);
+  return Number.isFinite(t) && t >= 0 && t <= 2 ? t : 0;
+}
 const state = { history: [], image: null, busy: false, controller: null, model: "echo" };
 
 const keyInput = $("api-key");
@@ -110,7 +115,7 @@ async function send(ev) {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), signal: state.controller.signal,
       body: JSON.stringify({ model: state.model, messages: state.history.concat([userMsg]), stream: true,
-                             stream_options: { include_usage: true } }),
+                             temperature: temperature(), stream_options: { include_usage: true } }),
     });
     if (!r.ok) {
       let msg = r.status + " " + r.statusText;

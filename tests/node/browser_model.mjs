@@ -24,6 +24,7 @@ page.on("pageerror", (e) => errors.push(e.message));
 await check("browser, default model: the page shows it, a picked image and a question get the recorded answer", async () => {
   await page.goto(base + "/");
   await page.waitForFunction((n) => document.getElementById("model").textContent === n, modelName);
+  await page.fill("#temperature", "0"); // greedy (the page's default): the recorded answer is the greedy one
   await page.setInputFiles("#image", imageFile);
   await page.waitForSelector("#preview:not([hidden])");
   await page.fill("#prompt", question);
