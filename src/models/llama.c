@@ -216,6 +216,36 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
     }
 }
 
+/* Qwen's dynamic NTK (QWenModel.get_ntk_alpha, RotaryEmbedding.update_rotary_pos_emb_cache): for a prefill of
+ * len tokens, alpha = max(2^ceil(log2(len / seq_length) + 1) - 1, 1) in double, base' = base · alpha^(d / (d-2)),
+ * inv_freq = 1 / base'^(arange(0, d, 2) / d) in f32 as torch computes it. */
+static void qwen_ntk_update(llama_ctx *c, int len) {
+    const llama_model *m = c->m;
+    double alpha = pow(2.0, ceil(log2((double)len / m->qwen_seq_length) + 1.0)) - 1.0;
+    if (alpha < 1.0) alpha = 1.0;
+    const int d = m->rot_dim;
+    const float base = (float)(m->cfg.rope_theta * pow(alpha, (double)d / (double)(d - 2)));
+    for (int i = 0; i < d / 2; i++) {
+        float e = (float)(2 * i) / (float)d;
+        c->inv_freq[i] = 1.0f / (float)pow((double)base, (double)e);
+    }
+    c->attn_factor = 1.0f;
+}
+
+/* Qwen's logn attention: q rows of the R new tokens (slot n_past + t of each sequence) times
+ * log(p+1) / log(seq_length) (Python's math.log(p+1, seq_length), then f32) past seq_length. */
+static void qwen_logn_scale(llama_ctx *c, float *q, int B, int T, int64_t QD) {
+    const int n0 = c->kv.n_past, S = c->m->qwen_seq_length;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = n0 + t + 1;
+            if (i <= S) continue;
+            float f = (float)(log((double)i) / log((double)S));
+            float *row = q + ((size_t)b * T + t) * QD;
+            for (int64_t j = 0; j < QD; j++) row[j] *= f;
+        }
+}
+
 /* ---- forward ------------------------------------------------------------------------ */
 
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
@@ -251,6 +281,12 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         }
     }
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
+    if (m->qwen_dynamic_ntk && kv->n_past == 0) {
+        /* Qwen takes the real length of each sequence (mask ones); one base for the batch here: the longest */
+        int len = 0;
+        for (int b = 0; b < B; b++) len = kv->n_valid[b] > len ? kv->n_valid[b] : len;
+        qwen_ntk_update(c, len);
+    }
     rope_tables(c->inv_freq, (int)half, c->attn_factor, c->pos, (int)R, c->cos_t, c->sin_t);
 
     float *hs = out->hidden_states;
@@ -269,6 +305,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
                          (const tensor *const[]){&w->bq, &w->bk, &w->bv}, c->scratch, c->scratch_n);
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
+        if (m->qwen_logn_attn) qwen_logn_scale(c, c->q, B, T, H * hd);
         kv_cache_store(kv, kv_cache_k(kv, l), c->k, T);
         kv_cache_store(kv, kv_cache_v(kv, l), c->v, T);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */

@@ -45,6 +45,11 @@ typedef struct llama_model {
     tensor final_norm; /* [D] */
     tensor lm_head;    /* [vocab, D]; the embedding matrix when tied */
     llama_layer *layers;
+    /* Qwen (v1) QWenModel's extras, off (0) for every other decoder: with dynamic_ntk, a prefill into an empty
+     * cache picks the rotary base from its length (decode steps keep it); with logn_attn, the query at 0-based
+     * position p is scaled by log(p+1) / log(seq_length) once p+1 > seq_length. */
+    int qwen_seq_length;
+    bool qwen_dynamic_ntk, qwen_logn_attn;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/strbuf.h"
+#include "formats/arrays.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/llama.h"
@@ -27,8 +28,11 @@ typedef struct vlm_family vlm_family;
 
 typedef struct vlm_model {
     const vlm_family *fam;
+    char *dir; /* the model folder (malloc'ed) */
     hf_config cfg;
     safetensors *st;
+    safetensors *st_vision; /* a vision tower stored in a folder of its own (Yi-VL's vit/<name>/), else NULL */
+    void *family_state;     /* what a family keeps beyond the shared parts (freed by fam->free_state) */
     bool has_vision;
     vit_model vit;
     projector proj;
@@ -66,8 +70,17 @@ typedef struct vlm_image_info {
     int rows, cols;   /* Idefics3 tile grid, 0 × 0 = not split */
 } vlm_image_info;
 
+/* What a family's own dump writes: arrays under the fixture's names (data malloc'ed, owned by the list). */
+typedef struct vlm_dump_out {
+    named_array *a;
+    int n, cap;
+} vlm_dump_out;
+
 struct vlm_family {
     const char *const *model_types; /* config.json model_type values, NULL-terminated */
+    /* Optional: decides from the parsed config instead of model_types (layouts that share a model_type with
+     * another family, e.g. Yi-VL's "llava"); families with it are asked first. */
+    bool (*detect)(const hf_config *cfg);
     const char *hf_class;           /* the transformers class matched */
     /* transformers 4.47's LLaVA / LLaVA-NeXT decode quirk, see llama_ctx.legacy_unmask_padding_on_decode */
     bool legacy_unmask_padding;
@@ -79,10 +92,33 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Optional: frees m->family_state. */
+    void (*free_state)(vlm_model *m);
+    /* Optional: the family runs `vlmc dump` itself, on the inputs its original-code fixtures name (in_dir names
+     * the folder in messages), appending every array it computes to out (with generate_n > 0 also
+     * generated_ids and generation_step_logits). An input it cannot use is an error. */
+    vlmc_status (*dump)(const vlm_model *m, const array_set *in, const char *in_dir, int generate_n, vlm_dump_out *out,
+                        vlmc_error *err);
 };
 
-/* registry.c */
-const vlm_family *vlm_family_find(const char *model_type);
+/* Appends an array (data is taken over: freed by vlm_dump_out_free, also on failure). */
+vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, int ndim, const int64_t *shape,
+                         void *data, const char *note, vlmc_error *err);
+void vlm_dump_out_free(vlm_dump_out *o);
+/* Fails (VLMC_ERR_ARG, naming the array and the family) on the first array of in not listed in known. */
+vlmc_status vlm_dump_known_inputs(const array_set *in, const char *dir, const char *const *known, const char *family,
+                                  vlmc_error *err);
+/* The input `name` (*out = NULL when absent) after checking its dtype and number of dimensions. */
+vlmc_status vlm_dump_input(const array_set *in, const char *dir, const char *name, array_dtype dtype, int ndim,
+                           const named_array **out, vlmc_error *err);
+/* The decoder half of a family's dump on one sequence of input embeddings [1, T, D]: the full pass (logits
+ * [1, T, V], text_hidden_states [L+1, 1, T, D], and for Qwen's dynamic NTK rope_inv_freq_prefill), then with
+ * generate_n > 0 greedy generation through the KV cache (generated_ids, generation_step_logits). */
+vlmc_status vlm_dump_decoder(const vlm_model *m, const float *embeds, int T, int generate_n, vlm_dump_out *out,
+                             vlmc_error *err);
+
+/* registry.c: the family of a parsed config.json (detect hooks first, then model_type), or NULL. */
+const vlm_family *vlm_family_find(const hf_config *cfg);
 /* "llama, mistral, ..." for messages (static). */
 const char *vlm_family_names(void);
 
