@@ -17,7 +17,7 @@
 
 /* ---- weights ---------------------------------------------------------------------- */
 
-static vlmc_status get_w(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0,
+vlmc_status llama_weight(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0,
                          int64_t d1, bool optional, tensor *out, vlmc_error *err) {
     char full[512];
     int n = snprintf(full, sizeof full, "%s%s", prefix, name);
@@ -35,8 +35,7 @@ static vlmc_status get_w(const safetensors *st, const char *prefix, const char *
     return VLMC_OK;
 }
 
-vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
-                             const char *lm_head_name, vlmc_error *err) {
+vlmc_status llama_model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     if (strcmp(cfg->hidden_act, "silu"))
@@ -56,16 +55,22 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     m->eps = (float)cfg->rms_norm_eps;
     if (m->rot_dim <= 0 || m->rot_dim % 2 || m->rot_dim > m->head_dim)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "rotary dimension %d does not fit head_dim %d", m->rot_dim, m->head_dim);
+    return VLMC_OK;
+}
+
+vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                             const char *lm_head_name, vlmc_error *err) {
+    vlmc_status s = llama_model_dims(m, cfg, err);
+    if (s) return s;
     const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
                   I = m->ffn_dim, V = m->vocab;
-    vlmc_status s;
-    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
-        (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)))
+    if ((s = llama_weight(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = llama_weight(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)))
         return s;
     if (cfg->tie_word_embeddings || !lm_head_name) {
         m->lm_head = m->tok_emb;
     } else {
-        if ((s = get_w(st, "", lm_head_name, 2, V, D, false, &m->lm_head, err))) return s;
+        if ((s = llama_weight(st, "", lm_head_name, 2, V, D, false, &m->lm_head, err))) return s;
     }
     m->layers = calloc((size_t)m->n_layers, sizeof *m->layers);
     if (!m->layers) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %d layers", m->n_layers);
@@ -74,22 +79,22 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
         char p[400];
         snprintf(p, sizeof p, "%slayers.%d.", prefix, l);
         bool qkvb = cfg->qkv_bias, ob = cfg->o_bias, mb = cfg->mlp_bias;
-        if ((s = get_w(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
-            (s = get_w(st, p, "self_attn.q_proj.weight", 2, QD, D, false, &L->wq, err)) ||
-            (s = get_w(st, p, "self_attn.k_proj.weight", 2, KD, D, false, &L->wk, err)) ||
-            (s = get_w(st, p, "self_attn.v_proj.weight", 2, KD, D, false, &L->wv, err)) ||
-            (s = get_w(st, p, "self_attn.o_proj.weight", 2, D, QD, false, &L->wo, err)) ||
-            (qkvb && (s = get_w(st, p, "self_attn.q_proj.bias", 1, QD, 0, false, &L->bq, err))) ||
-            (qkvb && (s = get_w(st, p, "self_attn.k_proj.bias", 1, KD, 0, false, &L->bk, err))) ||
-            (qkvb && (s = get_w(st, p, "self_attn.v_proj.bias", 1, KD, 0, false, &L->bv, err))) ||
-            (ob && (s = get_w(st, p, "self_attn.o_proj.bias", 1, D, 0, false, &L->bo, err))) ||
-            (s = get_w(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
-            (s = get_w(st, p, "mlp.gate_proj.weight", 2, I, D, false, &L->w_gate, err)) ||
-            (s = get_w(st, p, "mlp.up_proj.weight", 2, I, D, false, &L->w_up, err)) ||
-            (s = get_w(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
-            (mb && (s = get_w(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
-            (mb && (s = get_w(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
-            (mb && (s = get_w(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err)))) {
+        if ((s = llama_weight(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
+            (s = llama_weight(st, p, "self_attn.q_proj.weight", 2, QD, D, false, &L->wq, err)) ||
+            (s = llama_weight(st, p, "self_attn.k_proj.weight", 2, KD, D, false, &L->wk, err)) ||
+            (s = llama_weight(st, p, "self_attn.v_proj.weight", 2, KD, D, false, &L->wv, err)) ||
+            (s = llama_weight(st, p, "self_attn.o_proj.weight", 2, D, QD, false, &L->wo, err)) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.q_proj.bias", 1, QD, 0, false, &L->bq, err))) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.k_proj.bias", 1, KD, 0, false, &L->bk, err))) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.v_proj.bias", 1, KD, 0, false, &L->bv, err))) ||
+            (ob && (s = llama_weight(st, p, "self_attn.o_proj.bias", 1, D, 0, false, &L->bo, err))) ||
+            (s = llama_weight(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
+            (s = llama_weight(st, p, "mlp.gate_proj.weight", 2, I, D, false, &L->w_gate, err)) ||
+            (s = llama_weight(st, p, "mlp.up_proj.weight", 2, I, D, false, &L->w_up, err)) ||
+            (s = llama_weight(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
+            (mb && (s = llama_weight(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
+            (mb && (s = llama_weight(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
+            (mb && (s = llama_weight(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err)))) {
             llama_model_free(m);
             return s;
         }

@@ -59,6 +59,13 @@ typedef struct llama_model {
 vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                              const char *lm_head_name, vlmc_error *err);
 void llama_model_free(llama_model *m);
+/* The first step of llama_model_load: the config and the dimensions, checked (no tensors). For decoders whose
+ * weights are named otherwise (Qwen's transformer.h.*), which then set the tensor views themselves. */
+vlmc_status llama_model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err);
+/* A view of the tensor <prefix><name> of shape [d0] (ndim 1) or [d0, d1] in a dtype the decoder's matmuls read
+ * (F32, F16, BF16); with optional, an absent tensor leaves *out zeroed. */
+vlmc_status llama_weight(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
+                         bool optional, tensor *out, vlmc_error *err);
 
 /* Token embeddings: out[n, D] = embed_tokens[ids[i]]. Fails on an id outside the vocabulary. */
 vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t n, float *out, vlmc_error *err);

@@ -280,8 +280,6 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, W, K, beta, y, N);
 }
 
-/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
-enum { ATT_QB = 64 };
 
 /* In place: row = exp(row + mask - max) over n values; returns 1 / sum, the softmax normalizer
  * (torch.softmax: max-subtracted exponentials over their sum). */
@@ -306,26 +304,41 @@ static float softmax_unnormalized(float *row, const float *mask, int n) {
     return 1.0f / sum;
 }
 
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P) {
+    const int gh = height / P, gw = width / P, Np = gh * gw;
+    const size_t CPP = (size_t)C * P * P;
+    #pragma omp parallel for schedule(static)
+    for (int bp = 0; bp < n * Np; bp++) {
+        int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
+        float *dst = patches + (size_t)bp * CPP;
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(dst + ((size_t)c * P + ky) * P,
+                       pixels + ((((size_t)b * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
+                       (size_t)P * sizeof(float));
+    }
+}
+
 /* Multi-head attention of B tiles of Tq queries over Tk keys; q [B·Tq, D] (row stride ldq), k, v [B·Tk, D]
  * (stride ldkv), out [B·Tq, D] (stride ldo). keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as
- * _prepare_4d_attention_mask does) or NULL. scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk
+ * _prepare_4d_attention_mask does) or NULL. scores: per-thread scratch of omp_get_max_threads() × VISION_ATT_QB·Tk
  * floats. OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's OpenMP build does
- * not spawn threads inside a parallel region) on blocks of ATT_QB queries:
+ * not spawn threads inside a parallel region) on blocks of VISION_ATT_QB queries:
  *   S = scale · Q_blk K^T            [qb, Tk]
  *   S = exp(S + mask - rowmax)       (unnormalized softmax, row sums kept)
  *   O_blk = (S V) / rowsum           [qb, hd]  (normalizing the hd outputs instead of the Tk probabilities) */
-static void attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
+void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
                       const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores) {
     #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *S = scores + (size_t)omp_get_thread_num() * ATT_QB * (size_t)Tk;
+        float *S = scores + (size_t)omp_get_thread_num() * VISION_ATT_QB * (size_t)Tk;
         const float *K = k + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *V = v + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *mask = keymask ? keymask + (size_t)b * Tk : NULL;
-        float inv[ATT_QB];
-        for (int i0 = 0; i0 < Tq; i0 += ATT_QB) {
-            int qb = Tq - i0 < ATT_QB ? Tq - i0 : ATT_QB;
+        float inv[VISION_ATT_QB];
+        for (int i0 = 0; i0 < Tq; i0 += VISION_ATT_QB) {
+            int qb = Tq - i0 < VISION_ATT_QB ? Tq - i0 : VISION_ATT_QB;
             const float *Q = q + ((size_t)b * Tq + i0) * ldq + (size_t)h * hd;
             float *O = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
@@ -482,7 +495,7 @@ static vlmc_status siglip_head(const vit_model *m, const float *hs, int bc, int 
     vision_linear(w->k, hs, R, &hd->k_w, hd->in_b + D, w->wscratch, false);
     vision_linear(w->v, hs, R, &hd->v_w, hd->in_b + 2 * D, w->wscratch, false);
     for (int b = 1; b < bc; b++) memcpy(q1 + (size_t)b * D, q1, D * sizeof(float)); /* one query per tile */
-    attention(a, (int)D, q1, (int)D, w->k, w->v, (int)D, NULL, bc, 1, T, m->H, m->head_dim,
+    vision_attention(a, (int)D, q1, (int)D, w->k, w->v, (int)D, NULL, bc, 1, T, m->H, m->head_dim,
               (float)(1.0 / sqrt((double)m->head_dim)), w->scores);
     vision_linear(r, a, (size_t)bc, &hd->o_w, hd->o_b, w->wscratch, false);   /* residual = attention output */
     layernorm_forward(hl, r, hd->ln_w, hd->ln_b, (size_t)bc, D, m->eps);
@@ -546,7 +559,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     w.a = malloc(R * D * sizeof(float));
     w.f = malloc(R * (size_t)F * sizeof(float));
     w.patches = malloc((size_t)bmax * Np * CPP * sizeof(float));
-    w.scores = malloc((size_t)nt * ATT_QB * T * sizeof(float));
+    w.scores = malloc((size_t)nt * VISION_ATT_QB * T * sizeof(float));
     w.wscratch = malloc((m->scratch_floats ? m->scratch_floats : 1) * sizeof(float));
     w.keymask = malloc((size_t)bmax * T * sizeof(float));
     w.pos = malloc((size_t)Np * sizeof(int));
@@ -564,16 +577,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
 
         /* -- embeddings: the patch Conv2d (kernel = stride = P) as a GEMM over unfolded patches --
          * patches[b·Np + py·gw + px][c·P·P + ky·P + kx] = pixels[b, c, py·P + ky, px·P + kx] */
-        #pragma omp parallel for schedule(static)
-        for (int bp = 0; bp < bc * Np; bp++) {
-            int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
-            float *dst = w.patches + (size_t)bp * CPP;
-            for (int c = 0; c < C; c++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(dst + ((size_t)c * P + ky) * P,
-                           pixels + ((((size_t)(b0 + b) * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
-                           (size_t)P * sizeof(float));
-        }
+        vision_unfold_patches(w.patches, pixels + (size_t)b0 * C * height * width, bc, C, height, width, P);
         /* h[b·Np + p, D] = patches W^T (+ bias for SigLIP / Idefics3) */
         vision_linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
         bool masked = false;
@@ -609,7 +613,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
             vision_linear(w.q, w.h, rows, &ly->q_w, ly->q_b, w.wscratch, false);
             vision_linear(w.k, w.h, rows, &ly->k_w, ly->k_b, w.wscratch, false);
             vision_linear(w.v, w.h, rows, &ly->v_w, ly->v_b, w.wscratch, false);
-            attention(w.a, D, w.q, D, w.k, w.v, D, masked ? w.keymask : NULL, bc, T, T, m->H, m->head_dim, scale,
+            vision_attention(w.a, D, w.q, D, w.k, w.v, D, masked ? w.keymask : NULL, bc, T, T, m->H, m->head_dim, scale,
                       w.scores);
             vision_linear(w.x, w.a, rows, &ly->o_w, ly->o_b, w.wscratch, true); /* x += out_proj(attn) */
             layernorm_forward(w.h, w.x, ly->ln2_w, ly->ln2_b, rows, (size_t)D, m->eps);

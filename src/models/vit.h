@@ -127,4 +127,16 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
                    bool accumulate);
 bool vision_weight_is_direct(const tensor *t);
 
+/* The patch Conv2d (kernel = stride = P) as a GEMM input: patches[b·Np + py·gw + px][c·P·P + ky·P + kx] =
+ * pixels[b, c, py·P + ky, px·P + kx] for n images [n, C, height, width] (Np = (height/P)·(width/P)). */
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P);
+
+/* Query rows per attention block of vision_attention. */
+enum { VISION_ATT_QB = 64 };
+/* Non-causal multi-head attention of B items of Tq queries over Tk keys: q [B·Tq, ·] (row stride ldq), k, v
+ * [B·Tk, ·] (stride ldkv), head h in columns h·hd ..; out [B·Tq, ·] (stride ldo). keymask [B, Tk] (added to the
+ * scaled scores) or NULL. scores: omp_get_max_threads() × VISION_ATT_QB·Tk floats of scratch. */
+void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
+                      const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores);
+
 #endif
