@@ -3,11 +3,16 @@
  * vision states, projector / resampler steps, merged embeddings, decoder states, rotary frequencies, logits,
  * generation) within max|Δ| <= 1e-4 · max|ref|, uint8 / int32 arrays exactly, greedy ids exactly; the measured
  * errors are printed. Each fixture runs twice: from image_raw (vlmc preprocesses) and from the fixture's
- * pixel_values. Plus the families' input errors and registry detection. */
+ * pixel_values. Plus the families' input errors and registry detection, and Qwen-VL through the chat session
+ * (vlmc run's path) with a tokenizer.json written here for the fixture's toy vocabulary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "fixture.h"
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
@@ -164,6 +169,100 @@ static void test_detect_and_errors(void) {
         CHECK(vlmc_dump(qw, in, out, 0, 0, &err) != VLMC_OK, "yi inputs to qwen: %s", err.message);
 }
 
+/* The qwen_vl fixture's toy vocabulary as a tokenizer.json: printable ASCII c → 300 + c - 32, "\n" → 395, the
+ * special tokens of meta.special_token_ids, every other id a token no text produces. */
+static bool write_toy_tokenizer(const char *dir) {
+    static const char *const special[12] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<ref>", "</ref>", "<box>",
+                                            "</box>", "<quad>", "</quad>", "<img>", "</img>", "<imgpad>"};
+    char path[1200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return false;
+    fprintf(f, "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": [");
+    for (int i = 0; i < 12; i++)
+        fprintf(f, "%s{\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                   "\"normalized\": false, \"special\": true}", i ? ", " : "", 1009 + i, special[i]);
+    fprintf(f, "], \"normalizer\": null, \"pre_tokenizer\": null, \"post_processor\": null, \"decoder\": null, "
+               "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
+               "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"vocab\": {");
+    for (int id = 0; id < 1024; id++) {
+        fprintf(f, "%s", id ? ", " : "");
+        if (id >= 300 && id < 395) {
+            int c = id - 300 + 32;
+            fprintf(f, c == '"' || c == '\\' ? "\"\\%c\": %d" : "\"%c\": %d", c, id);
+        } else if (id == 395) fprintf(f, "\"\\n\": %d", id);
+        else if (id >= 1009 && id < 1021) fprintf(f, "\"%s\": %d", special[id - 1009], id);
+        else fprintf(f, "\"<t%d>\": %d", id, id);
+    }
+    fprintf(f, "}, \"merges\": []}}\n");
+    fclose(f);
+    /* the fixture's prompt layout: "Picture 1: <img>…</img>\n" then the text (no chat markers) */
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (!(f = fopen(path, "w"))) return false;
+    fprintf(f, "{\"chat_template\": \"{%% for m in messages %%}{%% for c in m['content'] %%}{%% if c['type'] == 'image' "
+               "%%}Picture {{ loop.index }}: <image>\\n{%% else %%}{{ c['text'] }}{%% endif %%}{%% endfor %%}{%% endfor %%}\"}\n");
+    fclose(f);
+    return true;
+}
+
+/* vlmc run's path (session: family preprocessing, <img> span, dynamic NTK / logn through generate) on the fixture's
+ * prompt: the same ids (path bytes → <imgpad>, which the visual rows overwrite anyway) and the same greedy answer. */
+static void test_qwen_vl_session(void) {
+    const char *p = shared_path("fixtures/qwen_vl");
+    if (!p) return;
+    char fx[4096], dir[1100], src[4200], dst[1200];
+    if (!CHECK(realpath(p, fx), "realpath %s", p)) return; /* symlink targets must be absolute */
+    snprintf(dir, sizeof dir, "%s/qwen_vl_run", test_tmpdir());
+    if (!CHECK(mkdir(dir, 0755) == 0, "mkdir %s", dir)) return;
+    static const char *const files[] = {"config.json", "model.safetensors", "generation_config.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(src, sizeof src, "%s/%s", fx, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        if (!CHECK(symlink(src, dst) == 0, "symlink %s", dst)) return;
+    }
+    if (!CHECK(write_toy_tokenizer(dir), "writing the toy tokenizer")) return;
+    fixture f;
+    snprintf(src, sizeof src, "%s/reference", fx);
+    if (!CHECK(fx_open(&f, src) == 0, "%s", src)) return;
+    fx_array *ids = fx_read(&f, "input_ids"), *gen = fx_read(&f, "generated_ids");
+    vlmc_error err = {0};
+    vlmc_model *m = NULL;
+    vlmc_session *s = NULL;
+    vlmc_image *im = NULL;
+    vlmc_result r = {0};
+    snprintf(src, sizeof src, "%s/reference/image.png", fx);
+    if (!CHECK(ids && gen, "fixture arrays") || !CHECK(vlmc_model_load(dir, NULL, &m, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_session_new(m, 0, &s, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_image_load_file(src, NULL, &im, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_session_add_image(s, im, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_session_add_message(s, "user", "<ref>a cat</ref><box>(120,340),(560,780)</box> is", &err) == VLMC_OK,
+               "%s", err.message))
+        goto out;
+    vlmc_gen_params gp = vlmc_gen_default_params();
+    gp.max_new_tokens = (int)gen->n;
+    gp.ignore_eos = 1;
+    if (!CHECK(vlmc_session_generate(s, &gp, NULL, NULL, &r, &err) == VLMC_OK, "%s", err.message)) goto out;
+    const int32_t *pi;
+    size_t pn;
+    vlmc_session_prompt_ids(s, &pi, &pn);
+    const int32_t *want = ids->data;
+    bool same = pn == ids->n;
+    for (size_t i = 0; same && i < pn; i++) same = pi[i] == (want[i] < 256 ? 1020 : want[i]);
+    CHECK(same, "session prompt: %zu ids, the fixture's %zu (path bytes as <imgpad>)", pn, ids->n);
+    bool same_gen = r.n_ids == gen->n && !memcmp(r.ids, gen->data, gen->n * sizeof(int32_t));
+    printf("    session: prompt %zu ids %s, %zu generated ids %s\n", pn, same ? "equal" : "DIFFER", r.n_ids,
+           same_gen ? "equal to generated_ids" : "DIFFER");
+    CHECK(same_gen, "session greedy ids differ from generated_ids");
+out:
+    vlmc_result_free(&r);
+    vlmc_image_free(im);
+    vlmc_session_free(s);
+    vlmc_model_free(m);
+    fx_free(ids);
+    fx_free(gen);
+    fx_close(&f);
+}
+
 int main(void) {
     tests_begin("yi_qwen_vl");
     TEST_RUN(test_yi_vl_image_raw);
@@ -171,5 +270,6 @@ int main(void) {
     TEST_RUN(test_qwen_vl_image_raw);
     TEST_RUN(test_qwen_vl_pixel_values);
     TEST_RUN(test_detect_and_errors);
+    TEST_RUN(test_qwen_vl_session);
     return tests_end();
 }

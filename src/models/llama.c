@@ -288,7 +288,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
     if (m->qwen_dynamic_ntk && kv->n_past == 0) {
         /* Qwen takes the real length of each sequence (mask ones); one base for the batch here: the longest */
-        int len = 0;
+        int len = in->prompt_len;
         for (int b = 0; b < B; b++) len = kv->n_valid[b] > len ? kv->n_valid[b] : len;
         qwen_ntk_update(c, len);
     }

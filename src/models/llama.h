@@ -114,6 +114,8 @@ typedef struct llama_input {
     const float *embeds;           /* [B, T, D] input embeddings (used when tokens is NULL) */
     const int32_t *attention_mask; /* [B, T] 1 = token, 0 = (left) padding; NULL = all 1 */
     const int32_t *position_ids;   /* [B, T] or NULL: generate()'s rule, cumsum(mask) - 1, padding 1 */
+    int prompt_len;                /* a prompt run in several passes: its whole length (0 = this pass), which
+                                      Qwen's dynamic NTK sizes the rotary base by */
 } llama_input;
 
 typedef struct llama_output {

@@ -316,7 +316,7 @@ static vlmc_status qwen_load(vlm_model *m, vlmc_error *err) {
         goto done;
     }
     m->has_vision = true;
-    m->image_token_id = -1; /* images are <img>…</img> spans, not one token per feature */
+    m->image_token_id = v->image_start_id + 2; /* <imgpad>: a chat's image spans (the dump reads the spans itself) */
 done:
     cJSON_Delete(root);
     free(cfg_path);
@@ -530,10 +530,33 @@ static vlmc_status qwen_encode(const vlm_model *m, const vlm_images *im, vlm_vis
     return VLMC_OK;
 }
 
+/* A chat's image as the span QWenTokenizer makes of <img>PATH</img>: <img>, n_queries positions, </img>. The
+ * path bytes are overwritten by the visual rows anyway, so all n_queries positions are <imgpad>, the image token
+ * vlm_embed replaces. */
 static vlmc_status qwen_image_prompt(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err) {
-    (void)m; (void)info; (void)out;
-    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
-                     "Qwen-VL: images are <img>PATH</img> spans of its tiktoken tokenizer, which vlmc does not read");
+    (void)info;
+    const qwen_visual *v = m->family_state;
+    if (!v) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: this Qwen model has no visual tower", m->dir);
+    strbuf_puts(out, "<img>");
+    for (int i = 0; i < v->Q; i++) strbuf_puts(out, "<imgpad>");
+    strbuf_puts(out, "</img>");
+    return VLMC_OK;
+}
+
+static vlmc_status qwen_image_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
+                                         int *out_h, int *out_w, vlmc_error *err) {
+    const qwen_visual *v = m->family_state;
+    if (!v) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: this Qwen model has no visual tower", m->dir);
+    float *p = malloc((size_t)3 * v->S * v->S * sizeof(float));
+    if (!p) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    vlmc_status s = qwen_preprocess(v, rgb, height, width, NULL, p, err);
+    if (s) {
+        free(p);
+        return s;
+    }
+    *pixels = p;
+    *out_h = *out_w = v->S;
+    return VLMC_OK;
 }
 
 /* The <img> … </img> spans of ids [T]: starts[i] = a (the <img>), count in *n (at most cap). Each span must hold
@@ -727,6 +750,7 @@ const vlm_family vlm_family_qwen_vl = {
     .features_len = qwen_features_len,
     .encode = qwen_encode,
     .image_prompt = qwen_image_prompt,
+    .preprocess = qwen_image_preprocess,
     .free_state = qwen_free_state,
     .dump = qwen_dump,
 };

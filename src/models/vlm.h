@@ -92,6 +92,10 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Optional: the family's own image preprocessing (its original code's transform) instead of the folder's
+     * preprocessor_config.json: rgb [height, width, 3] → *pixels [1, 3, *out_h, *out_w] (malloc'ed). */
+    vlmc_status (*preprocess)(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
+                              int *out_h, int *out_w, vlmc_error *err);
     /* Optional: frees m->family_state. */
     void (*free_state)(vlm_model *m);
     /* Optional: the family runs `vlmc dump` itself, on the inputs its original-code fixtures name (in_dir names

@@ -192,6 +192,30 @@ static vlmc_status expand2square(const rgb_image *in, const uint8_t bg[3], rgb_i
     return VLMC_OK;
 }
 
+/* process_images with image_aspect_ratio "pad": expand2square, then the tower's CLIPImageProcessor (po's
+ * pixel_values [1, 3, S, S]); padded is kept for the dump. */
+static vlmc_status yi_prepare(const yi_state *ys, const rgb_image *im, rgb_image *padded, proc_output *po,
+                              vlmc_error *err) {
+    vlmc_status s = expand2square(im, ys->pad_rgb, padded, err);
+    return s ? s : image_proc_run(&ys->proc, padded, po, err);
+}
+
+static vlmc_status yi_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
+                                 int *out_h, int *out_w, vlmc_error *err) {
+    rgb_image im = {.width = width, .height = height, .data = (uint8_t *)rgb}, padded = {0};
+    proc_output po = {0};
+    vlmc_status s = yi_prepare(m->family_state, &im, &padded, &po, err);
+    if (!s) {
+        *pixels = po.pixel_values;
+        po.pixel_values = NULL;
+        *out_h = po.frame_h;
+        *out_w = po.frame_w;
+    }
+    rgb_image_free(&padded);
+    proc_output_free(&po);
+    return s;
+}
+
 /* prepare_inputs_labels_for_multimodal for one sequence: ids [T] with one -200 per image → embeds [T - n + n·P, D]. */
 static vlmc_status yi_embed(const vlm_model *m, const int32_t *ids, int T, const float *features, int n_images, int P,
                             float *embeds, vlmc_error *err) {
@@ -252,8 +276,7 @@ static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *
     if (raw) {
         if (raw->shape[2] != 3) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3]", dir);
         rgb_image im = {.width = (int)raw->shape[1], .height = (int)raw->shape[0], .data = raw->data};
-        if ((s = expand2square(&im, ys->pad_rgb, &padded, err)) || (s = image_proc_run(&ys->proc, &padded, &po, err)))
-            goto done;
+        if ((s = yi_prepare(ys, &im, &padded, &po, err))) goto done;
         uint8_t *pad_copy = malloc((size_t)padded.width * padded.height * 3);
         if (pad_copy) memcpy(pad_copy, padded.data, (size_t)padded.width * padded.height * 3);
         if ((s = vlm_dump_add(out, "image_padded", ARRAY_U8, 3, (int64_t[]){padded.height, padded.width, 3}, pad_copy,
@@ -364,6 +387,7 @@ const vlm_family vlm_family_yi_vl = {
     .features_len = yi_features_len,
     .encode = yi_encode,
     .image_prompt = yi_image_prompt,
+    .preprocess = yi_preprocess,
     .free_state = yi_free_state,
     .dump = yi_dump,
 };
