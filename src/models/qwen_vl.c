@@ -597,8 +597,9 @@ static vlmc_status span_image(const qwen_visual *v, const int32_t *ids, int a, c
     if (!n) return vlmc_fail(err, VLMC_ERR_ARG, "Qwen-VL: the <img> span at %d holds no image path and no image was given", a);
     char *full = path[0] == '/' ? strdup(path) : path_join(dir, path);
     if (!full) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-    vlmc_status s = image_decode_file(full, NULL, im, err);
-    if (s) vlmc_fail(err, s, "Qwen-VL: image of the <img> span at %d: %s", a, err ? err->message : "");
+    vlmc_error e = {0};
+    vlmc_status s = image_decode_file(full, NULL, im, &e);
+    if (s) vlmc_fail(err, s, "Qwen-VL: the image of the <img> span at %d: %s", a, e.message);
     free(full);
     return s;
 }
