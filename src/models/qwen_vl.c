@@ -336,19 +336,25 @@ static void matmul_xw(float *y, const float *x, size_t M, const tensor *w, float
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, N, K, 1.0f, x, K, W, N, 0.0f, y, N);
 }
 
-/* torch's cubic convolution coefficients for the fraction t (A = -0.75), in f32. */
-static void cubic_coeffs(float t, float w[4]) {
+/* torch's bicubic source index and cubic convolution coefficients (A = -0.75, f32) for output index i of a
+ * resize by scale = in / out (align_corners=False: scale·(i + 0.5) - 0.5; the fraction clamped to [0, 1]). */
+static int cubic_source(float scale, int i, int in_size, float w[4]) {
     const float A = -0.75f;
+    float r = scale * ((float)i + 0.5f) - 0.5f;
+    int idx = (int)floorf(r);
+    if (idx > in_size - 1) idx = in_size - 1;
+    float t = fminf(fmaxf(r - (float)idx, 0.0f), 1.0f);
     float x1 = t + 1.0f, x2 = 1.0f - t, x3 = 2.0f - t;
     w[0] = ((A * x1 - 5.0f * A) * x1 + 8.0f * A) * x1 - 4.0f * A;
     w[1] = ((A + 2.0f) * t - (A + 3.0f)) * t * t + 1.0f;
     w[2] = ((A + 2.0f) * x2 - (A + 3.0f)) * x2 * x2 + 1.0f;
     w[3] = ((A * x3 - 5.0f * A) * x3 + 8.0f * A) * x3 - 4.0f * A;
+    return idx;
 }
 
 /* visual.py get_abs_pos: the table [s·s, C] seen as an s × s image of C channels, resized to g × g by
- * F.interpolate(mode="bicubic", align_corners=False) (source index scale·(i + 0.5) - 0.5, borders clamped, rows
- * of the width sums weighted by the height coefficients), in f32; the table itself when s = g. */
+ * F.interpolate(mode="bicubic", align_corners=False) (borders clamped, rows of the width sums weighted by the
+ * height coefficients), in f32; the table itself when s = g. */
 static void get_abs_pos(const float *table, int s, int C, int g, float *out) {
     if (s == g) {
         memcpy(out, table, (size_t)s * s * C * sizeof(float));
@@ -356,17 +362,11 @@ static void get_abs_pos(const float *table, int s, int C, int g, float *out) {
     }
     const float scale = (float)s / (float)g;
     for (int oy = 0; oy < g; oy++) {
-        float ry = scale * ((float)oy + 0.5f) - 0.5f, wy[4];
-        int iy = (int)floorf(ry);
-        if (iy > s - 1) iy = s - 1;
-        float ty = fminf(fmaxf(ry - (float)iy, 0.0f), 1.0f);
-        cubic_coeffs(ty, wy);
+        float wy[4];
+        const int iy = cubic_source(scale, oy, s, wy);
         for (int ox = 0; ox < g; ox++) {
-            float rx = scale * ((float)ox + 0.5f) - 0.5f, wx[4];
-            int ix = (int)floorf(rx);
-            if (ix > s - 1) ix = s - 1;
-            float tx = fminf(fmaxf(rx - (float)ix, 0.0f), 1.0f);
-            cubic_coeffs(tx, wx);
+            float wx[4];
+            const int ix = cubic_source(scale, ox, s, wx);
             float *o = out + ((size_t)oy * g + ox) * C;
             for (int c = 0; c < C; c++) {
                 float acc = 0.0f;
@@ -611,28 +611,13 @@ enum { QWEN_MAX_IMAGES = 64 };
  * span's path is opened, relative to the inputs folder). */
 static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char *dir, int generate_n, vlm_dump_out *out,
                              vlmc_error *err) {
-    static const char *const known[] = {"input_ids", "attention_mask", "pixel_values", "image_raw", NULL};
     const qwen_visual *v = m->family_state;
-    const named_array *ids, *mask, *px, *raw;
-    vlmc_status s;
-    if ((s = vlm_dump_known_inputs(in, dir, known, "Qwen", err)) ||
-        (s = vlm_dump_input(in, dir, "input_ids", ARRAY_I32, 2, &ids, err)) ||
-        (s = vlm_dump_input(in, dir, "attention_mask", ARRAY_I32, 2, &mask, err)) ||
-        (s = vlm_dump_input(in, dir, "pixel_values", ARRAY_F32, 4, &px, err)) ||
-        (s = vlm_dump_input(in, dir, "image_raw", ARRAY_U8, 3, &raw, err)))
-        return s;
-    if (!ids || ids->shape[0] != 1)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: Qwen's dump takes input_ids [1, T] (one sequence)", dir);
-    const int T = (int)ids->shape[1];
-    const int32_t *id = ids->data;
-    if (mask) {
-        if (mask->shape[0] != 1 || mask->shape[1] != T)
-            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: attention_mask must have the shape of input_ids", dir);
-        for (int t = 0; t < T; t++)
-            if (((const int32_t *)mask->data)[t] != 1)
-                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: Qwen's dump takes an attention_mask of ones", dir);
-    }
-    if (px && raw) return vlmc_fail(err, VLMC_ERR_ARG, "%s: give pixel_values or image_raw, not both", dir);
+    vlm_dump_inputs di;
+    vlmc_status s = vlm_dump_read_inputs(in, dir, "Qwen", &di, err);
+    if (s) return s;
+    const named_array *px = di.pixels, *raw = di.image_raw;
+    const int T = di.T;
+    const int32_t *id = di.ids->data;
     if (!v && (px || raw)) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: this Qwen model has no visual tower", dir);
     int starts[QWEN_MAX_IMAGES], n_img = 0;
     if (v && (s = find_spans(v, id, T, starts, QWEN_MAX_IMAGES, &n_img, err))) return s;
@@ -650,7 +635,7 @@ static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char
             }
             memcpy(pixels, px->data, (size_t)n_img * img * sizeof(float));
         } else if (raw) {
-            if (n_img != 1 || raw->shape[2] != 3) {
+            if (n_img != 1) {
                 s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw [H, W, 3] is one image, the ids have %d <img> spans",
                               dir, n_img);
                 goto done;

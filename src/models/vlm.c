@@ -162,20 +162,8 @@ vlmc_status vlm_llava_select(const vlm_model *m, const vlm_images *im, vlm_visio
     return VLMC_OK;
 }
 
-vlmc_status vlm_dump_known_inputs(const array_set *in, const char *dir, const char *const *known, const char *family,
-                                  vlmc_error *err) {
-    for (int i = 0; i < in->count; i++) {
-        bool ok = false;
-        for (const char *const *k = known; *k && !ok; k++) ok = !strcmp(*k, in->arrays[i].name);
-        if (!ok)
-            return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump for %s", dir,
-                             in->arrays[i].name, family);
-    }
-    return VLMC_OK;
-}
-
-vlmc_status vlm_dump_input(const array_set *in, const char *dir, const char *name, array_dtype dtype, int ndim,
-                           const named_array **out, vlmc_error *err) {
+static vlmc_status dump_input(const array_set *in, const char *dir, const char *name, array_dtype dtype, int ndim,
+                              const named_array **out, vlmc_error *err) {
     const named_array *a = array_set_find(in, name);
     *out = NULL;
     if (!a) return VLMC_OK;
@@ -187,6 +175,40 @@ vlmc_status vlm_dump_input(const array_set *in, const char *dir, const char *nam
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dimension %d of size %lld", dir, name, d,
                              (long long)a->shape[d]);
     *out = a;
+    return VLMC_OK;
+}
+
+vlmc_status vlm_dump_read_inputs(const array_set *in, const char *dir, const char *family, vlm_dump_inputs *out,
+                                 vlmc_error *err) {
+    static const char *const known[] = {"input_ids", "attention_mask", "pixel_values", "image_raw", NULL};
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < in->count; i++) {
+        bool ok = false;
+        for (const char *const *k = known; *k && !ok; k++) ok = !strcmp(*k, in->arrays[i].name);
+        if (!ok)
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump for %s", dir,
+                             in->arrays[i].name, family);
+    }
+    vlmc_status s;
+    if ((s = dump_input(in, dir, "input_ids", ARRAY_I32, 2, &out->ids, err)) ||
+        (s = dump_input(in, dir, "attention_mask", ARRAY_I32, 2, &out->mask, err)) ||
+        (s = dump_input(in, dir, "pixel_values", ARRAY_F32, 4, &out->pixels, err)) ||
+        (s = dump_input(in, dir, "image_raw", ARRAY_U8, 3, &out->image_raw, err)))
+        return s;
+    if (!out->ids || out->ids->shape[0] != 1)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s's dump takes input_ids [1, T] (one sequence)", dir, family);
+    out->T = (int)out->ids->shape[1];
+    if (out->mask) {
+        if (out->mask->shape[0] != 1 || out->mask->shape[1] != out->T)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: attention_mask must have the shape of input_ids", dir);
+        for (int t = 0; t < out->T; t++)
+            if (((const int32_t *)out->mask->data)[t] != 1)
+                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: %s's dump takes an attention_mask of ones", dir, family);
+    }
+    if (out->pixels && out->image_raw)
+        return vlmc_fail(err, VLMC_ERR_ARG, "%s: give pixel_values or image_raw, not both", dir);
+    if (out->image_raw && out->image_raw->shape[2] != 3)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3]", dir);
     return VLMC_OK;
 }
 
@@ -238,4 +260,14 @@ done:
     llama_ctx_free(&c);
     free(logits); free(hidden); free(gen); free(steps);
     return s;
+}
+
+vlmc_status vlm_llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err) {
+    vit_outputs o = {0};
+    vlmc_status s = vit_select_from_config(&m->cfg, NULL, &o, err);
+    if (s) return s;
+    int tokens, feat;
+    vit_selected_shape(&m->vit, &o, im->height, im->width, &tokens, &feat);
+    *n = (size_t)im->n_tiles * (size_t)tokens;
+    return VLMC_OK;
 }

@@ -109,12 +109,15 @@ struct vlm_family {
 vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, int ndim, const int64_t *shape,
                          void *data, const char *note, vlmc_error *err);
 void vlm_dump_out_free(vlm_dump_out *o);
-/* Fails (VLMC_ERR_ARG, naming the array and the family) on the first array of in not listed in known. */
-vlmc_status vlm_dump_known_inputs(const array_set *in, const char *dir, const char *const *known, const char *family,
-                                  vlmc_error *err);
-/* The input `name` (*out = NULL when absent) after checking its dtype and number of dimensions. */
-vlmc_status vlm_dump_input(const array_set *in, const char *dir, const char *name, array_dtype dtype, int ndim,
-                           const named_array **out, vlmc_error *err);
+/* The inputs of an original-code family's dump (one sequence): input_ids [1, T], attention_mask [1, T] of ones
+ * (may be absent), and at most one of pixel_values [N, C, H, W] and image_raw [H, W, 3] uint8. Any other array is
+ * an error naming it and the family. */
+typedef struct vlm_dump_inputs {
+    const named_array *ids, *mask, *pixels, *image_raw;
+    int T;
+} vlm_dump_inputs;
+vlmc_status vlm_dump_read_inputs(const array_set *in, const char *dir, const char *family, vlm_dump_inputs *out,
+                                 vlmc_error *err);
 /* The decoder half of a family's dump on one sequence of input embeddings [1, T, D]: the full pass (logits
  * [1, T, V], text_hidden_states [L+1, 1, T, D], and for Qwen's dynamic NTK rope_inv_freq_prefill), then with
  * generate_n > 0 greedy generation through the KV cache (generated_ids, generation_step_logits). */
@@ -151,6 +154,8 @@ vlmc_status vlm_load_parts(vlm_model *m, const char *text_prefix, const char *lm
 vlmc_status vlm_load_llava_parts(vlm_model *m, vlmc_error *err);
 /* Runs the tower on all tiles and keeps LLaVA's selected features ([n, sel_tokens, sel_features], malloc'ed into
  * *selected unless out->selected is given) and the hidden states when asked. */
+/* LLaVA's feature rows for these images: tiles × selected tokens (vision_feature_layer / strategy of m->cfg). */
+vlmc_status vlm_llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err);
 vlmc_status vlm_llava_select(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, float **selected,
                              vlmc_error *err);
 

@@ -140,16 +140,6 @@ done:
     return s;
 }
 
-static vlmc_status yi_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err) {
-    vit_outputs o = {0};
-    vlmc_status s = vit_select_from_config(&m->cfg, NULL, &o, err);
-    if (s) return s;
-    int tokens, feat;
-    vit_selected_shape(&m->vit, &o, im->height, im->width, &tokens, &feat);
-    *n = (size_t)im->n_tiles * tokens;
-    return VLMC_OK;
-}
-
 /* encode_images: tower → selection → mm_projector, one image per tile. proj_steps (NULL or 4 arrays) receive the
  * projector's intermediate steps. */
 static vlmc_status yi_encode_steps(const vlm_model *m, const vlm_images *im, vlm_vision_out *out,
@@ -245,27 +235,12 @@ static vlmc_status yi_embed(const vlm_model *m, const int32_t *ids, int T, const
  * images as pixel_values [N, 3, S, S] or image_raw [H, W, 3] uint8 (one image, preprocessed here). */
 static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *dir, int generate_n, vlm_dump_out *out,
                            vlmc_error *err) {
-    static const char *const known[] = {"input_ids", "attention_mask", "pixel_values", "image_raw", NULL};
     const yi_state *ys = m->family_state;
-    const named_array *ids, *mask, *px, *raw;
-    vlmc_status s;
-    if ((s = vlm_dump_known_inputs(in, dir, known, "Yi-VL", err)) ||
-        (s = vlm_dump_input(in, dir, "input_ids", ARRAY_I32, 2, &ids, err)) ||
-        (s = vlm_dump_input(in, dir, "attention_mask", ARRAY_I32, 2, &mask, err)) ||
-        (s = vlm_dump_input(in, dir, "pixel_values", ARRAY_F32, 4, &px, err)) ||
-        (s = vlm_dump_input(in, dir, "image_raw", ARRAY_U8, 3, &raw, err)))
-        return s;
-    if (!ids || ids->shape[0] != 1)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: Yi-VL's dump takes input_ids [1, T] (one sequence)", dir);
-    const int T = (int)ids->shape[1];
-    if (mask) {
-        if (mask->shape[0] != 1 || mask->shape[1] != T)
-            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: attention_mask must have the shape of input_ids", dir);
-        for (int t = 0; t < T; t++)
-            if (((const int32_t *)mask->data)[t] != 1)
-                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: Yi-VL's dump takes an attention_mask of ones", dir);
-    }
-    if (px && raw) return vlmc_fail(err, VLMC_ERR_ARG, "%s: give pixel_values or image_raw, not both", dir);
+    vlm_dump_inputs di;
+    vlmc_status s = vlm_dump_read_inputs(in, dir, "Yi-VL", &di, err);
+    if (s) return s;
+    const named_array *ids = di.ids, *px = di.pixels, *raw = di.image_raw;
+    const int T = di.T;
     int n_idx = 0;
     for (int t = 0; t < T; t++) n_idx += ((const int32_t *)ids->data)[t] == YI_IMAGE_INDEX;
     float *pixels = NULL, *feat = NULL, *embeds = NULL;
@@ -274,7 +249,6 @@ static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *
     vlm_images vi = {0};
     int *tiles = NULL;
     if (raw) {
-        if (raw->shape[2] != 3) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3]", dir);
         rgb_image im = {.width = (int)raw->shape[1], .height = (int)raw->shape[0], .data = raw->data};
         if ((s = yi_prepare(ys, &im, &padded, &po, err))) goto done;
         uint8_t *pad_copy = malloc((size_t)padded.width * padded.height * 3);
@@ -315,7 +289,7 @@ static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *
         for (int i = 0; i < vi.n_images; i++) tiles[i] = 1;
         vi.tiles = tiles;
         size_t nf, nh, ns, nl, np;
-        if ((s = yi_features_len(m, &vi, &nf, err))) goto done;
+        if ((s = vlm_llava_features_len(m, &vi, &nf, err))) goto done;
         vlm_vision_sizes(m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
         const int64_t n = vi.n_tiles, Tv = vit_tokens(&m->vit, vi.height, vi.width);
         P = nf / (size_t)n;
@@ -384,7 +358,7 @@ const vlm_family vlm_family_yi_vl = {
     .detect = yi_detect,
     .hf_class = "LlavaLlamaForCausalLM (Yi-VL)",
     .load = yi_load,
-    .features_len = yi_features_len,
+    .features_len = vlm_llava_features_len,
     .encode = yi_encode,
     .image_prompt = yi_image_prompt,
     .preprocess = yi_preprocess,
