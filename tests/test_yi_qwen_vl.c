@@ -53,7 +53,8 @@ static void run_fixture(const char *name, const char *const *inputs, const char 
     snprintf(dir, sizeof dir, "%s", p);
     snprintf(ref, sizeof ref, "%s/reference", dir);
     if (!make_inputs(ref, inputs, in, sizeof in)) return;
-    snprintf(out, sizeof out, "%s/out_%s_%s", test_tmpdir(), name, inputs[2]);
+    static int runs;
+    snprintf(out, sizeof out, "%s/out_%s_%d", test_tmpdir(), name, runs++);
     vlmc_error err = {0};
     array_set r = {0}, o = {0};
     if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
@@ -61,7 +62,7 @@ static void run_fixture(const char *name, const char *const *inputs, const char 
     int n_gen = gen ? (int)gen->shape[1] : 0;
     if (CHECK(vlmc_dump(dir, in, out, n_gen, 0, &err) == VLMC_OK, "%s: %s", name, err.message) &&
         CHECK(arrays_read_dir(out, 1, &o, &err) == VLMC_OK, "%s", err.message)) {
-        printf("    %s from %s:\n", name, inputs[2]);
+        printf("    %s from %s%s%s:\n", name, inputs[2], inputs[3] ? " + " : "", inputs[3] ? inputs[3] : "");
         int compared = 0;
         for (int i = 0; i < o.count; i++) {
             const named_array *x = &o.arrays[i], *y = array_set_find(&r, x->name);
@@ -125,6 +126,15 @@ static void test_qwen_vl_image_raw(void) {
 static void test_qwen_vl_pixel_values(void) {
     static const char *const in[] = {"input_ids", "attention_mask", "pixel_values", NULL};
     run_fixture("qwen_vl", in, qwen_required, NULL);
+}
+
+/* image_raw and pixel_values together: image_raw's preprocessing is dumped, the model runs on pixel_values. */
+static void test_both_image_inputs(void) {
+    static const char *const in[] = {"input_ids", "attention_mask", "image_raw", "pixel_values", NULL};
+    static const char *const yi_pre[] = {"image_padded", "pixel_values", NULL};
+    static const char *const qwen_pre[] = {"resized_image", "pixel_values", NULL};
+    run_fixture("yi_vl", in, yi_required, yi_pre);
+    run_fixture("qwen_vl", in, qwen_required, qwen_pre);
 }
 
 /* config.json layouts → families; inputs the family cannot use are errors. */
@@ -269,6 +279,7 @@ int main(void) {
     TEST_RUN(test_yi_vl_pixel_values);
     TEST_RUN(test_qwen_vl_image_raw);
     TEST_RUN(test_qwen_vl_pixel_values);
+    TEST_RUN(test_both_image_inputs);
     TEST_RUN(test_detect_and_errors);
     TEST_RUN(test_qwen_vl_session);
     return tests_end();

@@ -607,8 +607,8 @@ static vlmc_status span_image(const qwen_visual *v, const int32_t *ids, int a, c
 enum { QWEN_MAX_IMAGES = 64 };
 
 /* vlmc dump on Qwen-VL's fixture inputs: input_ids [1, T] with <img>…</img> spans, attention_mask (ones), and the
- * images as image_raw [H, W, 3] uint8 (one image, preprocessed here), pixel_values [N, 3, S, S], or neither (the
- * span's path is opened, relative to the inputs folder). */
+ * images as image_raw [H, W, 3] uint8 (one image, preprocessed here) and / or pixel_values [N, 3, S, S] (with both,
+ * the model runs on pixel_values), or neither (the span's path is opened, relative to the inputs folder). */
 static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char *dir, int generate_n, vlm_dump_out *out,
                              vlmc_error *err) {
     const qwen_visual *v = m->family_state;
@@ -627,14 +627,7 @@ static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char
         const int S = v->S, Wd = v->W, E = v->E, Q = v->Q, G2 = v->G * v->G;
         const size_t img = (size_t)3 * S * S;
         if (!(pixels = malloc((size_t)n_img * img * sizeof(float)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-        if (px) {
-            if (px->shape[0] != n_img || px->shape[1] != 3 || px->shape[2] != S || px->shape[3] != S) {
-                s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: pixel_values must be [%d, 3, %d, %d] (one per <img> span)", dir,
-                              n_img, S, S);
-                goto done;
-            }
-            memcpy(pixels, px->data, (size_t)n_img * img * sizeof(float));
-        } else if (raw) {
+        if (raw) {
             if (n_img != 1) {
                 s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw [H, W, 3] is one image, the ids have %d <img> spans",
                               dir, n_img);
@@ -649,7 +642,20 @@ static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char
             if ((s = vlm_dump_add(out, "resized_image", ARRAY_U8, 3, (int64_t[]){S, S, 3}, resized,
                                   "PIL bicubic resize to image_size, HxWx3", err)))
                 goto done;
-        } else {
+            float *pv = malloc(img * sizeof(float));
+            if (pv) memcpy(pv, pixels, img * sizeof(float));
+            if ((s = vlm_dump_add(out, "pixel_values", ARRAY_F32, 4, (int64_t[]){1, 3, S, S}, pv,
+                                  "image_transform output: ToTensor, Normalize(CLIP mean/std)", err)))
+                goto done;
+        }
+        if (px) { /* given with image_raw too: image_raw's preprocessing is dumped, the model runs on pixel_values */
+            if (px->shape[0] != n_img || px->shape[1] != 3 || px->shape[2] != S || px->shape[3] != S) {
+                s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: pixel_values must be [%d, 3, %d, %d] (one per <img> span)", dir,
+                              n_img, S, S);
+                goto done;
+            }
+            memcpy(pixels, px->data, (size_t)n_img * img * sizeof(float));
+        } else if (!raw) {
             for (int i = 0; i < n_img && !s; i++) {
                 rgb_image im = {0};
                 if (!(s = span_image(v, id, starts[i], dir, &im, err)))
@@ -657,12 +663,12 @@ static vlmc_status qwen_dump(const vlm_model *m, const array_set *in, const char
                 rgb_image_free(&im);
             }
             if (s) goto done;
+            float *pv = malloc((size_t)n_img * img * sizeof(float));
+            if (pv) memcpy(pv, pixels, (size_t)n_img * img * sizeof(float));
+            if ((s = vlm_dump_add(out, "pixel_values", ARRAY_F32, 4, (int64_t[]){n_img, 3, S, S}, pv,
+                                  "image_transform output of the images named in the spans", err)))
+                goto done;
         }
-        float *pv = malloc((size_t)n_img * img * sizeof(float));
-        if (pv) memcpy(pv, pixels, (size_t)n_img * img * sizeof(float));
-        if ((s = vlm_dump_add(out, "pixel_values", ARRAY_F32, 4, (int64_t[]){n_img, 3, S, S}, pv,
-                              "image_transform output: ToTensor, Normalize(CLIP mean/std)", err)))
-            goto done;
         qwen_visual_steps vs = {
             .patch_embeds = malloc((size_t)n_img * G2 * Wd * sizeof(float)),
             .pos_interp = malloc((size_t)G2 * Wd * sizeof(float)),

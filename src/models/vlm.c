@@ -205,8 +205,6 @@ vlmc_status vlm_dump_read_inputs(const array_set *in, const char *dir, const cha
             if (((const int32_t *)out->mask->data)[t] != 1)
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: %s's dump takes an attention_mask of ones", dir, family);
     }
-    if (out->pixels && out->image_raw)
-        return vlmc_fail(err, VLMC_ERR_ARG, "%s: give pixel_values or image_raw, not both", dir);
     if (out->image_raw && out->image_raw->shape[2] != 3)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3]", dir);
     return VLMC_OK;

@@ -110,7 +110,7 @@ vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, i
                          void *data, const char *note, vlmc_error *err);
 void vlm_dump_out_free(vlm_dump_out *o);
 /* The inputs of an original-code family's dump (one sequence): input_ids [1, T], attention_mask [1, T] of ones
- * (may be absent), and at most one of pixel_values [N, C, H, W] and image_raw [H, W, 3] uint8. Any other array is
+ * (may be absent), pixel_values [N, C, H, W] and / or image_raw [H, W, 3] uint8. Any other array is
  * an error naming it and the family. */
 typedef struct vlm_dump_inputs {
     const named_array *ids, *mask, *pixels, *image_raw;

@@ -232,7 +232,8 @@ static vlmc_status yi_embed(const vlm_model *m, const int32_t *ids, int T, const
 }
 
 /* vlmc dump on Yi-VL's fixture inputs: input_ids [1, T] with -200 per image, attention_mask (all ones), and the
- * images as pixel_values [N, 3, S, S] or image_raw [H, W, 3] uint8 (one image, preprocessed here). */
+ * images as pixel_values [N, 3, S, S] and / or image_raw [H, W, 3] uint8 (one image, preprocessed here; with
+ * both, the model runs on pixel_values). */
 static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *dir, int generate_n, vlm_dump_out *out,
                            vlmc_error *err) {
     const yi_state *ys = m->family_state;
@@ -263,9 +264,12 @@ static vlmc_status yi_dump(const vlm_model *m, const array_set *in, const char *
             goto done;
         vi = (vlm_images){.n_images = 1, .n_tiles = 1, .pixels = po.pixel_values, .height = po.frame_h,
                           .width = po.frame_w};
-    } else if (px) {
-        if (px->shape[1] != m->vit.C || px->shape[0] > 4096)
-            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: pixel_values must be [N, %d, H, W]", dir, m->vit.C);
+    }
+    if (px) { /* given with image_raw too: image_raw's preprocessing is dumped, the model runs on pixel_values */
+        if (px->shape[1] != m->vit.C || px->shape[0] > 4096) {
+            s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: pixel_values must be [N, %d, H, W]", dir, m->vit.C);
+            goto done;
+        }
         vi = (vlm_images){.n_images = (int)px->shape[0], .n_tiles = (int)px->shape[0], .pixels = px->data,
                           .height = (int)px->shape[2], .width = (int)px->shape[3]};
     }
