@@ -245,6 +245,34 @@ static void out_add(outs *o, const char *name, array_dtype dt, int ndim, const i
     a->data = data;
 }
 
+static cJSON *dump_meta(const vlm_model *m) {
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "model", m->cfg.architecture[0] ? m->cfg.architecture : m->fam->hf_class);
+    cJSON_AddStringToObject(meta, "model_type", m->cfg.model_type);
+    cJSON_AddStringToObject(meta, "producer", "vlmc_dump");
+    return meta;
+}
+
+static const char dump_format[] = "Each array is a raw little-endian C-order file <file> with no header; dtype is one of "
+                                  "float32, int32, uint8; shape lists dimensions outermost first.";
+
+/* Families whose fixtures come from their original code read their own inputs and name their own outputs. */
+static vlmc_status family_dump(const vlm_model *m, const array_set *set, const char *inputs_dir, const char *out_dir,
+                               int generate_n, int grads, vlmc_error *err) {
+    if (grads || array_set_find(set, "labels"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: labels / --grads are not supported for %s", inputs_dir,
+                         m->fam->hf_class);
+    vlm_dump_out o = {0};
+    vlmc_status s = m->fam->dump(m, set, inputs_dir, generate_n, &o, err);
+    if (!s) {
+        cJSON *meta = dump_meta(m);
+        s = arrays_write_dir(out_dir, dump_format, meta, o.a, o.n, err);
+        cJSON_Delete(meta);
+    }
+    vlm_dump_out_free(&o);
+    return s;
+}
+
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,
                       vlmc_error *err) {
     if (!model_dir || !inputs_dir || !out_dir) return vlmc_fail(err, VLMC_ERR_ARG, "vlmc_dump: NULL argument");
@@ -264,6 +292,10 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     if (s) goto done;
     if ((s = vlm_load(model_dir, &m, err))) goto done;
     loaded = true;
+    if (m.fam->dump) {
+        s = family_dump(&m, &set, inputs_dir, out_dir, generate_n, grads, err);
+        goto done;
+    }
     dump_in in;
     if ((s = check_inputs(&set, inputs_dir, &m, &in, err))) goto done;
     const int B = (int)in.ids->shape[0], T = (int)in.ids->shape[1];
@@ -451,14 +483,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         out_add(&o, "loss", ARRAY_F32, 1, (int64_t[]){1}, &loss,
                 "mean cross-entropy over non-ignored shifted labels (HF's ForCausalLMLoss)");
     }
-    meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(meta, "model", m.cfg.architecture[0] ? m.cfg.architecture : m.fam->hf_class);
-    cJSON_AddStringToObject(meta, "model_type", m.cfg.model_type);
-    cJSON_AddStringToObject(meta, "producer", "vlmc_dump");
-    s = arrays_write_dir(out_dir,
-                         "Each array is a raw little-endian C-order file <file> with no header; dtype is one of float32, "
-                         "int32, uint8; shape lists dimensions outermost first.",
-                         meta, o.a, o.n, err);
+    meta = dump_meta(&m);
+    s = arrays_write_dir(out_dir, dump_format, meta, o.a, o.n, err);
 done:
     free(grads_path);
     cJSON_Delete(meta);

@@ -115,22 +115,34 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     if (!m->vm.has_vision)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" takes no images", m->dir,
                          m->vm.cfg.model_type);
-    if (!m->proc)
+    const vlm_family *fam = m->vm.fam;
+    if (!m->proc && !fam->preprocess)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no preprocessor_config.json: cannot prepare images", m->dir);
     double t0 = gen_now();
     vlmc_preprocessed pp;
     memset(&pp, 0, sizeof pp);
-    vlmc_status st = vlmc_preprocess(m->proc, im, &pp, err);
-    if (st) return st;
-    int tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
-    vlm_images vi = {.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
-                     .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
-                     .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
-                     .pixel_mask = pp.pixel_attention_mask};
-    if (pp.has_grid_thw) { /* Qwen2-VL: patch rows and their grid */
-        vi.n_tiles = (int)pp.shape[0];
-        vi.height = vi.width = 0;
-        vi.grid_thw = pp.image_grid_thw;
+    vlmc_status st;
+    int tiles = 1;
+    vlm_images vi = {.n_images = 1, .n_tiles = 1, .tiles = &tiles};
+    float *own_pixels = NULL; /* the family's own preprocessing (Yi-VL, Qwen-VL) */
+    if (fam->preprocess) {
+        if ((st = fam->preprocess(&m->vm, vlmc_image_rgb(im), vlmc_image_height(im), vlmc_image_width(im), &own_pixels,
+                                  &vi.height, &vi.width, err)))
+            return st;
+        vi.pixels = own_pixels;
+        pp.num_image_tokens = -1;
+    } else {
+        if ((st = vlmc_preprocess(m->proc, im, &pp, err))) return st;
+        tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
+        vi = (vlm_images){.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
+                          .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
+                          .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
+                          .pixel_mask = pp.pixel_attention_mask};
+        if (pp.has_grid_thw) { /* Qwen2-VL: patch rows and their grid */
+            vi.n_tiles = (int)pp.shape[0];
+            vi.height = vi.width = 0;
+            vi.grid_thw = pp.image_grid_thw;
+        }
     }
     size_t n = 0;
     const size_t D = (size_t)m->vm.lm.dim;
@@ -161,6 +173,7 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     s->n_images++;
     s->n_pending++;
 done:
+    free(own_pixels);
     vlmc_preprocessed_free(&pp);
     s->encode_s += gen_now() - t0;
     return st;

@@ -4,13 +4,16 @@
  *                           image_size_to_num_patches, unpad_image; image_processing_utils.select_best_resolution
  *   modeling_idefics3.py    Idefics3Connector (pixel_shuffle), Idefics3SimpleMLP (proj, no bias)
  *   modeling_paligemma.py   PaliGemmaMultiModalProjector (one Linear with bias)
- *   modeling_fuyu.py        FuyuForCausalLM.vision_embed_tokens (one Linear with bias on flattened patches) */
+ *   modeling_fuyu.py        FuyuForCausalLM.vision_embed_tokens (one Linear with bias on flattened patches)
+ * and Yi-VL's mlp2x_gelu_Norm (github 01-ai/Yi, VL/llava/model/multimodal_projector/builder.py). */
 #include "models/projector.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/layernorm.h"
 
 static vlmc_status name_of(char *buf, size_t cap, const char *prefix, const char *name, vlmc_error *err) {
     int k = snprintf(buf, cap, "%s%s", prefix, name);
@@ -135,6 +138,55 @@ void projector_free(projector *p) {
     p->n_owned = 0;
 }
 
+vlmc_status projector_load_mlp_norm(const safetensors *st, const char *prefix, int in_dim, int out_dim, float ln_eps,
+                                    projector *p, vlmc_error *err) {
+    memset(p, 0, sizeof *p);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(p->file, sizeof p->file, "%s", where);
+    if (in_dim <= 0 || out_dim <= 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: projector sizes %d -> %d", p->file, in_dim, out_dim);
+    p->kind = PROJ_MLP_NORM;
+    p->in_dim = in_dim;
+    p->out_dim = out_dim;
+    p->act = ACT_GELU; /* nn.GELU(): the erf form */
+    p->ln_eps = ln_eps;
+    vlmc_status s;
+    if ((s = get_mat(st, p, prefix, "0.weight", out_dim, in_dim, &p->w1, err)) ||
+        (s = get_vec(st, p, prefix, "0.bias", out_dim, &p->b1, err)) ||
+        (s = get_vec(st, p, prefix, "1.weight", out_dim, &p->ln1_w, err)) ||
+        (s = get_vec(st, p, prefix, "1.bias", out_dim, &p->ln1_b, err)) ||
+        (s = get_mat(st, p, prefix, "3.weight", out_dim, out_dim, &p->w2, err)) ||
+        (s = get_vec(st, p, prefix, "3.bias", out_dim, &p->b2, err)) ||
+        (s = get_vec(st, p, prefix, "4.weight", out_dim, &p->ln2_w, err)) ||
+        (s = get_vec(st, p, prefix, "4.bias", out_dim, &p->ln2_b, err))) {
+        projector_free(p);
+        return s;
+    }
+    return VLMC_OK;
+}
+
+vlmc_status projector_mlp_norm_forward(const projector *p, const float *in, size_t rows, float *out,
+                                       float *const *steps, vlmc_error *err) {
+    const size_t E = (size_t)p->out_dim;
+    float *scratch = malloc((p->scratch_floats ? p->scratch_floats : 1) * sizeof(float));
+    float *a = malloc(rows * E * sizeof(float)), *b = malloc(rows * E * sizeof(float));
+    if (!scratch || !a || !b) {
+        free(scratch); free(a); free(b);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the projector (%zu rows)", rows);
+    }
+    vision_linear(a, in, rows, &p->w1, p->b1, scratch, false);               /* 0: Linear */
+    if (steps && steps[0]) memcpy(steps[0], a, rows * E * sizeof(float));
+    layernorm_forward(b, a, p->ln1_w, p->ln1_b, rows, E, p->ln_eps);          /* 1: LayerNorm */
+    if (steps && steps[1]) memcpy(steps[1], b, rows * E * sizeof(float));
+    act_forward(p->act, b, b, rows * E);                                      /* 2: GELU */
+    if (steps && steps[2]) memcpy(steps[2], b, rows * E * sizeof(float));
+    vision_linear(a, b, rows, &p->w2, p->b2, scratch, false);                /* 3: Linear */
+    if (steps && steps[3]) memcpy(steps[3], a, rows * E * sizeof(float));
+    layernorm_forward(out, a, p->ln2_w, p->ln2_b, rows, E, p->ln_eps);        /* 4: LayerNorm */
+    free(scratch); free(a); free(b);
+    return VLMC_OK;
+}
+
 vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_model *vit, projector *proj,
                             vlmc_error *err) {
     const char *root = "", *vit_prefix;
@@ -210,6 +262,7 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: projector takes %d features per token, got %d", p->file, want,
                          in_features);
     const size_t rows = (size_t)n * tout;
+    if (p->kind == PROJ_MLP_NORM) return projector_mlp_norm_forward(p, in, rows, out, NULL, err);
     float *scratch = malloc((p->scratch_floats ? p->scratch_floats : 1) * sizeof(float));
     float *tmp = malloc(rows * (size_t)(p->kind == PROJ_LLAVA ? p->out_dim : p->in_dim) * sizeof(float));
     vlmc_status s = VLMC_OK;

@@ -226,7 +226,7 @@ static vlmc_status qwen2_vl_encode(const vlm_model *m, const vlm_images *im, vlm
     float *f = malloc(N * (F > D ? F : D) * sizeof(float)), *cos_t = malloc(N * half * sizeof(float));
     float *sin_t = malloc(N * half * sizeof(float));
     float *angles = out->rotary_freqs ? out->rotary_freqs : malloc(N * half * sizeof(float));
-    float *scores = malloc((size_t)nt * ATT_QB * (size_t)max_frame * sizeof(float));
+    float *scores = malloc((size_t)nt * VISION_ATT_QB * (size_t)max_frame * sizeof(float));
     float *scratch = malloc((v->scratch_floats ? v->scratch_floats : 1) * sizeof(float));
     if (!x || !h || !q || !k || !vv || !a || !f || !cos_t || !sin_t || !angles || !scores || !scratch) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "qwen2_vl: out of memory for %zu patches", N);

@@ -321,8 +321,23 @@ static float softmax_unnormalized(float *row, const float *mask, int n) {
     return 1.0f / sum;
 }
 
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P) {
+    const int gh = height / P, gw = width / P, Np = gh * gw;
+    const size_t CPP = (size_t)C * P * P;
+    #pragma omp parallel for schedule(static)
+    for (int bp = 0; bp < n * Np; bp++) {
+        int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
+        float *dst = patches + (size_t)bp * CPP;
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(dst + ((size_t)c * P + ky) * P,
+                       pixels + ((((size_t)b * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
+                       (size_t)P * sizeof(float));
+    }
+}
+
 /* vision_attention (see vit.h). OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's
- * OpenMP build does not spawn threads inside a parallel region) on blocks of ATT_QB queries:
+ * OpenMP build does not spawn threads inside a parallel region) on blocks of VISION_ATT_QB queries:
  *   S = scale · Q_blk K^T            [qb, Tk]
  *   S = exp(S + mask - rowmax)       (unnormalized softmax, row sums kept)
  *   O_blk = (S V) / rowsum           [qb, hd]  (normalizing the hd outputs instead of the Tk probabilities) */
@@ -331,13 +346,13 @@ void vision_attention(float *out, int ldo, const float *q, int ldq, const float 
     #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *S = scores + (size_t)omp_get_thread_num() * ATT_QB * (size_t)Tk;
+        float *S = scores + (size_t)omp_get_thread_num() * VISION_ATT_QB * (size_t)Tk;
         const float *K = k + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *V = v + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *mask = keymask ? keymask + (size_t)b * Tk : NULL;
-        float inv[ATT_QB];
-        for (int i0 = 0; i0 < Tq; i0 += ATT_QB) {
-            int qb = Tq - i0 < ATT_QB ? Tq - i0 : ATT_QB;
+        float inv[VISION_ATT_QB];
+        for (int i0 = 0; i0 < Tq; i0 += VISION_ATT_QB) {
+            int qb = Tq - i0 < VISION_ATT_QB ? Tq - i0 : VISION_ATT_QB;
             const float *Q = q + ((size_t)b * Tq + i0) * ldq + (size_t)h * hd;
             float *O = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
@@ -558,7 +573,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     w.a = malloc(R * D * sizeof(float));
     w.f = malloc(R * (size_t)F * sizeof(float));
     w.patches = malloc((size_t)bmax * Np * CPP * sizeof(float));
-    w.scores = malloc((size_t)nt * ATT_QB * T * sizeof(float));
+    w.scores = malloc((size_t)nt * VISION_ATT_QB * T * sizeof(float));
     w.wscratch = malloc((m->scratch_floats ? m->scratch_floats : 1) * sizeof(float));
     w.keymask = malloc((size_t)bmax * T * sizeof(float));
     w.pos = malloc((size_t)Np * sizeof(int));
@@ -576,16 +591,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
 
         /* -- embeddings: the patch Conv2d (kernel = stride = P) as a GEMM over unfolded patches --
          * patches[b·Np + py·gw + px][c·P·P + ky·P + kx] = pixels[b, c, py·P + ky, px·P + kx] */
-        #pragma omp parallel for schedule(static)
-        for (int bp = 0; bp < bc * Np; bp++) {
-            int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
-            float *dst = w.patches + (size_t)bp * CPP;
-            for (int c = 0; c < C; c++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(dst + ((size_t)c * P + ky) * P,
-                           pixels + ((((size_t)(b0 + b) * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
-                           (size_t)P * sizeof(float));
-        }
+        vision_unfold_patches(w.patches, pixels + (size_t)b0 * C * height * width, bc, C, height, width, P);
         /* h[b·Np + p, D] = patches W^T (+ bias for SigLIP / Idefics3) */
         vision_linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
         bool masked = false;

@@ -145,12 +145,16 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
                    bool accumulate);
 bool vision_weight_is_direct(const tensor *t);
 
-/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
-enum { ATT_QB = 64 };
+/* The patch Conv2d (kernel = stride = P) as a GEMM input: patches[b·Np + py·gw + px][c·P·P + ky·P + kx] =
+ * pixels[b, c, py·P + ky, px·P + kx] for n images [n, C, height, width] (Np = (height/P)·(width/P)). */
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P);
+
+/* Query rows per attention block: a block's scores (VISION_ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
+enum { VISION_ATT_QB = 64 };
 /* Shared by the vision models: non-causal multi-head attention of B tiles of Tq queries over Tk keys;
- * q [B·Tq, H·hd] (row stride ldq), k, v [B·Tk, H·hd] (stride ldkv), out [B·Tq, H·hd] (stride ldo).
- * keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as _prepare_4d_attention_mask does) or NULL.
- * scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk floats. */
+ * q [B·Tq, H·hd] (row stride ldq), k, v [B·Tk, H·hd] (stride ldkv), head h in columns h·hd ..; out [B·Tq, H·hd]
+ * (stride ldo). keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as _prepare_4d_attention_mask does) or
+ * NULL. scores: per-thread scratch of omp_get_max_threads() × VISION_ATT_QB·Tk floats. */
 void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
                       const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores);
 

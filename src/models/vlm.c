@@ -11,14 +11,17 @@ vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
     m->image_token_id = -1;
     vlmc_status s = hf_config_load(dir, &m->cfg, err);
     if (s) return s;
-    m->fam = vlm_family_find(m->cfg.model_type);
+    m->fam = vlm_family_find(&m->cfg);
     if (!m->fam)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (supported: %s)", dir,
                          m->cfg.model_type, vlm_family_names());
-    if ((s = safetensors_open(dir, &m->st, err))) return s;
+    if (!(m->dir = strdup(dir))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if ((s = safetensors_open(dir, &m->st, err))) {
+        vlm_free(m);
+        return s;
+    }
     if ((s = m->fam->load(m, err))) {
-        safetensors_close(m->st);
-        m->st = NULL;
+        vlm_free(m);
         return s;
     }
     return VLMC_OK;
@@ -34,7 +37,50 @@ void vlm_free(vlm_model *m) {
     }
     if (m->lm.layers) llama_model_free(&m->lm);
     safetensors_close(m->st);
+    safetensors_close(m->st_vision);
+    free(m->dir);
     memset(m, 0, sizeof *m);
+}
+
+vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, int ndim, const int64_t *shape,
+                         void *data, const char *note, vlmc_error *err) {
+    if (!data) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %s", name);
+    if (o->n == o->cap) {
+        int cap = o->cap ? 2 * o->cap : 16;
+        named_array *a = realloc(o->a, (size_t)cap * sizeof *a);
+        if (!a) {
+            free(data);
+            return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        }
+        o->a = a;
+        o->cap = cap;
+    }
+    named_array *a = &o->a[o->n];
+    memset(a, 0, sizeof *a);
+    a->name = strdup(name);
+    a->note = note ? strdup(note) : NULL;
+    if (!a->name || (note && !a->note) || ndim > ARRAYS_MAX_DIMS) {
+        free(a->name);
+        free(a->note);
+        free(data);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
+    a->dtype = dtype;
+    a->ndim = ndim;
+    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
+    a->data = data;
+    o->n++;
+    return VLMC_OK;
+}
+
+void vlm_dump_out_free(vlm_dump_out *o) {
+    for (int i = 0; i < o->n; i++) {
+        free(o->a[i].name);
+        free(o->a[i].note);
+        free(o->a[i].data);
+    }
+    free(o->a);
+    memset(o, 0, sizeof *o);
 }
 
 void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *hidden, size_t *selected,
@@ -122,5 +168,113 @@ vlmc_status vlm_llava_select(const vlm_model *m, const vlm_images *im, vlm_visio
     out->vit_tokens = vit_tokens(&m->vit, im->height, im->width);
     out->sel_tokens = tokens;
     out->sel_features = feat;
+    return VLMC_OK;
+}
+
+static vlmc_status dump_input(const array_set *in, const char *dir, const char *name, array_dtype dtype, int ndim,
+                              const named_array **out, vlmc_error *err) {
+    const named_array *a = array_set_find(in, name);
+    *out = NULL;
+    if (!a) return VLMC_OK;
+    if (a->dtype != dtype || a->ndim != ndim)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must be %s with %d dimensions", dir, name, array_dtype_name(dtype),
+                         ndim);
+    for (int d = 0; d < ndim; d++)
+        if (a->shape[d] < 1 || a->shape[d] > (1 << 20))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dimension %d of size %lld", dir, name, d,
+                             (long long)a->shape[d]);
+    *out = a;
+    return VLMC_OK;
+}
+
+vlmc_status vlm_dump_read_inputs(const array_set *in, const char *dir, const char *family, vlm_dump_inputs *out,
+                                 vlmc_error *err) {
+    static const char *const known[] = {"input_ids", "attention_mask", "pixel_values", "image_raw", NULL};
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < in->count; i++) {
+        bool ok = false;
+        for (const char *const *k = known; *k && !ok; k++) ok = !strcmp(*k, in->arrays[i].name);
+        if (!ok)
+            return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump for %s", dir,
+                             in->arrays[i].name, family);
+    }
+    vlmc_status s;
+    if ((s = dump_input(in, dir, "input_ids", ARRAY_I32, 2, &out->ids, err)) ||
+        (s = dump_input(in, dir, "attention_mask", ARRAY_I32, 2, &out->mask, err)) ||
+        (s = dump_input(in, dir, "pixel_values", ARRAY_F32, 4, &out->pixels, err)) ||
+        (s = dump_input(in, dir, "image_raw", ARRAY_U8, 3, &out->image_raw, err)))
+        return s;
+    if (!out->ids || out->ids->shape[0] != 1)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s's dump takes input_ids [1, T] (one sequence)", dir, family);
+    out->T = (int)out->ids->shape[1];
+    if (out->mask) {
+        if (out->mask->shape[0] != 1 || out->mask->shape[1] != out->T)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: attention_mask must have the shape of input_ids", dir);
+        for (int t = 0; t < out->T; t++)
+            if (((const int32_t *)out->mask->data)[t] != 1)
+                return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: %s's dump takes an attention_mask of ones", dir, family);
+    }
+    if (out->image_raw && out->image_raw->shape[2] != 3)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3]", dir);
+    return VLMC_OK;
+}
+
+vlmc_status vlm_dump_decoder(const vlm_model *m, const float *embeds, int T, int generate_n, vlm_dump_out *out,
+                             vlmc_error *err) {
+    const int64_t V = m->lm.vocab, D = m->lm.dim, L = m->lm.n_layers;
+    llama_ctx c;
+    vlmc_status s = llama_ctx_init(&c, &m->lm, 1, T + generate_n, T, err);
+    if (s) return s;
+    float *logits = malloc((size_t)T * V * sizeof(float)), *hidden = malloc((size_t)(L + 1) * T * D * sizeof(float));
+    float *inv = NULL, *steps = NULL;
+    int32_t *gen = NULL;
+    llama_input li = {.n_tokens = T, .embeds = embeds};
+    if (!logits || !hidden) {
+        s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the logits of %d tokens", T);
+        goto done;
+    }
+    if ((s = llama_forward(&c, &li, &(llama_output){.logits = logits, .hidden_states = hidden}, err))) goto done;
+    if (m->lm.qwen_dynamic_ntk) {
+        const int half = m->lm.rot_dim / 2;
+        if ((inv = malloc((size_t)half * sizeof(float)))) memcpy(inv, c.inv_freq, (size_t)half * sizeof(float));
+        s = vlm_dump_add(out, "rope_inv_freq_prefill", ARRAY_F32, 1, (int64_t[]){half}, inv,
+                         "rotary inv_freq after the dynamic-NTK update at prefill", err);
+        if (s) goto done;
+    }
+    s = vlm_dump_add(out, "logits", ARRAY_F32, 3, (int64_t[]){1, T, V}, logits, "[1, T, vocab]", err);
+    logits = NULL;
+    if (s) goto done;
+    s = vlm_dump_add(out, "text_hidden_states", ARRAY_F32, 4, (int64_t[]){L + 1, 1, T, D}, hidden,
+                     "[layers+1, 1, T, D]; [0] = input embeddings, last = final norm output", err);
+    hidden = NULL;
+    if (s || !generate_n) goto done;
+    gen = malloc((size_t)generate_n * sizeof(int32_t));
+    steps = malloc((size_t)generate_n * V * sizeof(float));
+    if (!gen || !steps) {
+        s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    llama_ctx_reset(&c);
+    if ((s = llama_generate_greedy(&c, &li, generate_n, gen, steps, err))) goto done;
+    s = vlm_dump_add(out, "generated_ids", ARRAY_I32, 2, (int64_t[]){1, generate_n}, gen,
+                     "greedy continuation (KV-cache path, no EOS stop)", err);
+    gen = NULL;
+    if (!s)
+        s = vlm_dump_add(out, "generation_step_logits", ARRAY_F32, 3, (int64_t[]){1, generate_n, V}, steps,
+                         "raw logits that produced each generated token [1, n, vocab]", err);
+    steps = NULL;
+done:
+    llama_ctx_free(&c);
+    free(logits); free(hidden); free(gen); free(steps);
+    return s;
+}
+
+vlmc_status vlm_llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err) {
+    vit_outputs o = {0};
+    vlmc_status s = vit_select_from_config(&m->cfg, NULL, &o, err);
+    if (s) return s;
+    int tokens, feat;
+    vit_selected_shape(&m->vit, &o, im->height, im->width, &tokens, &feat);
+    *n = (size_t)im->n_tiles * (size_t)tokens;
     return VLMC_OK;
 }

@@ -1,7 +1,7 @@
 /* The models behind a vlmc_model: a decoder-only Llama-family LM, or a VLM = config + safetensors + vision tower +
  * projector + the same decoder. What differs per family lives in one file per family (llama_family.c, llava.c,
- * llava_next.c, idefics3.c, paligemma.c, fuyu.c), each exporting a vlm_family descriptor; src/models/registry.c maps config.json's
- * model_type to the descriptor. This file holds what they share: loading, splicing image features into the token
+ * llava_next.c, idefics3.c, kosmos2.c, qwen2_vl.c, paligemma.c, fuyu.c, yi_vl.c, qwen_vl.c), each exporting a
+ * vlm_family descriptor; src/models/registry.c maps config.json's model_type to the descriptor. This file holds what they share: loading, splicing image features into the token
  * embeddings at the image-token positions, and the prompt's image placeholder.
  *
  * Dimensions: B = sequences, T = tokens per sequence, D = decoder hidden size, Dv = vision hidden size,
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/strbuf.h"
+#include "formats/arrays.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/llama.h"
@@ -27,15 +28,17 @@ typedef struct vlm_family vlm_family;
 
 typedef struct vlm_model {
     const vlm_family *fam;
+    char *dir; /* the model folder (malloc'ed) */
     hf_config cfg;
     safetensors *st;
+    safetensors *st_vision; /* a vision tower stored in a folder of its own (Yi-VL's vit/<name>/), else NULL */
     bool has_vision;
     vit_model vit;
     projector proj;
     llama_model lm;
     int image_token_id; /* -1 for a decoder-only model */
     int image_seq_len;  /* Idefics3: projected tokens per tile */
-    void *priv;         /* a family's own weights (Kosmos-2), freed by its free */
+    void *priv;         /* a family's own parts (Kosmos-2's weights, Yi-VL's and Qwen-VL's state), freed by its free */
     void *tower;        /* a family's own vision model (Qwen2-VL) instead of vit + proj; freed by fam->free */
 } vlm_model;
 
@@ -74,8 +77,17 @@ typedef struct vlm_image_info {
     int32_t grid_thw[3]; /* Qwen2-VL patch grid (t, h, w) */
 } vlm_image_info;
 
+/* What a family's own dump writes: arrays under the fixture's names (data malloc'ed, owned by the list). */
+typedef struct vlm_dump_out {
+    named_array *a;
+    int n, cap;
+} vlm_dump_out;
+
 struct vlm_family {
     const char *const *model_types; /* config.json model_type values, NULL-terminated */
+    /* Optional: decides from the parsed config instead of model_types (layouts that share a model_type with
+     * another family, e.g. Yi-VL's "llava"); families with it are asked first. */
+    bool (*detect)(const hf_config *cfg);
     const char *hf_class;           /* the transformers class matched */
     /* transformers 4.47's LLaVA / LLaVA-NeXT decode quirk, see llama_ctx.legacy_unmask_padding_on_decode */
     bool legacy_unmask_padding;
@@ -105,6 +117,15 @@ struct vlm_family {
      * text. The tokenizer adds no special tokens to it. */
     vlmc_status (*plain_prompt)(const vlm_model *m, int n_images, const char *text, const char *bos, strbuf *out,
                                 vlmc_error *err);
+    /* Optional: the family's own image preprocessing (its original code's transform) instead of the folder's
+     * preprocessor_config.json: rgb [height, width, 3] → *pixels [1, 3, *out_h, *out_w] (malloc'ed). */
+    vlmc_status (*preprocess)(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
+                              int *out_h, int *out_w, vlmc_error *err);
+    /* Optional: the family runs `vlmc dump` itself, on the inputs its original-code fixtures name (in_dir names
+     * the folder in messages), appending every array it computes to out (with generate_n > 0 also
+     * generated_ids and generation_step_logits). An input it cannot use is an error. */
+    vlmc_status (*dump)(const vlm_model *m, const array_set *in, const char *in_dir, int generate_n, vlm_dump_out *out,
+                        vlmc_error *err);
 };
 
 /* Fuyu (fuyu.c): FuyuImageProcessor.patchify_image on one processed image [C, H, W], keeping the rows × cols grid
@@ -114,8 +135,27 @@ void fuyu_patchify(const float *image, int C, int H, int W, int rows, int cols, 
 /* The patch grid of an unpadded uh × uw image inside the processed H × W one: ceil(u / patch), at most H / patch. */
 void fuyu_grid(int uh, int uw, int H, int W, int patch, int *rows, int *cols);
 
-/* registry.c */
-const vlm_family *vlm_family_find(const char *model_type);
+/* Appends an array (data is taken over: freed by vlm_dump_out_free, also on failure). */
+vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, int ndim, const int64_t *shape,
+                         void *data, const char *note, vlmc_error *err);
+void vlm_dump_out_free(vlm_dump_out *o);
+/* The inputs of an original-code family's dump (one sequence): input_ids [1, T], attention_mask [1, T] of ones
+ * (may be absent), pixel_values [N, C, H, W] and / or image_raw [H, W, 3] uint8. Any other array is
+ * an error naming it and the family. */
+typedef struct vlm_dump_inputs {
+    const named_array *ids, *mask, *pixels, *image_raw;
+    int T;
+} vlm_dump_inputs;
+vlmc_status vlm_dump_read_inputs(const array_set *in, const char *dir, const char *family, vlm_dump_inputs *out,
+                                 vlmc_error *err);
+/* The decoder half of a family's dump on one sequence of input embeddings [1, T, D]: the full pass (logits
+ * [1, T, V], text_hidden_states [L+1, 1, T, D], and for Qwen's dynamic NTK rope_inv_freq_prefill), then with
+ * generate_n > 0 greedy generation through the KV cache (generated_ids, generation_step_logits). */
+vlmc_status vlm_dump_decoder(const vlm_model *m, const float *embeds, int T, int generate_n, vlm_dump_out *out,
+                             vlmc_error *err);
+
+/* registry.c: the family of a parsed config.json (detect hooks first, then model_type), or NULL. */
+const vlm_family *vlm_family_find(const hf_config *cfg);
 /* "llama, mistral, ..." for messages (static). */
 const char *vlm_family_names(void);
 
@@ -149,6 +189,8 @@ vlmc_status vlm_load_parts(vlm_model *m, const char *text_prefix, const char *lm
 vlmc_status vlm_load_llava_parts(vlm_model *m, vlmc_error *err);
 /* Runs the tower on all tiles and keeps LLaVA's selected features ([n, sel_tokens, sel_features], malloc'ed into
  * *selected unless out->selected is given) and the hidden states when asked. */
+/* LLaVA's feature rows for these images: tiles × selected tokens (vision_feature_layer / strategy of m->cfg). */
+vlmc_status vlm_llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err);
 vlmc_status vlm_llava_select(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, float **selected,
                              vlmc_error *err);
 
