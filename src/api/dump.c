@@ -8,7 +8,9 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "formats/arrays.h"
+#include "formats/json.h"
 #include "models/vlm.h"
+#include "vision/processors.h"
 
 /* Inputs of the seam that no family here uses. */
 static const char *const other_inputs[] = {"image_grid_thw",   "image_patches",   "image_patches_indices",
@@ -17,7 +19,14 @@ static const char *const other_inputs[] = {"image_grid_thw",   "image_patches", 
 
 typedef struct dump_in {
     named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels;
+    named_array *seq_mask, *emb_mask, *image_raw; /* DeepSeek-VL's original inputs (uint8) */
 } dump_in;
+
+static array_dtype input_dtype(const char *n) {
+    if (!strcmp(n, "pixel_values")) return ARRAY_F32;
+    if (!strcmp(n, "images_seq_mask") || !strcmp(n, "images_emb_mask") || !strcmp(n, "image_raw")) return ARRAY_U8;
+    return ARRAY_I32;
+}
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
                                 vlmc_error *err) {
@@ -33,6 +42,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "image_sizes") && !strcmp(mt, "llava_next")) in->sizes = a;
         else if (!strcmp(n, "pixel_attention_mask") && !strcmp(mt, "idefics3")) in->pmask = a;
         else if (!strcmp(n, "labels")) in->labels = a;
+        else if (!strcmp(n, "images_seq_mask") && m->fam->original_inputs) in->seq_mask = a;
+        else if (!strcmp(n, "images_emb_mask") && m->fam->original_inputs) in->emb_mask = a;
+        else if (!strcmp(n, "image_raw") && m->fam->original_inputs) in->image_raw = a;
         else {
             bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask");
             for (const char *const *o = other_inputs; *o; o++) known |= !strcmp(*o, n);
@@ -40,16 +52,16 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input %s is not used by model_type \"%s\"", dir, n, mt);
             return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump", dir, n);
         }
-        if (a->dtype != (strcmp(n, "pixel_values") ? ARRAY_I32 : ARRAY_F32))
+        if (a->dtype != input_dtype(n))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dtype %s, expected %s", dir, n, array_dtype_name(a->dtype),
-                             strcmp(n, "pixel_values") ? "int32" : "float32");
+                             array_dtype_name(input_dtype(n)));
     }
     if (!in->ids) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no input_ids", dir);
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
-    named_array *same[3] = {in->mask, in->pos, in->labels};
-    for (int i = 0; i < 3; i++)
+    named_array *same[4] = {in->mask, in->pos, in->labels, in->seq_mask};
+    for (int i = 0; i < 4; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
@@ -57,7 +69,44 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava_next needs image_sizes with pixel_values", dir);
     if ((in->sizes || in->pmask) && !in->pixels)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_sizes / pixel_attention_mask without pixel_values", dir);
+    if (in->image_raw && (in->image_raw->ndim != 3 || in->image_raw->shape[2] != 3 || in->image_raw->shape[0] < 1 ||
+                          in->image_raw->shape[1] < 1 || in->image_raw->shape[0] > 1 << 15 || in->image_raw->shape[1] > 1 << 15))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be one uint8 image [H, W, 3]", dir);
+    if (in->emb_mask && (in->emb_mask->ndim != 3 || in->emb_mask->shape[0] != in->ids->shape[0]))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask must be [B, n_images, n_image_tokens]", dir);
+    if (in->emb_mask && !in->seq_mask)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask without images_seq_mask", dir);
     return VLMC_OK;
+}
+
+/* image_raw → the model folder's image processor (VLMImageProcessor): pixel_values [1, 1, 3, S, S] and the uint8
+ * image after resize and pad, [S, S, 3]. *pixels and *u8 are malloc'ed. */
+static vlmc_status preprocess_raw(const char *model_dir, const named_array *raw, float **pixels, uint8_t **u8, int *side,
+                                  vlmc_error *err) {
+    char *path = path_join(model_dir, "preprocessor_config.json");
+    cJSON *j = NULL;
+    image_proc p;
+    proc_output o = {0};
+    vlmc_status s = path ? json_parse_file(path, 1u << 20, &j, err) : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!s) s = image_proc_from_json(j, path, &p, err);
+    rgb_image im = {.width = (int)raw->shape[1], .height = (int)raw->shape[0], .data = raw->data};
+    if (!s) s = image_proc_run(&p, &im, &o, err);
+    if (!s && (o.n_frames != 1 || o.frame_h != o.frame_w))
+        s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: image_raw needs a processor that makes one square image", path);
+    if (!s) {
+        const size_t plane = (size_t)o.frame_h * o.frame_w;
+        *side = o.frame_h;
+        *pixels = o.pixel_values;
+        o.pixel_values = NULL;
+        if (!(*u8 = malloc(plane * 3))) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        else
+            for (size_t i = 0; i < plane; i++)
+                for (int c = 0; c < 3; c++) (*u8)[i * 3 + c] = o.u8[(size_t)c * plane + i];
+    }
+    proc_output_free(&o);
+    cJSON_Delete(j);
+    free(path);
+    return s;
 }
 
 /* pixel_values (+ image_sizes, pixel_attention_mask) → the family's vlm_images, tiles packed contiguously.
@@ -80,7 +129,12 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     const float *src = px->data;
     vi->height = (int)H;
     vi->width = (int)W;
-    if (!strcmp(m->cfg.model_type, "llava")) {
+    if (m->fam->original_inputs) { /* [B, n_images, C, H, W] (or [n, C, H, W]): every image is one tile */
+        if (!(*tiles = malloc((size_t)(N * M) * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < N * M; i++) (*tiles)[i] = 1;
+        vi->n_images = vi->n_tiles = (int)(N * M);
+        vi->pixels = src;
+    } else if (!strcmp(m->cfg.model_type, "llava")) {
         if (nd != 4) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava pixel_values must be [N, C, H, W]", dir);
         if (!(*tiles = malloc((size_t)N * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         for (int64_t i = 0; i < N; i++) (*tiles)[i] = 1;
@@ -138,7 +192,7 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     return VLMC_OK;
 }
 
-enum { MAX_OUT = 12 };
+enum { MAX_OUT = 16 + VLM_MAX_EXTRAS };
 
 typedef struct outs {
     named_array a[MAX_OUT];
@@ -172,6 +226,10 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     int *tiles = NULL;
     cJSON *meta = NULL;
     char *grads_path = NULL;
+    float *raw_pixels = NULL; /* image_raw preprocessed */
+    uint8_t *raw_u8 = NULL;
+    vlm_vision_out vo;
+    memset(&vo, 0, sizeof vo);
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &set, err);
     if (s) goto done;
     if ((s = vlm_load(model_dir, &m, err))) goto done;
@@ -183,13 +241,24 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     outs o = {.n = 0};
     /* images */
     vlm_images vi = {0};
-    vlm_vision_out vo = {0};
     size_t n_feat = 0;
+    named_array raw_px = {0};
+    if (in.image_raw) { /* the family's own processor on the raw image (pixel_values, when given too, stay the input) */
+        int side = 0;
+        if ((s = preprocess_raw(model_dir, in.image_raw, &raw_pixels, &raw_u8, &side, err))) goto done;
+        out_add(&o, "image_resized_padded", ARRAY_U8, 3, (int64_t[]){side, side, 3}, raw_u8,
+                "the image processor's resized and padded uint8 image, HxWx3");
+        out_add(&o, "pixel_values", ARRAY_F32, 5, (int64_t[]){1, 1, 3, side, side}, raw_pixels,
+                "image processor output [1, n_images, 3, S, S]");
+        raw_px = o.a[o.n - 1];
+        if (!in.pixels) in.pixels = &raw_px;
+    }
     if (in.pixels) {
         if ((s = gather_images(&m, &in, inputs_dir, &vi, &buf, &mbuf, &tiles, err))) goto done;
         size_t nh, ns, nl, np;
         vlm_vision_sizes(&m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
         if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
+        if (np < n_feat * D) np = n_feat * D;
         vh = malloc(nh * sizeof(float));
         vsel = malloc(ns * sizeof(float));
         vlast = malloc(nl * sizeof(float));
@@ -197,11 +266,15 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float));
         if (!vh || !vsel || !vlast || !vproj || !feat) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
         vo = (vlm_vision_out){.hidden_states = vh, .selected = vsel, .last_hidden_state = vlast,
-                              .projector_output = vproj, .features = feat};
+                              .projector_output = vproj, .features = feat, .want_extras = true};
         if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
         const int64_t Lv = m.vit.L, n = vi.n_tiles, Dv = m.vit.D;
-        out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
-                "vision tower hidden states [L+1, tiles, tokens, Dv]; [0] = embeddings");
+        if (vo.vit_tokens)
+            out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
+                    "vision tower hidden states [L+1, tiles, tokens, Dv]; [0] = embeddings");
+        for (int i = 0; i < vo.n_extras; i++)
+            out_add(&o, vo.extras[i].name, ARRAY_F32, vo.extras[i].ndim, vo.extras[i].shape, vo.extras[i].data,
+                    "an intermediate of the family's vision path (see its reference fixture)");
         if (vo.sel_tokens)
             out_add(&o, "vision_selected_features", ARRAY_F32, 3, (int64_t[]){n, vo.sel_tokens, vo.sel_features}, vsel,
                     "vision_feature_layer selection per tile");
@@ -226,9 +299,29 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the outputs");
         goto done;
     }
-    if ((s = vlm_embed(&m, in.ids->data, (size_t)B * T, in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL,
-                       err)))
+    if (in.seq_mask) { /* DeepSeek-VL: inputs_embeds[images_seq_mask] = images_embeds[images_emb_mask] */
+        uint8_t *all = NULL;
+        const uint8_t *em = in.emb_mask ? in.emb_mask->data : NULL;
+        if (em && (size_t)named_array_numel(in.emb_mask) != vo.n_features) {
+            s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask has %lld entries for %zu image embeddings", inputs_dir,
+                          (long long)named_array_numel(in.emb_mask), vo.n_features);
+            goto done;
+        }
+        if (!em && vo.n_features && !(em = all = malloc(vo.n_features))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (all) memset(all, 1, vo.n_features);
+        s = vlm_embed_masked(&m, in.ids->data, (size_t)B * T, in.seq_mask->data, in.pixels ? feat : NULL, em,
+                             vo.n_features, embeds, err);
+        free(all);
+        if (s) goto done;
+    } else if ((s = vlm_embed(&m, in.ids->data, (size_t)B * T, in.pixels ? feat : NULL, vo.n_features, 0, true, embeds,
+                              NULL, err)))
         goto done;
+    if (m.fam->original_inputs)
+        out_add(&o, "inputs_embeds", ARRAY_F32, 3, (int64_t[]){B, T, D}, embeds,
+                "token embeddings with the image embeddings spliced in [B, T, D]");
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;
     llama_input li = {.n_tokens = T, .embeds = embeds, .attention_mask = in.mask ? in.mask->data : NULL,
@@ -279,6 +372,7 @@ done:
     if (loaded) vlm_free(&m);
     array_set_free(&set);
     free(buf); free(vh); free(vsel); free(vlast); free(vproj); free(feat); free(embeds);
-    free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles);
+    free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles); free(raw_pixels); free(raw_u8);
+    vlm_vision_out_free_extras(&vo);
     return s;
 }

@@ -290,6 +290,14 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
         return hf_text_config_parse(root, "llama", path, &c->text, err);
     }
     if (!strcmp(mt, "llava") || !strcmp(mt, "llava_next") || !strcmp(mt, "idefics3")) return parse_vlm(root, path, c, err);
+    /* DeepSeek-VL's MultiModalityConfig: the decoder is language_config (a LlamaConfig diff); vision_config and
+     * aligner_config (cls + params) are read by src/models/deepseek_vl.c. */
+    if (!strcmp(mt, "multi_modality")) {
+        const cJSON *lc = json_get(root, "language_config");
+        if (!cJSON_IsObject(lc)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"language_config\" object", path);
+        c->has_text = true;
+        return hf_text_config_parse(lc, "llama", path, &c->text, err);
+    }
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

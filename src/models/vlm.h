@@ -34,7 +34,8 @@ typedef struct vlm_model {
     projector proj;
     llama_model lm;
     int image_token_id; /* -1 for a decoder-only model */
-    int image_seq_len;  /* Idefics3: projected tokens per tile */
+    int image_seq_len;  /* Idefics3: projected tokens per tile; DeepSeek-VL: image tokens per image */
+    void *priv;         /* a family's own parts (DeepSeek-VL's towers), freed by vlm_family.free */
 } vlm_model;
 
 /* The images of one forward pass, preprocessed (pixel_values of every image, tiles concatenated). */
@@ -47,6 +48,16 @@ typedef struct vlm_images {
     const int32_t *pixel_mask;  /* [n, height, width] 1 = real pixel: Idefics3; NULL = all real */
 } vlm_images;
 
+/* A named intermediate a family's encode adds for the dump (ask with vlm_vision_out.want_extras): float32, shape
+ * as the family's reference fixture stores it, data malloc'ed (vlm_vision_out_free_extras). */
+enum { VLM_MAX_EXTRAS = 40, VLM_EXTRA_MAX_DIMS = 6 };
+typedef struct vlm_extra {
+    char name[48];
+    int ndim;
+    int64_t shape[VLM_EXTRA_MAX_DIMS];
+    float *data;
+} vlm_extra;
+
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
  * vlm_vision_sizes); features is required: the rows that replace the image tokens, image after image. */
 typedef struct vlm_vision_out {
@@ -55,10 +66,17 @@ typedef struct vlm_vision_out {
     float *last_hidden_state; /* [n, vit_tokens, Dv] (Idefics3) */
     float *projector_output;  /* [n, proj_tokens, D] */
     float *features;          /* [n_features, D] */
-    /* written by encode */
+    /* written by encode (vit_tokens = 0: hidden_states were not written) */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
     size_t n_features;
+    bool want_extras;
+    int n_extras;
+    vlm_extra extras[VLM_MAX_EXTRAS];
 } vlm_vision_out;
+
+/* Adds an extra output of shape[ndim] (copied from src when not NULL); NULL when the list is full or memory is out. */
+float *vlm_vision_out_add_extra(vlm_vision_out *o, const char *name, int ndim, const int64_t *shape, const float *src);
+void vlm_vision_out_free_extras(vlm_vision_out *o);
 
 /* What the prompt needs for one image (from the image processor). */
 typedef struct vlm_image_info {
@@ -79,6 +97,11 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Frees m->priv (NULL when the family keeps nothing there). */
+    void (*free)(vlm_model *m);
+    /* The dump takes DeepSeek-VL's original inputs (images_seq_mask, images_emb_mask, image_raw; pixel_values
+     * [B, n_images, C, S, S]). */
+    bool original_inputs;
 };
 
 /* registry.c */
@@ -100,6 +123,13 @@ void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *
  * tokens seen (may be NULL). */
 vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const float *features, size_t n_features,
                       size_t first, bool exact, float *embeds, size_t *used, vlmc_error *err);
+
+/* DeepSeek-VL's prepare_inputs_embeds: token embeddings of ids[n] with the rows where seq_mask[n] is set replaced,
+ * in order, by the feature rows (n_features of them) where emb_mask[n_features] is set; the two counts must be
+ * equal. */
+vlmc_status vlm_embed_masked(const vlm_model *m, const int32_t *ids, size_t n, const uint8_t *seq_mask,
+                             const float *features, const uint8_t *emb_mask, size_t n_features, float *embeds,
+                             vlmc_error *err);
 
 /* Loads the decoder (tensors under text_prefix, LM head lm_head_name), the vision tower and the projector,
  * and checks the image token id against the vocabulary. */

@@ -5,6 +5,8 @@
  *   SiglipImageProcessor     pixel_values [1, 3, H, W]
  *   LlavaNextImageProcessor  pixel_values [1, 1+tiles, 3, S, S], image_sizes [1, 2]
  *   Idefics3ImageProcessor   pixel_values [1, N, 3, S, S], pixel_attention_mask [1, N, S, S], rows, cols
+ *   VLMImageProcessor        pixel_values [1, 3, S, S] (DeepSeek-VL's own processor, image_processing_vlm.py:
+ *                            longest side to image_size, PIL bicubic, expand2square with the mean colour)
  * All of them resize uint8 images with Pillow and only then rescale and normalise,
  * so the output is kept as the uint8 values before rescale/normalise (`u8`, same
  * layout) plus a per-channel table lut[c][v] computed in the processor's float
@@ -21,7 +23,7 @@
 #include "vision/image.h"
 #include "vision/resize.h"
 
-typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3 } proc_kind;
+typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_VLM } proc_kind;
 
 enum { PROC_MAX_PINPOINTS = 64 };
 
@@ -34,6 +36,8 @@ typedef struct image_proc {
     int size_shortest_edge, size_longest_edge, size_height, size_width;
     int crop_height, crop_width;   /* CLIP, LLaVA-NeXT */
     int max_image_size;            /* Idefics3 max_image_size.longest_edge */
+    int min_size;                  /* VLMImageProcessor: smallest resized side */
+    int background[3];             /* VLMImageProcessor: expand2square's fill, int(image_mean · 255) */
     double rescale_factor;
     double mean[3], std[3];
     int n_pinpoints;               /* LLaVA-NeXT image_grid_pinpoints, [height, width] each */
