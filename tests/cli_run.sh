@@ -107,7 +107,7 @@ if [ -d "$SHARED/fixtures/llama" ]; then
 fi
 
 # 8. the dump seam on fixture inputs: logits and generated ids against the references
-for fx in llava llava_next idefics3 llama; do
+for fx in llava llava_next idefics3 llama deepseek_vl deepseek_vl_hybrid; do
   d="$SHARED/fixtures/$fx"
   [ -d "$d" ] || { skip "dump $fx" "absent"; continue; }
   mkdir -p "$TMP/din_$fx"
@@ -115,7 +115,8 @@ for fx in llava llava_next idefics3 llama; do
 import json, shutil, sys
 ref, out = sys.argv[1], sys.argv[2]
 m = json.load(open(ref + "/manifest.json"))
-keep = [a for a in m["arrays"] if a["name"] in ("input_ids", "attention_mask", "pixel_values", "image_sizes", "pixel_attention_mask")]
+keep = [a for a in m["arrays"] if a["name"] in ("input_ids", "attention_mask", "pixel_values", "image_sizes", "pixel_attention_mask",
+                                              "images_seq_mask", "images_emb_mask", "image_raw")]
 for a in keep: shutil.copy(ref + "/" + a["file"], out + "/" + a["file"])
 json.dump({"format": m["format"], "meta": {}, "arrays": keep}, open(out + "/manifest.json", "w"))
 PY

@@ -112,8 +112,8 @@ vlmc_status sam_load(const safetensors *st, const char *prefix, sam_model *m, vl
     m->C = (int)pw.shape[1];
     m->P = (int)pw.shape[2];
     m->head_dim = (int)rh.shape[1];
-    if (pos.shape[2] != m->grid || pw.shape[0] != m->D || pw.shape[3] != m->P || m->P < 1 || m->grid < 1 ||
-        m->head_dim < 1 || m->D % m->head_dim || m->grid > 1024)
+    if (pos.shape[2] != m->grid || pw.shape[0] != m->D || pw.shape[3] != m->P || m->P < 1 || m->grid < 1 || m->D < 1 ||
+        m->C < 1 || m->head_dim < 1 || m->D % m->head_dim || m->grid > 1024 || m->P > 1024)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: inconsistent SAM encoder (pos_embed grid %d, width %d, patch %d, head dim %d)",
                          m->file, m->grid, m->D, m->P, m->head_dim);
     m->H = m->D / m->head_dim;
@@ -131,12 +131,15 @@ vlmc_status sam_load(const safetensors *st, const char *prefix, sam_model *m, vl
     m->F = (int)t.shape[0];
     if ((s = sam_get(&ld, "neck.0.weight", 4, (int64_t[]){-1, m->D, 1, 1}, &t))) return s;
     m->out_chans = (int)t.shape[0];
+    if (m->F < 1 || m->out_chans < 1 || m->L < 1)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: SAM encoder without blocks, mlp or neck channels", m->file);
     int prev = m->out_chans;
     for (m->n_down = 0; m->n_down < SAM_MAX_DOWNSAMPLES; m->n_down++) {
         snprintf(n, sizeof n, "downsamples.%d.weight", m->n_down);
         if (!sam_has(&ld, n)) break;
         if ((s = sam_mat(&ld, n, 4, (int64_t[]){-1, prev, 3, 3}, &m->down[m->n_down]))) return s;
         prev = m->down_ch[m->n_down] = (int)m->down[m->n_down].shape[0];
+        if (prev < 1) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: '%s' has no output channels", m->file, n);
     }
     const int64_t D = m->D, F = m->F, g = m->grid;
     if ((s = sam_mat(&ld, "patch_embed.proj.weight", 4, (int64_t[]){D, m->C, m->P, m->P}, &m->patch_w)) ||
