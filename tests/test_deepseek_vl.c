@@ -4,15 +4,18 @@
  * array the fixture stores and vlmc computes (processor images, tower stages, aligner, merged embeddings, decoder
  * states, logits, greedy steps) must be within max|Δ| <= 1e-4 · max|ref|, ids and uint8 images exact. Plus the
  * VLMImageProcessor on the PNG, the pixel_values input path, input errors, and the conv / resampling kernels. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
 #include "formats/json.h"
+#include "formats/safetensors.h"
 #include "kernels/conv.h"
 #include "vision/image.h"
 #include "vision/processors.h"
@@ -214,6 +217,93 @@ static void test_errors(void) {
               "images_seq_mask to llava: %s", err.message);
 }
 
+static bool mkdir_p(const char *d) { return mkdir(d, 0755) == 0 || errno == EEXIST; }
+
+static bool copy_file(const char *from_dir, const char *to_dir, const char *name) {
+    char a[1300], b[1300];
+    snprintf(a, sizeof a, "%s/%s", from_dir, name);
+    snprintf(b, sizeof b, "%s/%s", to_dir, name);
+    size_t n = 0;
+    char *text = test_read_file(a, &n);
+    FILE *f = text ? fopen(b, "wb") : NULL;
+    bool ok = f && fwrite(text, 1, n, f) == n;
+    if (f) ok &= fclose(f) == 0;
+    free(text);
+    return CHECK(ok, "copy %s", a);
+}
+
+/* The published 7B checkpoint is BF16: the hybrid fixture with every tensor rounded to BF16 must give what the same
+ * rounded weights give as F32 (towers, aligner and decoder read BF16 in place or through f32 scratch). */
+static void test_bf16_weights(void) {
+    char dir[1024], ref[1100], in[1200];
+    if (!fixture_dirs("deepseek_vl_hybrid", dir, sizeof dir, ref, sizeof ref) ||
+        !make_inputs(ref, inputs_raw, NULL, in, sizeof in))
+        return;
+    char st_path[1200], m16[1200], m32[1200], p16[1300], p32[1300], o16[1300], o32[1300];
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    snprintf(m16, sizeof m16, "%s/bf16", test_tmpdir());
+    snprintf(m32, sizeof m32, "%s/bf16_as_f32", test_tmpdir());
+    vlmc_error err = {0};
+    safetensors *st = NULL;
+    if (!CHECK(safetensors_open(st_path, &st, &err) == VLMC_OK, "%s", err.message)) return;
+    const size_t n = safetensors_count(st);
+    const char **names = calloc(n, sizeof *names);
+    tensor *t16 = calloc(n, sizeof *t16), *t32 = calloc(n, sizeof *t32);
+    void **bufs = calloc(2 * n, sizeof *bufs);
+    bool ok = names && t16 && t32 && bufs;
+    for (size_t i = 0; ok && i < n; i++) {
+        const st_entry *e = safetensors_at(st, i);
+        size_t k = (size_t)tensor_numel(&e->t);
+        uint16_t *h = malloc((k ? k : 1) * 2);
+        float *f = malloc((k ? k : 1) * 4);
+        bufs[2 * i] = h;
+        bufs[2 * i + 1] = f;
+        if (!(ok = h && f && e->t.type == DT_F32)) break;
+        for (size_t j = 0; j < k; j++) {
+            h[j] = f32_to_bf16(((const float *)e->t.data)[j]);
+            f[j] = bf16_to_f32(h[j]);
+        }
+        names[i] = e->name;
+        t16[i] = tensor_view(DT_BF16, h, e->t.ndim, e->t.shape);
+        t32[i] = tensor_view(DT_F32, f, e->t.ndim, e->t.shape);
+    }
+    snprintf(p16, sizeof p16, "%s/model.safetensors", m16);
+    snprintf(p32, sizeof p32, "%s/model.safetensors", m32);
+    ok = CHECK(ok, "bf16 conversion") && CHECK(mkdir_p(m16) && mkdir_p(m32), "mkdir") &&
+         CHECK(safetensors_write(p16, n, names, t16, NULL, &err) == VLMC_OK &&
+                   safetensors_write(p32, n, names, t32, NULL, &err) == VLMC_OK,
+               "%s", err.message) &&
+         copy_file(dir, m16, "config.json") && copy_file(dir, m16, "preprocessor_config.json") &&
+         copy_file(dir, m32, "config.json") && copy_file(dir, m32, "preprocessor_config.json");
+    snprintf(o16, sizeof o16, "%s/out_bf16", test_tmpdir());
+    snprintf(o32, sizeof o32, "%s/out_bf16_as_f32", test_tmpdir());
+    array_set a = {0}, b = {0};
+    if (ok && CHECK(vlmc_dump(m16, in, o16, 0, 0, &err) == VLMC_OK, "bf16: %s", err.message) &&
+        CHECK(vlmc_dump(m32, in, o32, 0, 0, &err) == VLMC_OK, "f32: %s", err.message) &&
+        CHECK(arrays_read_dir(o16, 1, &a, &err) == VLMC_OK && arrays_read_dir(o32, 1, &b, &err) == VLMC_OK, "%s",
+              err.message)) {
+        static const char *const cmp[] = {"sam_output", "low_features", "projector_output", "logits", NULL};
+        printf("    bf16 vs f32 of the same values:");
+        for (const char *const *c = cmp; *c; c++) {
+            const named_array *x = array_set_find(&a, *c), *y = array_set_find(&b, *c);
+            if (!CHECK(x && y && named_array_numel(x) == named_array_numel(y), "%s missing", *c)) continue;
+            size_t k = (size_t)named_array_numel(y);
+            float rel = max_abs_diff(x->data, y->data, k) / max_abs(y->data, k);
+            printf(" %s %.2g", *c, rel);
+            CHECK(rel <= 1e-5f, "%s differs by %g", *c, rel);
+        }
+        printf("\n");
+    }
+    array_set_free(&a);
+    array_set_free(&b);
+    for (size_t i = 0; bufs && i < 2 * n; i++) free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(t16);
+    free(t32);
+    safetensors_close(st);
+}
+
 /* im2col + GEMM against a direct convolution; the resampling kernels on simple maps. */
 static void test_kernels(void) {
     enum { H = 7, W = 5, C = 3, O = 4, K = 3 };
@@ -260,5 +350,6 @@ int main(void) {
     TEST_RUN(test_deepseek_vl_hybrid);
     TEST_RUN(test_pixel_values_input);
     TEST_RUN(test_errors);
+    TEST_RUN(test_bf16_weights);
     return tests_end();
 }

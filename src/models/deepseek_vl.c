@@ -59,6 +59,9 @@ typedef struct aligner {
     const float *high_b, *low_b;
     tensor w[8];          /* linear layers, GELU before each but the first (mlp_gelu) / before each (hybrid) */
     const float *b[8];
+    float *owned[10];     /* f32 copies of biases stored in another dtype */
+    int n_owned;
+    size_t scratch_floats; /* largest weight that is converted to f32 per use (0: all aligned f32) */
 } aligner;
 
 typedef struct tower_norm {
@@ -75,7 +78,6 @@ typedef struct deepseek {
     int low_size;          /* hybrid: the SigLIP branch's image_size */
     sam_model sam;         /* hybrid: high-resolution branch (m->vit is the SigLIP one) */
     aligner al;
-    size_t scratch_floats; /* aligner weights that need conversion */
 } deepseek;
 
 /* ---- loading ---------------------------------------------------------------------------------------- */
@@ -116,8 +118,10 @@ static vlmc_status load_siglip(vlm_model *m, const cJSON *params, const char *pr
     return VLMC_OK;
 }
 
+/* aligner.<name>.weight [rows, cols] as a view (F32 / F16 / BF16), its bias as f32. */
 static vlmc_status al_mat(vlm_model *m, deepseek *d, const char *name, int64_t rows, int64_t cols, tensor *w,
                           const float **b, vlmc_error *err) {
+    aligner *al = &d->al;
     char n[128];
     snprintf(n, sizeof n, "aligner.%s.weight", name);
     vlmc_status s = safetensors_get(m->st, n, 2, (int64_t[]){rows, cols}, w, err);
@@ -125,11 +129,20 @@ static vlmc_status al_mat(vlm_model *m, deepseek *d, const char *name, int64_t r
     snprintf(n, sizeof n, "aligner.%s.bias", name);
     tensor bt;
     if ((s = safetensors_get(m->st, n, 1, (int64_t[]){rows}, &bt, err))) return s;
-    if (!vision_weight_is_direct(w) || !vision_weight_is_direct(&bt))
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: aligner tensors must be (aligned) F32", safetensors_file_path(m->st, 0));
-    *b = bt.data;
-    (void)d;
-    return VLMC_OK;
+    for (const tensor *t = w; t; t = t == w ? &bt : NULL)
+        if (t->type != DT_F32 && t->type != DT_F16 && t->type != DT_BF16)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: aligner tensor %s has dtype %s (F32, F16 or BF16 expected)",
+                             safetensors_file_path(m->st, 0), n, dtype_name(t->type));
+    if (!vision_weight_is_direct(w) && (size_t)(rows * cols) > al->scratch_floats) al->scratch_floats = (size_t)(rows * cols);
+    if (vision_weight_is_direct(&bt)) {
+        *b = bt.data;
+        return VLMC_OK;
+    }
+    float *p = malloc((size_t)rows * sizeof(float));
+    if (!p) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    al->owned[al->n_owned++] = p; /* at most 8 layers + 2 up-projections */
+    *b = p;
+    return convert_to_f32(p, bt.data, bt.type, (size_t)rows, err);
 }
 
 static vlmc_status load_aligner(vlm_model *m, deepseek *d, const cJSON *ac, const char *path, vlmc_error *err) {
@@ -203,6 +216,7 @@ static int find_image_token(const char *dir) {
 static void deepseek_free(vlm_model *m) {
     deepseek *d = m->priv;
     if (!d) return;
+    for (int i = 0; i < d->al.n_owned; i++) free(d->al.owned[i]);
     sam_free(&d->sam);
     free(d);
     m->priv = NULL;
@@ -305,24 +319,24 @@ static void normalize(float *dst, const float *src, int n, size_t plane, const t
 
 /* aligner on rows of features (hybrid: high and low [R, in_dim] each) → out [R, n_embed]; tmp [R, n_embed]. */
 static void aligner_forward(const aligner *al, const float *x, const float *low, size_t R, float *out, float *tmp,
-                            float *high_up, float *low_up) {
+                            float *high_up, float *low_up, float *scratch) {
     const int E = al->n_embed;
     float *cur = out, *other = tmp;
     int first = 0;
     if (al->kind == ALIGN_HYBRID) {
-        vision_linear(high_up, x, R, &al->high_w, al->high_b, NULL, false);
-        vision_linear(low_up, low, R, &al->low_w, al->low_b, NULL, false);
+        vision_linear(high_up, x, R, &al->high_w, al->high_b, scratch, false);
+        vision_linear(low_up, low, R, &al->low_w, al->low_b, scratch, false);
         for (size_t r = 0; r < R; r++) { /* torch.concat([high_x, low_x], dim=-1) */
             memcpy(cur + r * E, high_up + r * (E / 2), (size_t)(E / 2) * sizeof(float));
             memcpy(cur + r * E + E / 2, low_up + r * (E / 2), (size_t)(E / 2) * sizeof(float));
         }
     } else {
-        vision_linear(cur, x, R, &al->w[0], al->b[0], NULL, false);
+        vision_linear(cur, x, R, &al->w[0], al->b[0], scratch, false);
         first = 1;
     }
     for (int i = first; i < al->n_layers; i++) {
         gelu_forward(cur, cur, R * (size_t)E);
-        vision_linear(other, cur, R, &al->w[i], al->b[i], NULL, false);
+        vision_linear(other, cur, R, &al->w[i], al->b[i], scratch, false);
         float *t = cur;
         cur = other;
         other = t;
@@ -436,14 +450,15 @@ static vlmc_status deepseek_encode(const vlm_model *m, const vlm_images *im, vlm
     float *x = malloc((size_t)n * 3 * plane * sizeof(float)), *feat = malloc(R * Dv * sizeof(float));
     float *high = NULL, *low_rs = NULL, *low_in = NULL, *tmp = malloc(R * E * sizeof(float));
     float *high_up = NULL, *low_up = NULL;
-    if (!x || !feat || !tmp) goto oom;
+    float *scratch = malloc((d->al.scratch_floats ? d->al.scratch_floats : 1) * sizeof(float));
+    if (!x || !feat || !tmp || !scratch) goto oom;
     if (!d->hybrid) {
         /* CLIPVisionTower: [image_norm →] SigLIP */
         normalize(x, im->pixels, n, plane, &d->norm);
         if (out->want_extras && !vlm_vision_out_add_extra(out, "siglip_input", 4, (int64_t[]){n, 3, S, S}, x)) goto oom;
         if ((s = run_siglip(m, x, n, S, feat, out, &oom, err))) goto done;
         if (out->want_extras && !vlm_vision_out_add_extra(out, "vision_features", 3, (int64_t[]){n, T2, Dv}, feat)) goto oom;
-        aligner_forward(&d->al, feat, NULL, R, out->features, tmp, NULL, NULL);
+        aligner_forward(&d->al, feat, NULL, R, out->features, tmp, NULL, NULL, scratch);
     } else {
         /* HybridVisionTower: high = SAM(norm_high(x)), low = SigLIP(norm_low(resize_aa(x))) */
         const int ls = d->low_size;
@@ -475,7 +490,7 @@ static vlmc_status deepseek_encode(const vlm_model *m, const vlm_images *im, vlm
             goto oom;
         if ((s = run_sam(&d->sam, x, n, high, out, &oom, err)) || (s = run_siglip(m, low_in, n, ls, feat, out, &oom, err)))
             goto done;
-        aligner_forward(&d->al, high, feat, R, out->features, tmp, high_up, low_up);
+        aligner_forward(&d->al, high, feat, R, out->features, tmp, high_up, low_up, scratch);
         if (out->want_extras && (!vlm_vision_out_add_extra(out, "high_features", 3, (int64_t[]){n, T2, Dv}, high) ||
                                  !vlm_vision_out_add_extra(out, "low_features", 3, (int64_t[]){n, T2, Dv}, feat) ||
                                  !vlm_vision_out_add_extra(out, "aligner_high_up", 3, (int64_t[]){n, T2, E / 2}, high_up) ||
@@ -490,7 +505,7 @@ static vlmc_status deepseek_encode(const vlm_model *m, const vlm_images *im, vlm
 oom:
     s = vlmc_fail(err, VLMC_ERR_NOMEM, "deepseek_vl: out of memory for %d images", n);
 done:
-    free(x); free(feat); free(high); free(low_rs); free(low_in); free(tmp); free(high_up); free(low_up);
+    free(x); free(feat); free(high); free(low_rs); free(low_in); free(tmp); free(high_up); free(low_up); free(scratch);
     return s;
 }
 
