@@ -271,7 +271,7 @@ void image_proc_set_model_config(image_proc *p, const cJSON *config) {
     const char *strat = json_string(config, "vision_feature_select_strategy", NULL);
     if (strat) p->strategy_full = !strcmp(strat, "full");
     /* processor_config.json spells some of these out directly */
-    int64_t seq = json_int(config, "image_seq_len", 0);
+    int64_t seq = json_int(config, "image_seq_len", json_int(config, "num_image_tokens", 0)); /* VLChatProcessor */
     if (seq > 0 && seq < 1000000000) p->image_seq_len = (int)seq;
     if (p->kind == PROC_IDEFICS3 && !seq) {
         int64_t is = json_int(src, "image_size", cJSON_IsObject(vc) ? 224 : 0); /* Idefics3VisionConfig default */

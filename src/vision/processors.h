@@ -45,7 +45,7 @@ typedef struct image_proc {
     /* Image-token counting; these come from the model's config.json (0 = unknown). */
     int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP) */
     int strategy_full;             /* vision_feature_select_strategy == "full": the CLS token counts */
-    int image_seq_len;             /* Idefics3 tokens per tile */
+    int image_seq_len;             /* Idefics3 tokens per tile; VLChatProcessor num_image_tokens */
     /* Work limit: any intermediate image or the output above this many pixels (per
      * frame, or in total over all frames) is VLMC_ERR_LIMIT. 0 = PROC_DEFAULT_MAX_PIXELS. */
     uint64_t max_pixels;
