@@ -226,13 +226,12 @@ static vlmc_status deepseek_load(vlm_model *m, vlmc_error *err) {
     const char *file = safetensors_file_path(m->st, 0);
     char *dir = path_dirname(file), *path = dir ? path_join(dir, "config.json") : NULL;
     cJSON *root = NULL;
-    deepseek *d = calloc(1, sizeof *d);
+    deepseek *d = m->priv = calloc(1, sizeof(deepseek));
     vlmc_status s = VLMC_OK;
     if (!dir || !path || !d) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    m->priv = d;
     if ((s = json_parse_file(path, 16u << 20, &root, err))) goto done;
     if ((s = llama_model_load(&m->lm, &m->cfg.text, m->st, "language_model.model.", "language_model.lm_head.weight", err))) {
         m->lm.layers = NULL;

@@ -63,8 +63,13 @@ static vlmc_status sam_f32(sam_loader *ld, const char *name, int ndim, const int
     }
     sam_model *m = ld->m;
     size_t n = (size_t)tensor_numel(&t);
-    if (m->n_owned == (int)(sizeof m->owned / sizeof m->owned[0]))
-        return vlmc_fail(ld->err, VLMC_ERR_LIMIT, "%s: too many non-f32 SAM vectors", m->file);
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        float **o = realloc(m->owned, (size_t)cap * sizeof *o);
+        if (!o) return vlmc_fail(ld->err, VLMC_ERR_NOMEM, "out of memory");
+        m->owned = o;
+        m->cap_owned = cap;
+    }
     float *p = malloc((n ? n : 1) * sizeof(float));
     if (!p) return vlmc_fail(ld->err, VLMC_ERR_NOMEM, "out of memory");
     m->owned[m->n_owned++] = p;
@@ -203,6 +208,7 @@ fail:
 void sam_free(sam_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     free(m->blocks);
     memset(m, 0, sizeof *m);
 }

@@ -53,8 +53,8 @@ typedef struct sam_model {
     float hd_alpha;
     tensor down[SAM_MAX_DOWNSAMPLES];                 /* [c_i, c_{i-1}·9] */
     size_t scratch_floats;                            /* largest weight needing f32 conversion */
-    float *owned[64];                                 /* f32 copies of non-f32 vectors */
-    int n_owned;
+    float **owned;                                    /* f32 copies of non-f32 vectors (BF16 checkpoints) */
+    int n_owned, cap_owned;
 } sam_model;
 
 /* Loads the encoder under prefix (e.g. "vision_model.vision_tower_high.vision_tower."). st must outlive it. */
