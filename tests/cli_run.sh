@@ -110,15 +110,18 @@ if [ -d "$SHARED/fixtures/llama" ]; then
 fi
 
 # 8. the dump seam on fixture inputs: logits and generated ids against the references
-for fx in llava llava_next idefics3 llama; do
+for fx in llava llava_next idefics3 llama deepseek_vl deepseek_vl_hybrid; do
   d="$SHARED/fixtures/$fx"
   [ -d "$d" ] || { skip "dump $fx" "absent"; continue; }
   mkdir -p "$TMP/din_$fx"
-  python3 - "$d/reference" "$TMP/din_$fx" <<'PY'
+  python3 - "$d/reference" "$TMP/din_$fx" "$fx" <<'PY'
 import json, shutil, sys
-ref, out = sys.argv[1], sys.argv[2]
+ref, out, fx = sys.argv[1], sys.argv[2], sys.argv[3]
 m = json.load(open(ref + "/manifest.json"))
-keep = [a for a in m["arrays"] if a["name"] in ("input_ids", "attention_mask", "pixel_values", "image_sizes", "pixel_attention_mask")]
+names = ("input_ids", "attention_mask", "pixel_values", "image_sizes", "pixel_attention_mask")
+if fx.startswith("deepseek"):  # DeepSeek-VL's original inputs; the raw image is preprocessed by vlmc
+    names += ("images_seq_mask", "images_emb_mask", "image_raw")
+keep = [a for a in m["arrays"] if a["name"] in names]
 for a in keep: shutil.copy(ref + "/" + a["file"], out + "/" + a["file"])
 json.dump({"format": m["format"], "meta": {}, "arrays": keep}, open(out + "/manifest.json", "w"))
 PY

@@ -487,6 +487,14 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
     if (!strcmp(mt, "qwen2_vl")) return parse_qwen2_vl(root, path, c, err);
     if (!strcmp(mt, "paligemma")) return parse_paligemma(root, path, c, err);
     if (!strcmp(mt, "fuyu")) return parse_fuyu(root, path, c, err);
+    /* DeepSeek-VL's MultiModalityConfig: the decoder is language_config (a LlamaConfig diff); vision_config and
+     * aligner_config (cls + params) are read by src/models/deepseek_vl.c. */
+    if (!strcmp(mt, "multi_modality")) {
+        const cJSON *lc = json_get(root, "language_config");
+        if (!cJSON_IsObject(lc)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"language_config\" object", path);
+        c->has_text = true;
+        return hf_text_config_parse(lc, "llama", path, &c->text, err);
+    }
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

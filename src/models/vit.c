@@ -235,6 +235,83 @@ vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *nam
     return vec(&ld, name, n, out);
 }
 
+/* timm's VisionTransformer as DeepSeek-VL builds it (siglip_vit.create_siglip_vit: class_token False, no pre-norm,
+ * LayerNorm eps 1e-6, exact GELU, fused qkv with bias; the attn_pool head is built but unused, ignore_head=True):
+ *   patch_embed.proj.{weight,bias} [D, C, P, P], pos_embed [1, side², D], blocks.<i>.{norm1, attn.qkv, attn.proj,
+ *   norm2, mlp.fc1, mlp.fc2}, norm.
+ * The qkv weight [3D, D] is seen as three row slices; the forward is then SigLIP's (vit_encode, kind VIT_SIGLIP:
+ * norm(blocks(patch_embed(x) + pos_embed)) = last_hidden_state). D, P, F and the grid come from the tensors;
+ * heads and layers are not in the checkpoint's shapes and are given. */
+vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_size, int heads, int layers,
+                          vit_model *m, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    loader ld = {st, prefix ? prefix : "", m, err};
+    char full[512];
+    vlmc_status s;
+    if ((s = full_name(&ld, "patch_embed.proj.weight", full, sizeof full))) return s;
+    const st_entry *pe = safetensors_find(st, full);
+    if (!pe || pe->t.ndim != 4 || pe->t.shape[2] != pe->t.shape[3] || pe->t.shape[2] < 1)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no 4-D square patch embedding '%s'", m->file, full);
+    if ((s = full_name(&ld, "blocks.0.mlp.fc1.weight", full, sizeof full))) return s;
+    const st_entry *fc1 = safetensors_find(st, full);
+    if (!fc1 || fc1->t.ndim != 2) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no tensor '%s'", m->file, full);
+    m->kind = VIT_SIGLIP;
+    m->act = ACT_GELU;
+    m->D = (int)pe->t.shape[0];
+    m->C = (int)pe->t.shape[1];
+    m->P = (int)pe->t.shape[2];
+    m->F = (int)fc1->t.shape[0];
+    m->H = heads;
+    m->L = layers;
+    m->image_size = image_size;
+    if (m->D <= 0 || heads <= 0 || m->D % heads || layers <= 0 || image_size < m->P || m->F <= 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: inconsistent timm ViT (width %d, heads %d, layers %d, image %d, patch %d)",
+                         m->file, m->D, heads, layers, image_size, m->P);
+    m->head_dim = m->D / heads;
+    m->side = image_size / m->P;
+    m->n_pos = m->side * m->side;
+    m->eps = 1e-6f;
+    m->batch_tokens = 4096;
+    const int64_t D = m->D, F = m->F;
+    int64_t pshape[4] = {D, m->C, m->P, m->P}, posshape[3] = {1, m->n_pos, D};
+    if ((s = get_mat(&ld, "patch_embed.proj.weight", 4, pshape, &m->patch_w)) ||
+        (s = vec(&ld, "patch_embed.proj.bias", D, &m->patch_b)) ||
+        (s = get_f32(&ld, "pos_embed", 3, posshape, &m->pos_emb)) || (s = vec(&ld, "norm.weight", D, &m->post_ln_w)) ||
+        (s = vec(&ld, "norm.bias", D, &m->post_ln_b)))
+        goto fail;
+    m->layers = calloc((size_t)m->L, sizeof *m->layers);
+    if (!m->layers) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto fail; }
+    for (int l = 0; l < m->L; l++) {
+        vit_layer *ly = &m->layers[l];
+        char n[12][96];
+        static const char *const sub[12] = {"norm1.weight",    "norm1.bias",     "norm2.weight",   "norm2.bias",
+                                            "attn.qkv.weight", "attn.qkv.bias",  "attn.proj.weight", "attn.proj.bias",
+                                            "mlp.fc1.weight",  "mlp.fc1.bias",   "mlp.fc2.weight", "mlp.fc2.bias"};
+        for (int i = 0; i < 12; i++) snprintf(n[i], sizeof n[i], "blocks.%d.%s", l, sub[i]);
+        tensor qkv;
+        const float *qkv_b;
+        if ((s = vec(&ld, n[0], D, &ly->ln1_w)) || (s = vec(&ld, n[1], D, &ly->ln1_b)) ||
+            (s = vec(&ld, n[2], D, &ly->ln2_w)) || (s = vec(&ld, n[3], D, &ly->ln2_b)) ||
+            (s = mat2(&ld, n[4], 3 * D, D, &qkv)) || (s = vec(&ld, n[5], 3 * D, &qkv_b)) ||
+            (s = mat2(&ld, n[6], D, D, &ly->o_w)) || (s = vec(&ld, n[7], D, &ly->o_b)) ||
+            (s = mat2(&ld, n[8], F, D, &ly->fc1_w)) || (s = vec(&ld, n[9], F, &ly->fc1_b)) ||
+            (s = mat2(&ld, n[10], D, F, &ly->fc2_w)) || (s = vec(&ld, n[11], D, &ly->fc2_b)))
+            goto fail;
+        ly->q_w = vit_row_slice(&qkv, 0, D);
+        ly->k_w = vit_row_slice(&qkv, D, D);
+        ly->v_w = vit_row_slice(&qkv, 2 * D, D);
+        ly->q_b = qkv_b;
+        ly->k_b = qkv_b + D;
+        ly->v_b = qkv_b + 2 * D;
+    }
+    return VLMC_OK;
+fail:
+    vit_free(m);
+    return s;
+}
+
 void vit_free(vit_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
@@ -594,6 +671,8 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
         vision_unfold_patches(w.patches, pixels + (size_t)b0 * C * height * width, bc, C, height, width, P);
         /* h[b·Np + p, D] = patches W^T (+ bias for SigLIP / Idefics3) */
         vision_linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
+        if (o->patch_embeds)
+            memcpy(o->patch_embeds + (size_t)b0 * Np * D, w.h, (size_t)bc * Np * D * sizeof(float));
         bool masked = false;
         for (int b = 0; b < bc; b++) {
             const uint8_t *pm = patch_mask ? patch_mask + (size_t)(b0 + b) * Np : NULL;

@@ -80,6 +80,11 @@ typedef struct vit_model {
  * tensors are errors naming the file and the tensor. */
 vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *out,
                      vlmc_error *err);
+/* timm's VisionTransformer with DeepSeek-VL's SigLIP settings (tensors <prefix>patch_embed.proj.*, pos_embed,
+ * blocks.<i>.*, norm.*): run as kind VIT_SIGLIP, last_hidden_state = norm output. heads and layers (blocks to
+ * load) come from the caller; the rest from the tensor shapes. */
+vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_size, int heads, int layers,
+                          vit_model *out, vlmc_error *err);
 void vit_free(vit_model *m);
 
 /* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it. */
@@ -99,6 +104,7 @@ int vit_tokens(const vit_model *m, int height, int width);
 
 /* What vit_encode writes; every pointer may be NULL. n = number of tiles, T = vit_tokens(). */
 typedef struct vit_outputs {
+    float *patch_embeds;       /* [n, patches, D]: the patch convolution (+ bias), before position embeddings */
     float *hidden_states;      /* [L+1, n, T, D]: [0] = embeddings (CLIP: after pre_layrnorm), [i] = layer i output */
     /* Selected features, as LLaVA's get_image_features takes them: hidden_states[select_layers[j]] (negative =
      * from the end, Python-style: -1 = last layer, -(L+1) = embeddings) concatenated on the feature axis, the first

@@ -1,6 +1,7 @@
 /* Shared VLM machinery: loading through the family registry, the image-feature splice. See vlm.h. */
 #include "models/vlm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,4 +278,45 @@ vlmc_status vlm_llava_features_len(const vlm_model *m, const vlm_images *im, siz
     vit_selected_shape(&m->vit, &o, im->height, im->width, &tokens, &feat);
     *n = (size_t)im->n_tiles * (size_t)tokens;
     return VLMC_OK;
+}
+vlmc_status vlm_embed_masked(const vlm_model *m, const int32_t *ids, size_t n, const uint8_t *seq_mask,
+                             const float *features, const uint8_t *emb_mask, size_t n_features, float *embeds,
+                             vlmc_error *err) {
+    const size_t D = (size_t)m->lm.dim;
+    size_t n_seq = 0, n_emb = 0;
+    for (size_t i = 0; i < n; i++) n_seq += seq_mask[i] != 0;
+    for (size_t i = 0; i < n_features; i++) n_emb += emb_mask[i] != 0;
+    if (n_seq != n_emb)
+        return vlmc_fail(err, VLMC_ERR_ARG, "images_seq_mask selects %zu tokens but images_emb_mask %zu image embeddings",
+                         n_seq, n_emb);
+    if (n_seq && !features) return vlmc_fail(err, VLMC_ERR_ARG, "images_seq_mask selects %zu tokens but no image was given", n_seq);
+    vlmc_status s = llama_embed_tokens(&m->lm, ids, (int64_t)n, embeds, err);
+    if (s) return s;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!seq_mask[i]) continue;
+        while (!emb_mask[k]) k++;
+        memcpy(embeds + i * D, features + (k++) * D, D * sizeof(float));
+    }
+    return VLMC_OK;
+}
+
+float *vlm_vision_out_add_extra(vlm_vision_out *o, const char *name, int ndim, const int64_t *shape, const float *src) {
+    if (o->n_extras >= VLM_MAX_EXTRAS || ndim < 1 || ndim > VLM_EXTRA_MAX_DIMS) return NULL;
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) return NULL;
+    vlm_extra *e = &o->extras[o->n_extras++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->ndim = ndim;
+    memcpy(e->shape, shape, (size_t)ndim * sizeof(int64_t));
+    e->data = p;
+    if (src) memcpy(p, src, n * sizeof(float));
+    return p;
+}
+
+void vlm_vision_out_free_extras(vlm_vision_out *o) {
+    for (int i = 0; i < o->n_extras; i++) free(o->extras[i].data);
+    o->n_extras = 0;
 }

@@ -37,8 +37,9 @@ typedef struct vlm_model {
     projector proj;
     llama_model lm;
     int image_token_id; /* -1 for a decoder-only model */
-    int image_seq_len;  /* Idefics3: projected tokens per tile */
-    void *priv;         /* a family's own parts (Kosmos-2's weights, Yi-VL's and Qwen-VL's state), freed by its free */
+    int image_seq_len;  /* Idefics3: projected tokens per tile; DeepSeek-VL: image tokens per image */
+    void *priv;         /* a family's own parts (Kosmos-2's weights, Yi-VL's and Qwen-VL's state, DeepSeek-VL's
+                           towers), freed by its free */
     void *tower;        /* a family's own vision model (Qwen2-VL) instead of vit + proj; freed by fam->free */
 } vlm_model;
 
@@ -55,6 +56,16 @@ typedef struct vlm_images {
     const int32_t *grid_thw;
 } vlm_images;
 
+/* A named intermediate a family's encode adds for the dump (ask with vlm_vision_out.want_extras): float32, shape
+ * as the family's reference fixture stores it, data malloc'ed (vlm_vision_out_free_extras). */
+enum { VLM_MAX_EXTRAS = 40, VLM_EXTRA_MAX_DIMS = 6 };
+typedef struct vlm_extra {
+    char name[48];
+    int ndim;
+    int64_t shape[VLM_EXTRA_MAX_DIMS];
+    float *data;
+} vlm_extra;
+
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
  * vlm_vision_sizes); features is required: the rows that replace the image tokens, image after image. */
 typedef struct vlm_vision_out {
@@ -65,10 +76,17 @@ typedef struct vlm_vision_out {
     float *projector_output;  /* [n, proj_tokens, D] */
     float *rotary_freqs;      /* [n, head_dim / 2] (Qwen2-VL: the vision rotary angles of each patch) */
     float *features;          /* [n_features, D] */
-    /* written by encode */
+    /* written by encode (vit_tokens = 0: hidden_states were not written) */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
     size_t n_features;
+    bool want_extras;
+    int n_extras;
+    vlm_extra extras[VLM_MAX_EXTRAS];
 } vlm_vision_out;
+
+/* Adds an extra output of shape[ndim] (copied from src when not NULL); NULL when the list is full or memory is out. */
+float *vlm_vision_out_add_extra(vlm_vision_out *o, const char *name, int ndim, const int64_t *shape, const float *src);
+void vlm_vision_out_free_extras(vlm_vision_out *o);
 
 /* What the prompt needs for one image (from the image processor). */
 typedef struct vlm_image_info {
@@ -126,6 +144,9 @@ struct vlm_family {
      * generated_ids and generation_step_logits). An input it cannot use is an error. */
     vlmc_status (*dump)(const vlm_model *m, const array_set *in, const char *in_dir, int generate_n, vlm_dump_out *out,
                         vlmc_error *err);
+    /* The dump takes DeepSeek-VL's original inputs (images_seq_mask, images_emb_mask, image_raw; pixel_values
+     * [B, n_images, C, S, S]). */
+    bool original_inputs;
 };
 
 /* Fuyu (fuyu.c): FuyuImageProcessor.patchify_image on one processed image [C, H, W], keeping the rows × cols grid
@@ -178,6 +199,13 @@ vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const fl
 vlmc_status vlm_embed_at(const vlm_model *m, const int32_t *ids, size_t n, const int32_t *image_mask,
                          const float *features, size_t n_features, size_t first, bool exact, float *embeds,
                          size_t *used, vlmc_error *err);
+
+/* DeepSeek-VL's prepare_inputs_embeds: token embeddings of ids[n] with the rows where seq_mask[n] is set replaced,
+ * in order, by the feature rows (n_features of them) where emb_mask[n_features] is set; the two counts must be
+ * equal. */
+vlmc_status vlm_embed_masked(const vlm_model *m, const int32_t *ids, size_t n, const uint8_t *seq_mask,
+                             const float *features, const uint8_t *emb_mask, size_t n_features, float *embeds,
+                             vlmc_error *err);
 
 /* Loads the decoder (tensors under text_prefix, LM head lm_head_name), the vision tower and the projector,
  * and checks the image token id against the vocabulary. */
