@@ -12,6 +12,8 @@
 #include "core/rng.h"
 #include "kernels/matmul.h"
 #include "kernels/qdot.h"
+#include "models/vlm.h"
+#include "vlmc.h"
 
 static const dtype QTYPES[] = {DT_Q8_0, DT_Q4_0, DT_Q4_K, DT_Q6_K};
 enum { NQ = 4 };
@@ -265,11 +267,105 @@ out:
     free(w), free(x), free(wd), free(q), free(act);
 }
 
+/* Logits of the last of T tokens and the image features of one random tile. */
+typedef struct model_out {
+    float *logits, *features;
+    size_t n_features;
+    int vocab;
+} model_out;
+
+static bool run_model(const char *dir, model_out *o) {
+    vlm_model vm;
+    vlmc_error err = {0};
+    if (!CHECK(vlm_load(dir, &vm, &err) == VLMC_OK, "%s", err.message)) return false;
+    enum { T = 40 };
+    int32_t ids[T];
+    for (int i = 0; i < T; i++) ids[i] = (i * 37 + 5) % 900;
+    llama_ctx c;
+    o->vocab = vm.lm.vocab;
+    o->logits = malloc((size_t)vm.lm.vocab * sizeof *o->logits);
+    bool ok = CHECK(llama_ctx_init(&c, &vm.lm, 1, 64, 0, &err) == VLMC_OK, "%s", err.message);
+    /* prompt through sgemm (T > 8 rows), then two tokens through the GEMV kernels */
+    ok = ok && CHECK(llama_forward(&c, &(llama_input){.n_tokens = T, .tokens = ids}, &(llama_output){.logits = NULL}, &err) ==
+                         VLMC_OK, "%s", err.message);
+    for (int i = 0; ok && i < 2; i++)
+        ok = CHECK(llama_forward(&c, &(llama_input){.n_tokens = 1, .tokens = &ids[i]},
+                                 &(llama_output){.logits = o->logits, .logits_last_only = true}, &err) == VLMC_OK,
+                   "%s", err.message);
+    if (ok) llama_ctx_free(&c);
+    const int S = vm.cfg.vision.image_size, tiles[1] = {1};
+    const int32_t sizes[2] = {S, S};
+    float *px = malloc((size_t)3 * S * S * sizeof *px);
+    for (int i = 0; i < 3 * S * S; i++) px[i] = (float)((i * 7919) % 200) / 100.0f - 1.0f;
+    vlm_images im = {.n_images = 1, .pixels = px, .n_tiles = 1, .height = S, .width = S, .tiles = tiles, .image_sizes = sizes};
+    ok = ok && CHECK(vm.fam->features_len(&vm, &im, &o->n_features, &err) == VLMC_OK, "%s", err.message);
+    o->n_features *= (size_t)vm.cfg.text.hidden_size;
+    o->features = malloc(o->n_features * sizeof *o->features);
+    vlm_vision_out vo = {.features = o->features};
+    ok = ok && CHECK(vm.fam->encode(&vm, &im, &vo, &err) == VLMC_OK, "%s", err.message);
+    free(px);
+    vlm_free(&vm);
+    return ok;
+}
+
+/* A random tiny LLaVA and Idefics3 (vlmc init) quantized by vlmc quantize and loaded back from
+ * model.gguf: "f32" gives bit-identical logits and image features (the GGUF path changes nothing);
+ * the block types stay close to the f32 model with errors ordered by bits per weight. Hidden 256 so
+ * that the decoder's K-quant rows are whole super-blocks (the 64-wide vision rows fall back).
+ * Bounds: vlmc init's weights are uniform in [-a, a] (rms a/sqrt(3)); a format of step s has an rms
+ * error s/sqrt(12), relative to the weights' rms: Q8_0 (s = a/127) 1/254, Q6_K (s ~ a/31) 1/62, Q4_0
+ * (s ~ a/8) 1/16, Q4_K (s ~ 2a/15) 1/15; the int8 activations add 1/254. The logits' error is a sum
+ * of such independent errors, with a relative spread of the same size; the largest of V logits is
+ * ~3-4 spreads out, so the bound on max|d logits| / max|logits| is 5 times the relative rms error. */
+static void test_quantized_models(void) {
+    const char *arch[] = {"tiny-llava", "tiny-idefics3"};
+    const char *sets[] = {"text_config.hidden_size=256", "text_config.intermediate_size=512", "text_config.head_dim=64",
+                          "vision_config.hidden_size=64", "vision_config.intermediate_size=128"};
+    const char *types[] = {"f32", "q8_0", "q6_k", "q4_k", "q4_0"};
+    const double act = 1.0 / 254, bound[] = {0, 5 * (1.0 / 254 + act), 5 * (1.0 / 62 + act), 5 * (1.0 / 15 + act),
+                                             5 * (1.0 / 16 + act)};
+    for (int a = 0; a < 2; a++) {
+        char dir[512], qdir[512];
+        snprintf(dir, sizeof dir, "%s/%s", test_tmpdir(), arch[a]);
+        vlmc_error err = {0};
+        vlmc_init_params p = {.arch = arch[a], .sets = sets, .n_sets = 5, .seed = 5};
+        if (!CHECK(vlmc_init_random(&p, dir, &err) == VLMC_OK, "init: %s", err.message)) return;
+        model_out ref = {0};
+        if (!run_model(dir, &ref)) return;
+        const float lmax = max_abs(ref.logits, (size_t)ref.vocab), fmax_ = max_abs(ref.features, ref.n_features);
+        CHECK(lmax > 0 && fmax_ > 0, "%s: non-zero outputs", arch[a]);
+        double prev = -1;
+        for (int t = 0; t < 5; t++) {
+            snprintf(qdir, sizeof qdir, "%s/%s-%s", test_tmpdir(), arch[a], types[t]);
+            if (!CHECK(vlmc_quantize(dir, types[t], qdir, &err) == VLMC_OK, "quantize %s: %s", types[t], err.message)) continue;
+            model_out q = {0};
+            if (run_model(qdir, &q)) {
+                const double el = max_abs_diff(q.logits, ref.logits, (size_t)ref.vocab) / lmax;
+                const double ef = max_abs_diff(q.features, ref.features, ref.n_features) / fmax_;
+                if (t == 0) CHECK(el == 0 && ef == 0, "%s f32 through GGUF: logits %g, features %g", arch[a], el, ef);
+                else {
+                    CHECK(el > 0 && el <= bound[t], "%s %s: logits max|d|/max %g (bound %g)", arch[a], types[t], el, bound[t]);
+                    CHECK(ef > 0 && ef <= bound[t], "%s %s: image features max|d|/max %g (bound %g)", arch[a], types[t], ef,
+                          bound[t]);
+                }
+                if (t == 1 || t == 4) { /* 8 bits beat 4 bits */
+                    if (t == 4) CHECK(el > prev, "%s: q4_0 error %g should exceed q8_0's %g", arch[a], el, prev);
+                    prev = el;
+                }
+                printf("  %s %s: logits %.2e, features %.2e\n", arch[a], types[t], el, ef);
+            }
+            free(q.logits), free(q.features);
+        }
+        free(ref.logits), free(ref.features);
+    }
+}
+
 int main(void) {
     tests_begin("quant");
     TEST_RUN(test_layouts);
     TEST_RUN(test_round_trip);
     TEST_RUN(test_gemv_vs_f32);
     TEST_RUN(test_dispatch_vs_portable);
+    TEST_RUN(test_quantized_models);
     return tests_end();
 }

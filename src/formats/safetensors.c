@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "formats/gguf.h"
 #include "formats/json.h"
 
 /* The reference library refuses headers over 100 MB; so do we. */
@@ -27,6 +28,7 @@ struct safetensors {
     st_entry *entries;
     size_t n_entries;
     char *names; /* all entry names, NUL-separated */
+    gguf *gg;    /* a model.gguf holding the tensors under their HF names (vlmc quantize), or NULL */
 };
 
 static const struct { const char *name; dtype type; } st_dtypes[] = {
@@ -247,6 +249,7 @@ static void free_set(safetensors *st, size_t n_named) {
         cJSON_Delete(st->files[i].metadata);
     }
     free(st->files);
+    gguf_close(st->gg);
     free(st);
 }
 
@@ -281,6 +284,35 @@ static vlmc_status add_file(safetensors *st, const char *path, vlmc_error *err) 
     f->size = f->map.size;
     f->path = strdup(path);
     if (!f->path) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    return VLMC_OK;
+}
+
+/* The tensors of a GGUF file as the set's entries, under the names the file gives them
+ * (vlmc quantize writes a model folder's tensors this way, quantized or not). */
+static vlmc_status add_gguf(safetensors *st, const char *path, vlmc_error *err) {
+    vlmc_status s = gguf_open(path, &st->gg, err);
+    if (s) return s;
+    if (!(st->files = calloc(1, sizeof *st->files)) || !(st->files[0].path = strdup(path)))
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    st->n_files = 1;
+    const size_t n = gguf_tensor_count(st->gg);
+    if (!(st->entries = calloc(n ? n : 1, sizeof *st->entries))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const gguf_tensor *gt = gguf_tensor_at(st->gg, i);
+        if (gt->t.type == DT_COUNT)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has GGML type %s, which vlmc does not read", path,
+                             gt->name, gguf_ggml_type_name(gt->ggml_type));
+        st_entry *e = &st->entries[st->n_entries];
+        if (!(e->name = strdup(gt->name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->n_entries++;
+        e->t = gt->t;
+        e->begin = (size_t)gt->offset;
+        e->end = (size_t)gt->offset + gt->nbytes;
+    }
+    if (n > 1) qsort(st->entries, n, sizeof *st->entries, cmp_entry_name);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(st->entries[i].name, st->entries[i - 1].name))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: tensor '%s' is defined twice", path, st->entries[i].name);
     return VLMC_OK;
 }
 
@@ -350,13 +382,16 @@ static int ends_with(const char *s, const char *suffix) {
 static vlmc_status open_dir(safetensors *st, const char *dir, vlmc_error *err) {
     char *single = path_join(dir, "model.safetensors");
     char *index = path_join(dir, "model.safetensors.index.json");
+    char *gguf_path = path_join(dir, "model.gguf");
     vlmc_status s;
-    if (!single || !index) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!single || !index || !gguf_path) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     else if (file_exists(single)) {
         s = add_file(st, single, err);
         if (!s) s = finish_set(st, err);
     } else if (file_exists(index)) {
         s = open_index(st, index, err);
+    } else if (file_exists(gguf_path)) {
+        s = add_gguf(st, gguf_path, err);
     } else {
         DIR *d = opendir(dir);
         char **names = NULL;
@@ -387,6 +422,7 @@ static vlmc_status open_dir(safetensors *st, const char *dir, vlmc_error *err) {
     }
     free(single);
     free(index);
+    free(gguf_path);
     return s;
 }
 
@@ -397,6 +433,7 @@ vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *er
     vlmc_status s;
     if (file_is_dir(path)) s = open_dir(st, path, err);
     else if (ends_with(path, ".json")) s = open_index(st, path, err);
+    else if (ends_with(path, ".gguf")) s = add_gguf(st, path, err);
     else {
         s = add_file(st, path, err);
         if (!s) s = finish_set(st, err);
@@ -476,6 +513,11 @@ vlmc_status safetensors_get(const safetensors *st, const char *name, int expect_
 
 vlmc_status safetensors_write(const char *path, size_t n, const char *const *names, const tensor *tensors,
                               const char *metadata_json, vlmc_error *err) {
+    return safetensors_write_fill(path, n, names, tensors, metadata_json, NULL, NULL, err);
+}
+
+vlmc_status safetensors_write_fill(const char *path, size_t n, const char *const *names, const tensor *tensors,
+                                   const char *metadata_json, safetensors_fill_fn fill, void *user, vlmc_error *err) {
     cJSON *hdr = cJSON_CreateObject();
     if (!hdr) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     vlmc_status s = VLMC_OK;
@@ -516,11 +558,19 @@ vlmc_status safetensors_write(const char *path, size_t n, const char *const *nam
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(txt, 1, hl, fp) == hl;
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
-    for (size_t i = 0; ok && i < n; i++) {
+    for (size_t i = 0; ok && s == VLMC_OK && i < n; i++) {
         size_t nb = tensor_nbytes(&tensors[i]);
-        ok = nb == 0 || fwrite(tensors[i].data, 1, nb, fp) == nb;
+        if (nb == 0) continue;
+        if (!fill) {
+            ok = fwrite(tensors[i].data, 1, nb, fp) == nb;
+            continue;
+        }
+        void *buf = malloc(nb);
+        if (!buf) s = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory for tensor '%s'", path, names[i]);
+        else if (!(s = fill(i, buf, user, err))) ok = fwrite(buf, 1, nb, fp) == nb;
+        free(buf);
     }
     free(txt);
-    if (fclose(fp) != 0 || !ok) s = vlmc_fail(err, VLMC_ERR_IO, "%s: write failed", path);
+    if ((fclose(fp) != 0 || !ok) && s == VLMC_OK) s = vlmc_fail(err, VLMC_ERR_IO, "%s: write failed", path);
     return s;
 }
