@@ -538,6 +538,13 @@ const char *vlmc_init_arch_names(void);
  * fall back as llama.cpp does (q4_k -> q4_0 here, q6_k -> q8_0). vlmc_model_load reads such a folder. */
 vlmc_status vlmc_quantize(const char *model_dir, const char *type, const char *out_dir, vlmc_error *err);
 
+/* `vlmc convert --to gguf`: writes out_dir/model.gguf (the decoder, general.architecture "llama") and
+ * out_dir/mmproj.gguf (vision tower + projector, clip.projector_type "mlp" or "idefics3") with llama.cpp's
+ * tensor names and metadata keys, plus the folder's tokenizer / processor files, for LLaVA and Idefics3 models
+ * (weights keep their dtype, quantized ones included). vlmc_model_load reads such a folder (or X.gguf with
+ * mmproj.gguf beside it) back. */
+vlmc_status vlmc_convert(const char *model_dir, const char *to, const char *out_dir, vlmc_error *err);
+
 /* `vlmc bench`: speed of a model folder on this machine, plus the machine's own bounds measured in
  * the same run. */
 typedef struct vlmc_bench_params {

@@ -10,6 +10,8 @@
 #include "testlib.h"
 #include "core/quant.h"
 #include "core/rng.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
 #include "kernels/matmul.h"
 #include "kernels/qdot.h"
 #include "models/vlm.h"
@@ -360,6 +362,62 @@ static void test_quantized_models(void) {
     }
 }
 
+/* vlmc convert's GGUF pair (llama.cpp's names, q/k rows permuted, LLaVA's tower cut at the feature layer)
+ * loads back to exactly the HF folder's logits and image features, for f32 and for a Q8_0 folder. */
+static void test_gguf_pair(void) {
+    const char *arch[] = {"tiny-llava", "tiny-idefics3"};
+    const char *sets[] = {"text_config.hidden_size=256", "text_config.intermediate_size=512", "text_config.head_dim=64",
+                          "vision_config.hidden_size=64", "vision_config.intermediate_size=128"};
+    for (int a = 0; a < 2; a++)
+        for (int q = 0; q < 2; q++) {
+            char dir[512], qdir[512], gdir[512];
+            snprintf(dir, sizeof dir, "%s/pair-%s", test_tmpdir(), arch[a]);
+            snprintf(qdir, sizeof qdir, "%s/pair-%s-q8_0", test_tmpdir(), arch[a]);
+            snprintf(gdir, sizeof gdir, "%s/pair-%s-gguf%d", test_tmpdir(), arch[a], q);
+            vlmc_error err = {0};
+            vlmc_init_params p = {.arch = arch[a], .sets = sets, .n_sets = 5, .seed = 9};
+            if (!CHECK(vlmc_init_random(&p, dir, &err) == VLMC_OK, "init: %s", err.message)) return;
+            if (q && !CHECK(vlmc_quantize(dir, "q8_0", qdir, &err) == VLMC_OK, "quantize: %s", err.message)) return;
+            const char *src = q ? qdir : dir;
+            if (!CHECK(vlmc_convert(src, "gguf", gdir, &err) == VLMC_OK, "convert %s: %s", src, err.message)) return;
+            model_out ref = {0}, got = {0};
+            if (run_model(src, &ref) && run_model(gdir, &got)) {
+                CHECK(max_abs_diff(ref.logits, got.logits, (size_t)ref.vocab) == 0, "%s%s: logits differ by %g", arch[a],
+                      q ? " q8_0" : "", max_abs_diff(ref.logits, got.logits, (size_t)ref.vocab));
+                CHECK(ref.n_features == got.n_features && max_abs_diff(ref.features, got.features, ref.n_features) == 0,
+                      "%s%s: image features differ", arch[a], q ? " q8_0" : "");
+            }
+            /* llama.cpp's row order inside a head: row 2j + t of attn_q is row t * head_dim/2 + j of q_proj */
+            if (!q) {
+                char hf_path[600], g_path[600];
+                snprintf(hf_path, sizeof hf_path, "%s/model.safetensors", dir);
+                snprintf(g_path, sizeof g_path, "%s/model.gguf", gdir);
+                safetensors *st = NULL;
+                gguf *g = NULL;
+                if (CHECK(safetensors_open(hf_path, &st, &err) == VLMC_OK && gguf_open(g_path, &g, &err) == VLMC_OK, "%s",
+                          err.message)) {
+                    const st_entry *hq = safetensors_find(st, a ? "model.text_model.layers.0.self_attn.q_proj.weight"
+                                                                : "language_model.model.layers.0.self_attn.q_proj.weight");
+                    const gguf_tensor *gq = gguf_find_tensor(g, "blk.0.attn_q.weight");
+                    const size_t rb = 256 * sizeof(float); /* rows of hidden_size 256, f32; head_dim 64 */
+                    CHECK(hq && gq && !memcmp((const char *)gq->t.data + 1 * rb, (const char *)hq->t.data + 32 * rb, rb) &&
+                              !memcmp((const char *)gq->t.data + 2 * rb, (const char *)hq->t.data + 1 * rb, rb),
+                          "%s: attn_q rows are not in llama.cpp's order", arch[a]);
+                }
+                safetensors_close(st);
+                gguf_close(g);
+            }
+            /* the text model file alone, its mmproj found beside it */
+            char text_path[600];
+            snprintf(text_path, sizeof text_path, "%s/model.gguf", gdir);
+            model_out by_file = {0};
+            if (!q && run_model(text_path, &by_file))
+                CHECK(max_abs_diff(ref.logits, by_file.logits, (size_t)ref.vocab) == 0, "%s: model.gguf path", arch[a]);
+            free(ref.logits), free(ref.features), free(got.logits), free(got.features), free(by_file.logits),
+                free(by_file.features);
+        }
+}
+
 int main(void) {
     tests_begin("quant");
     TEST_RUN(test_layouts);
@@ -367,5 +425,6 @@ int main(void) {
     TEST_RUN(test_gemv_vs_f32);
     TEST_RUN(test_dispatch_vs_portable);
     TEST_RUN(test_quantized_models);
+    TEST_RUN(test_gguf_pair);
     return tests_end();
 }

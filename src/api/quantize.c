@@ -11,6 +11,7 @@
 #include "core/quant.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "models/vlm.h"
 
 /* The folder's files that are not weights. */
 static const char *const SMALL_FILES[] = {
@@ -106,4 +107,9 @@ vlmc_status vlmc_quantize(const char *model_dir, const char *type, const char *o
     free(path);
     safetensors_close(st);
     return s;
+}
+
+vlmc_status vlmc_convert(const char *model_dir, const char *to, const char *out_dir, vlmc_error *err) {
+    if (!to || strcmp(to, "gguf")) return vlmc_fail(err, VLMC_ERR_ARG, "--to %s: only gguf is supported", to ? to : "");
+    return vlm_convert_gguf(model_dir, out_dir, err);
 }

@@ -1,4 +1,4 @@
-/* vlmc init / quantize / bench: random-weight models of real shapes, quantized copies, and
+/* vlmc init / quantize / convert / bench: random-weight models of real shapes, quantized copies, and
  * speed measured against the machine's own bounds (docs/CLI.md). */
 #include <errno.h>
 #include <stdio.h>
@@ -100,6 +100,37 @@ int cmd_quantize(int argc, char **argv) {
     vlmc_error err = {0};
     if (vlmc_quantize(model, type, out, &err)) {
         fprintf(stderr, "vlmc quantize: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_convert(int argc, char **argv) {
+    const char *usage = "usage: vlmc convert -m DIR --to gguf --out DIR\n"
+                        "writes OUT/model.gguf (text model) and OUT/mmproj.gguf with llama.cpp's names (LLaVA, Idefics3)\n";
+    const char *model = NULL, *to = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--to") || !strcmp(a, "--out")) {
+            if (!(v = flag_value("convert", argc, argv, &i))) return 2;
+            if (!strcmp(a, "--to")) to = v;
+            else if (!strcmp(a, "--out")) out = v;
+            else model = v;
+        } else {
+            fprintf(stderr, "vlmc convert: unknown argument '%s'\n%s", a, usage);
+            return 2;
+        }
+    }
+    if (!model || !to || !out) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    vlmc_error err = {0};
+    if (vlmc_convert(model, to, out, &err)) {
+        fprintf(stderr, "vlmc convert: %s\n", err.message);
         return 1;
     }
     return 0;

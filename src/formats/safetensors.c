@@ -28,7 +28,10 @@ struct safetensors {
     st_entry *entries;
     size_t n_entries;
     char *names; /* all entry names, NUL-separated */
-    gguf *gg;    /* a model.gguf holding the tensors under their HF names (vlmc quantize), or NULL */
+    gguf **ggs;  /* GGUF files whose tensors are entries (model.gguf of vlmc quantize, llama.cpp pairs) */
+    int n_ggs;
+    void **owned; /* tensor data the set owns (safetensors_put_owned) */
+    size_t n_owned;
 };
 
 static const struct { const char *name; dtype type; } st_dtypes[] = {
@@ -249,7 +252,10 @@ static void free_set(safetensors *st, size_t n_named) {
         cJSON_Delete(st->files[i].metadata);
     }
     free(st->files);
-    gguf_close(st->gg);
+    for (int i = 0; i < st->n_ggs; i++) gguf_close(st->ggs[i]);
+    free(st->ggs);
+    for (size_t i = 0; i < st->n_owned; i++) free(st->owned[i]);
+    free(st->owned);
     free(st);
 }
 
@@ -287,32 +293,86 @@ static vlmc_status add_file(safetensors *st, const char *path, vlmc_error *err) 
     return VLMC_OK;
 }
 
-/* The tensors of a GGUF file as the set's entries, under the names the file gives them
- * (vlmc quantize writes a model folder's tensors this way, quantized or not). */
-static vlmc_status add_gguf(safetensors *st, const char *path, vlmc_error *err) {
-    vlmc_status s = gguf_open(path, &st->gg, err);
+/* The tensors of a GGUF file as entries of the set, under the names rename gives them (NULL: the
+ * file's own names, as vlmc quantize writes them; rename returning false skips a tensor). */
+static vlmc_status add_gguf(safetensors *st, const char *path, safetensors_rename_fn rename, void *user, vlmc_error *err) {
+    gguf **ng = realloc(st->ggs, (size_t)(st->n_ggs + 1) * sizeof *ng);
+    st_file *nf = realloc(st->files, (size_t)(st->n_files + 1) * sizeof *nf);
+    if (ng) st->ggs = ng;
+    if (nf) st->files = nf;
+    if (!ng || !nf) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    memset(&st->files[st->n_files], 0, sizeof *st->files);
+    if (!(st->files[st->n_files].path = strdup(path))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    const int file = st->n_files++;
+    gguf *g = NULL;
+    vlmc_status s = gguf_open(path, &g, err);
     if (s) return s;
-    if (!(st->files = calloc(1, sizeof *st->files)) || !(st->files[0].path = strdup(path)))
-        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
-    st->n_files = 1;
-    const size_t n = gguf_tensor_count(st->gg);
-    if (!(st->entries = calloc(n ? n : 1, sizeof *st->entries))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    st->ggs[st->n_ggs++] = g;
+    const size_t n = gguf_tensor_count(g);
+    st_entry *ne = realloc(st->entries, (st->n_entries + n + 1) * sizeof *ne);
+    if (!ne) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    st->entries = ne;
     for (size_t i = 0; i < n; i++) {
-        const gguf_tensor *gt = gguf_tensor_at(st->gg, i);
+        const gguf_tensor *gt = gguf_tensor_at(g, i);
+        char name[512];
+        if (!rename) snprintf(name, sizeof name, "%s", gt->name);
+        else if (!rename(gt->name, file, name, sizeof name, user)) continue;
         if (gt->t.type == DT_COUNT)
             return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has GGML type %s, which vlmc does not read", path,
                              gt->name, gguf_ggml_type_name(gt->ggml_type));
         st_entry *e = &st->entries[st->n_entries];
-        if (!(e->name = strdup(gt->name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        memset(e, 0, sizeof *e);
+        if (!(e->name = strdup(name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         st->n_entries++;
         e->t = gt->t;
         e->begin = (size_t)gt->offset;
         e->end = (size_t)gt->offset + gt->nbytes;
+        e->file = file;
     }
-    if (n > 1) qsort(st->entries, n, sizeof *st->entries, cmp_entry_name);
-    for (size_t i = 1; i < n; i++)
+    if (st->n_entries > 1) qsort(st->entries, st->n_entries, sizeof *st->entries, cmp_entry_name);
+    for (size_t i = 1; i < st->n_entries; i++)
         if (!strcmp(st->entries[i].name, st->entries[i - 1].name))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: tensor '%s' is defined twice", path, st->entries[i].name);
+    return VLMC_OK;
+}
+
+vlmc_status safetensors_open_gguf(const char *const *paths, int n, safetensors_rename_fn rename, void *user,
+                                  safetensors **out, vlmc_error *err) {
+    *out = NULL;
+    safetensors *st = calloc(1, sizeof *st);
+    if (!st) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    vlmc_status s = VLMC_OK;
+    for (int i = 0; i < n && !s; i++) s = add_gguf(st, paths[i], rename, user, err);
+    if (s) {
+        safetensors_close(st);
+        return s;
+    }
+    *out = st;
+    return VLMC_OK;
+}
+
+vlmc_status safetensors_put_owned(safetensors *st, const char *name, const tensor *t, void *owned, vlmc_error *err) {
+    void **no = realloc(st->owned, (st->n_owned + 1) * sizeof *no);
+    if (!no) {
+        free(owned);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
+    st->owned = no;
+    st->owned[st->n_owned++] = owned;
+    st_entry *e = (st_entry *)safetensors_find(st, name);
+    if (!e) {
+        st_entry *ne = realloc(st->entries, (st->n_entries + 1) * sizeof *ne);
+        if (!ne) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->entries = ne;
+        e = &st->entries[st->n_entries];
+        memset(e, 0, sizeof *e);
+        if (!(e->name = strdup(name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->n_entries++;
+    }
+    e->t = *t;
+    e->t.data = owned;
+    e->begin = e->end = 0;
+    qsort(st->entries, st->n_entries, sizeof *st->entries, cmp_entry_name);
     return VLMC_OK;
 }
 
@@ -391,7 +451,7 @@ static vlmc_status open_dir(safetensors *st, const char *dir, vlmc_error *err) {
     } else if (file_exists(index)) {
         s = open_index(st, index, err);
     } else if (file_exists(gguf_path)) {
-        s = add_gguf(st, gguf_path, err);
+        s = add_gguf(st, gguf_path, NULL, NULL, err);
     } else {
         DIR *d = opendir(dir);
         char **names = NULL;
@@ -433,7 +493,7 @@ vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *er
     vlmc_status s;
     if (file_is_dir(path)) s = open_dir(st, path, err);
     else if (ends_with(path, ".json")) s = open_index(st, path, err);
-    else if (ends_with(path, ".gguf")) s = add_gguf(st, path, err);
+    else if (ends_with(path, ".gguf")) s = add_gguf(st, path, NULL, NULL, err);
     else {
         s = add_file(st, path, err);
         if (!s) s = finish_set(st, err);

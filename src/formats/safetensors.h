@@ -9,6 +9,7 @@
 #ifndef VLMC_FORMATS_SAFETENSORS_H
 #define VLMC_FORMATS_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,15 @@ typedef struct safetensors safetensors;
  * block-quantized), or a folder (model.safetensors, else the index, else model.gguf,
  * else every *.safetensors in it). */
 vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *err);
+/* A set made of the tensors of GGUF files (e.g. llama.cpp's model + mmproj pair), renamed by rename
+ * (write the set's name for tensor `name` of paths[file] into out; false = leave it out). */
+typedef bool (*safetensors_rename_fn)(const char *name, int file, char *out, size_t cap, void *user);
+vlmc_status safetensors_open_gguf(const char *const *paths, int n, safetensors_rename_fn rename, void *user,
+                                  safetensors **out, vlmc_error *err);
+/* Gives the set a tensor whose data (malloc'ed) it owns and frees on close: a new entry, or new data for
+ * an existing one (e.g. rows reordered). owned is freed on failure too. */
+vlmc_status safetensors_put_owned(safetensors *st, const char *name, const tensor *t, void *owned, vlmc_error *err);
+
 /* Opens one file from memory that the caller keeps alive (fuzzing, tests). */
 vlmc_status safetensors_open_memory(const void *data, size_t size, const char *name, safetensors **out,
                                     vlmc_error *err);
