@@ -132,8 +132,6 @@ vlmc_status vlmc_bench(const char *model_dir, const vlmc_bench_params *p, vlmc_b
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: %d prompt + %d generated tokens exceed max_position_embeddings %d",
                          model_dir, n_prompt, n_gen, max_pos);
     }
-    r->copy_gb_per_s = roofline_copy_gbps((size_t)256 << 20, 5);
-    r->fma_gflops = roofline_fma_gflops(0.5);
     if (vm.has_vision && vm.fam->encode) {
         s = bench_image(&vm, reps, &r->image_encode_s, err);
         if (!s) r->image_gflops = image_flops(&vm) / r->image_encode_s / 1e9;
@@ -145,9 +143,12 @@ vlmc_status vlmc_bench(const char *model_dir, const vlmc_bench_params *p, vlmc_b
         r->gen_tokens_per_s = n_gen / gen_s;
         r->prompt_gflops = prefill_flops(&vm.lm, n_prompt) / prompt_s / 1e9;
         r->weight_bytes_per_token = decoder_weight_bytes(&vm.lm);
-        r->gen_bound_tokens_per_s = r->copy_gb_per_s * 1e9 / r->weight_bytes_per_token;
+        /* the model's peak, before the bandwidth test's buffers */
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+        r->copy_gb_per_s = roofline_copy_gbps((size_t)256 << 20, 5);
+        r->fma_gflops = roofline_fma_gflops(0.5);
+        r->gen_bound_tokens_per_s = r->copy_gb_per_s * 1e9 / r->weight_bytes_per_token;
     }
     vlm_free(&vm);
     return s;
