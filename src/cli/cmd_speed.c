@@ -75,28 +75,37 @@ done:
     return rc;
 }
 
-int cmd_quantize(int argc, char **argv) {
-    const char *usage = "usage: vlmc quantize -m DIR --type q8_0|q4_0|q4_k|q6_k|bf16|f32 --out DIR\n";
-    const char *model = NULL, *type = NULL, *out = NULL;
+/* Parses `-m DIR --<flag> VALUE --out DIR` (all three required); returns -1 when parsed, else the exit code. */
+static int parse_model_value_out(const char *cmd, const char *flag, const char *usage, int argc, char **argv,
+                                 const char **model, const char **value, const char **out) {
+    *model = *value = *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage, stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--type") || !strcmp(a, "--out")) {
-            if (!(v = flag_value("quantize", argc, argv, &i))) return 2;
-            if (!strcmp(a, "--type")) type = v;
-            else if (!strcmp(a, "--out")) out = v;
-            else model = v;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, flag) || !strcmp(a, "--out")) {
+            if (!(v = flag_value(cmd, argc, argv, &i))) return 2;
+            if (!strcmp(a, flag)) *value = v;
+            else if (!strcmp(a, "--out")) *out = v;
+            else *model = v;
         } else {
-            fprintf(stderr, "vlmc quantize: unknown argument '%s'\n%s", a, usage);
+            fprintf(stderr, "vlmc %s: unknown argument '%s'\n%s", cmd, a, usage);
             return 2;
         }
     }
-    if (!model || !type || !out) {
+    if (!*model || !*value || !*out) {
         fputs(usage, stderr);
         return 2;
     }
+    return -1;
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *model, *type, *out;
+    int rc = parse_model_value_out("quantize", "--type", "usage: vlmc quantize -m DIR --type q8_0|q4_0|q4_k|q6_k|bf16|f32 --out DIR\n",
+                                   argc, argv, &model, &type, &out);
+    if (rc >= 0) return rc;
     vlmc_error err = {0};
     if (vlmc_quantize(model, type, out, &err)) {
         fprintf(stderr, "vlmc quantize: %s\n", err.message);
@@ -106,28 +115,12 @@ int cmd_quantize(int argc, char **argv) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *usage = "usage: vlmc convert -m DIR --to gguf --out DIR\n"
-                        "writes OUT/model.gguf (text model) and OUT/mmproj.gguf with llama.cpp's names (LLaVA, Idefics3)\n";
-    const char *model = NULL, *to = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--to") || !strcmp(a, "--out")) {
-            if (!(v = flag_value("convert", argc, argv, &i))) return 2;
-            if (!strcmp(a, "--to")) to = v;
-            else if (!strcmp(a, "--out")) out = v;
-            else model = v;
-        } else {
-            fprintf(stderr, "vlmc convert: unknown argument '%s'\n%s", a, usage);
-            return 2;
-        }
-    }
-    if (!model || !to || !out) {
-        fputs(usage, stderr);
-        return 2;
-    }
+    const char *model, *to, *out;
+    int rc = parse_model_value_out("convert", "--to",
+                                   "usage: vlmc convert -m DIR --to gguf --out DIR\n"
+                                   "writes OUT/model.gguf (text model) and OUT/mmproj.gguf with llama.cpp's names (LLaVA, Idefics3)\n",
+                                   argc, argv, &model, &to, &out);
+    if (rc >= 0) return rc;
     vlmc_error err = {0};
     if (vlmc_convert(model, to, out, &err)) {
         fprintf(stderr, "vlmc convert: %s\n", err.message);
