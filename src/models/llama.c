@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "core/quant.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -29,9 +30,9 @@ vlmc_status llama_weight(const safetensors *st, const char *prefix, const char *
     int64_t shape[2] = {d0, d1};
     vlmc_status s = safetensors_get(st, full, ndim, shape, out, err);
     if (s) return s;
-    if (!matmul_dtype_ok(out->type)) {
+    if (!matmul_dtype_ok(out->type) || (ndim == 1 && dtype_is_quantized(out->type))) {
         const st_entry *e = safetensors_find(st, full);
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the decoder reads F32, F16 or BF16",
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the decoder reads F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                          safetensors_file_path(st, e ? e->file : 0), full, dtype_name(out->type));
     }
     return VLMC_OK;

@@ -8,6 +8,8 @@
  * and Yi-VL's mlp2x_gelu_Norm (github 01-ai/Yi, VL/llava/model/multimodal_projector/builder.py). */
 #include "models/projector.h"
 
+#include "core/quant.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +24,9 @@ static vlmc_status name_of(char *buf, size_t cap, const char *prefix, const char
 }
 
 static vlmc_status float_dtype(const projector *p, const char *name, const tensor *t, vlmc_error *err) {
-    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16) return VLMC_OK;
-    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; projector weights must be F32, F16 or BF16",
+    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16 || dtype_is_quantized(t->type)) return VLMC_OK;
+    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
+                     "%s: tensor '%s' has dtype %s; projector weights must be F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                      p->file, name, dtype_name(t->type));
 }
 

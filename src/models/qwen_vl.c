@@ -262,10 +262,10 @@ static vlmc_status qwen_decoder_load(llama_model *m, const safetensors *st, cons
             return s;
         }
         /* q, k, v: consecutive row blocks of c_attn (views, no copy) */
-        const size_t wrow = (size_t)D * dtype_block_bytes(qkv.type), brow = dtype_block_bytes(qkv_b.type);
+        const size_t brow = dtype_block_bytes(qkv_b.type);
         tensor *w[3] = {&L->wq, &L->wk, &L->wv}, *b[3] = {&L->bq, &L->bk, &L->bv};
         for (int i = 0; i < 3; i++) {
-            *w[i] = tensor_view(qkv.type, (char *)qkv.data + (size_t)i * D * wrow, 2, (int64_t[]){D, D});
+            *w[i] = vit_row_slice(&qkv, (int64_t)i * D, D); /* quantized rows are whole blocks */
             *b[i] = tensor_view(qkv_b.type, (char *)qkv_b.data + (size_t)i * D * brow, 1, (int64_t[]){D});
         }
     }

@@ -17,6 +17,8 @@
  */
 #include "models/vit.h"
 
+#include "core/quant.h"
+
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -46,8 +48,9 @@ static vlmc_status full_name(loader *ld, const char *name, char *buf, size_t cap
 }
 
 static vlmc_status check_float_dtype(loader *ld, const char *name, const tensor *t) {
-    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16) return VLMC_OK;
-    return vlmc_fail(ld->err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; vision weights must be F32, F16 or BF16",
+    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16 || dtype_is_quantized(t->type)) return VLMC_OK;
+    return vlmc_fail(ld->err, VLMC_ERR_UNSUPPORTED,
+                     "%s: tensor '%s' has dtype %s; vision weights must be F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                      ld->m->file, name, dtype_name(t->type));
 }
 
@@ -120,9 +123,9 @@ static bool has_tensor(loader *ld, const char *name) {
 }
 
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
-    size_t esize = dtype_block_bytes(t->type);
+    size_t row_bytes = (size_t)(t->shape[1] / dtype_block_size(t->type)) * dtype_block_bytes(t->type);
     int64_t sh[2] = {rows, t->shape[1]};
-    return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)t->shape[1] * esize, 2, sh);
+    return tensor_view(t->type, (char *)t->data + (size_t)r0 * row_bytes, 2, sh);
 }
 
 vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err) {
@@ -329,9 +332,14 @@ int vit_tokens(const vit_model *m, int height, int width) {
 
 /* ---- building blocks ---------------------------------------------------------------------------------- */
 
-/* dst[0..n) = f32 values of a float tensor's elements (bf16 / f16 / f32), threaded. */
+/* dst[0..n) = f32 values of a float tensor's elements (bf16 / f16 / f32 / block-quantized), threaded. */
 static void to_f32(float *dst, const tensor *w, size_t n) {
-    if (w->type == DT_BF16) {
+    if (dtype_is_quantized(w->type)) { /* a 2-D weight: dequantized row by row */
+        const int64_t rows = w->shape[0], cols = w->shape[1];
+        const size_t row_bytes = (size_t)(cols / dtype_block_size(w->type)) * dtype_block_bytes(w->type);
+        #pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) dequantize_row(w->type, (const char *)w->data + (size_t)r * row_bytes, dst + r * cols, cols);
+    } else if (w->type == DT_BF16) {
         const uint16_t *s = w->data;
         #pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);

@@ -6,8 +6,38 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/file.h"
+
+/* llama.cpp's pair: dir/model.gguf + dir/mmproj.gguf with no config.json, or X.gguf + mmproj.gguf beside it. */
+static bool gguf_pair(const char *path, char **text, char **mmproj) {
+    *text = *mmproj = NULL;
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        char *dir = path_dirname(path);
+        *text = strdup(path);
+        *mmproj = dir ? path_join(dir, "mmproj.gguf") : NULL;
+        free(dir);
+    } else {
+        char *cfg = path_join(path, "config.json");
+        bool has_cfg = cfg && file_exists(cfg);
+        free(cfg);
+        if (has_cfg) return false;
+        *text = path_join(path, "model.gguf");
+        *mmproj = path_join(path, "mmproj.gguf");
+    }
+    if (*text && *mmproj && file_exists(*text) && file_exists(*mmproj)) return true;
+    free(*text), free(*mmproj);
+    *text = *mmproj = NULL;
+    return false;
+}
 
 vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
+    char *text_gguf, *mmproj_gguf;
+    if (gguf_pair(dir, &text_gguf, &mmproj_gguf)) {
+        vlmc_status s = vlm_load_gguf(text_gguf, mmproj_gguf, m, err);
+        free(text_gguf), free(mmproj_gguf);
+        return s;
+    }
     memset(m, 0, sizeof *m);
     m->image_token_id = -1;
     vlmc_status s = hf_config_load(dir, &m->cfg, err);

@@ -180,8 +180,15 @@ const vlm_family *vlm_family_find(const hf_config *cfg);
 /* "llama, mistral, ..." for messages (static). */
 const char *vlm_family_names(void);
 
-/* Loads a model folder (config.json + *.safetensors). */
+/* Loads a model folder (config.json + *.safetensors or vlmc quantize's model.gguf), or llama.cpp's GGUF pair:
+ * a folder with model.gguf + mmproj.gguf and no config.json, or a .gguf text model with mmproj.gguf beside it. */
 vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err);
+
+/* gguf_model.c: llama.cpp's GGUF pair (text model + mmproj) for LLaVA and Idefics3 */
+vlmc_status vlm_load_gguf(const char *text_path, const char *mmproj_path, vlm_model *m, vlmc_error *err);
+/* Writes OUT/model.gguf and OUT/mmproj.gguf (llama.cpp's names and keys) plus the folder's tokenizer and
+ * processor files. */
+vlmc_status vlm_convert_gguf(const char *model_dir, const char *out_dir, vlmc_error *err);
 void vlm_free(vlm_model *m);
 
 /* Upper bounds of the intermediates of vlm_vision_out for n tiles of height × width (floats). */
