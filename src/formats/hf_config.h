@@ -8,7 +8,7 @@
 
 #include "formats/json.h"
 
-enum { HF_NAME_MAX = 64, HF_MAX_EOS = 8, HF_MAX_PINPOINTS = 64, HF_MAX_FEATURE_LAYERS = 8 };
+enum { HF_NAME_MAX = 64, HF_MAX_EOS = 8, HF_MAX_PINPOINTS = 64, HF_MAX_FEATURE_LAYERS = 8, HF_MAX_TEMPLATE_IDS = 32 };
 
 typedef enum rope_type {
     ROPE_DEFAULT = 0,
@@ -75,6 +75,16 @@ typedef struct hf_vision_config {
     char hidden_act[HF_NAME_MAX];
 } hf_vision_config;
 
+/* moondream2 (model_type "moondream1", architectures HfMoondream): the keys of its "config" dict (MoondreamConfig,
+ * defaults = the full-size model) that have no place in the text / vision structs. */
+typedef struct hf_moondream_config {
+    int max_crops, overlap_margin;  /* vision: overlap_crop_image's crop budget and margin (patches) */
+    int proj_inner_dim, proj_out_dim; /* vision proj_mlp */
+    int prefix_attn;                /* text: the bidirectional prefix (bos + image embeddings) */
+    int n_query_prefix, n_query_suffix; /* tokenizer.templates.query; -1 = null (the model takes no queries) */
+    int query_prefix[HF_MAX_TEMPLATE_IDS], query_suffix[HF_MAX_TEMPLATE_IDS];
+} hf_moondream_config;
+
 /* The whole model: a decoder-only LM, a vision tower alone, or a VLM with both. */
 typedef struct hf_config {
     char model_type[HF_NAME_MAX];
@@ -94,6 +104,8 @@ typedef struct hf_config {
     int image_grid_pinpoints[HF_MAX_PINPOINTS][2]; /* llava_next: [height, width] */
     int n_image_grid_pinpoints;
     int scale_factor; /* idefics3 */
+    bool moondream_layout; /* model_type moondream1 with the HfMoondream "config" dict: text, vision, moondream set */
+    hf_moondream_config moondream;
 } hf_config;
 
 /* Parses a decoder config object; default_type picks the defaults when the object has no model_type. */
