@@ -17,6 +17,7 @@ static const char *const other_inputs[] = {"image_grid_thw",   "image_patches", 
 
 typedef struct dump_in {
     named_array *ids, *mask, *pos, *pixels, *sizes, *pmask, *labels;
+    named_array *raw; /* image_raw [H, W, 3] uint8, for families with their own image processing */
 } dump_in;
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
@@ -26,7 +27,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     for (int i = 0; i < set->count; i++) {
         named_array *a = &set->arrays[i];
         const char *n = a->name;
-        if (!strcmp(n, "input_ids")) in->ids = a;
+        const bool own = m->fam->prepare_image != NULL;
+        if (!strcmp(n, "input_ids") || (own && !strcmp(n, "input_ids_full"))) in->ids = a;
+        else if (own && !strcmp(n, "image_raw")) in->raw = a;
         else if (!strcmp(n, "attention_mask")) in->mask = a;
         else if (!strcmp(n, "position_ids")) in->pos = a;
         else if (!strcmp(n, "pixel_values") && m->has_vision) in->pixels = a;
@@ -40,11 +43,20 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input %s is not used by model_type \"%s\"", dir, n, mt);
             return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump", dir, n);
         }
-        if (a->dtype != (strcmp(n, "pixel_values") ? ARRAY_I32 : ARRAY_F32))
+        const array_dtype want = !strcmp(n, "pixel_values") ? ARRAY_F32 : a == in->raw ? ARRAY_U8 : ARRAY_I32;
+        if (a->dtype != want)
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dtype %s, expected %s", dir, n, array_dtype_name(a->dtype),
-                             strcmp(n, "pixel_values") ? "int32" : "float32");
+                             array_dtype_name(want));
     }
     if (!in->ids) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no input_ids", dir);
+    if (in->raw && (in->raw->ndim != 3 || in->raw->shape[2] != 3 || in->raw->shape[0] < 1 || in->raw->shape[1] < 1 ||
+                    in->raw->shape[0] > 1 << 15 || in->raw->shape[1] > 1 << 15))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be [H, W, 3] uint8 (sides up to 32768)", dir);
+    if (in->raw && in->pixels)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw and pixel_values together: give one of them", dir);
+    if (m->fam->prepare_image && in->pixels)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" makes its crops itself: give image_raw, not "
+                         "pixel_values", dir, mt);
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
@@ -138,7 +150,7 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     return VLMC_OK;
 }
 
-enum { MAX_OUT = 12 };
+enum { MAX_OUT = 12 + 2 * VLM_MAX_EXTRAS };
 
 typedef struct outs {
     named_array a[MAX_OUT];
@@ -171,6 +183,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     int32_t *mbuf = NULL, *gen = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
+    vlm_extras extras = {0};
+    vlm_prepared prep = {0};
     char *grads_path = NULL;
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &set, err);
     if (s) goto done;
@@ -185,7 +199,23 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     vlm_images vi = {0};
     vlm_vision_out vo = {0};
     size_t n_feat = 0;
-    if (in.pixels) {
+    if (in.raw) { /* the family's own processing of image_raw, its intermediates under the reference's names */
+        if ((s = m.fam->prepare_image(&m, in.raw->data, (int)in.raw->shape[0], (int)in.raw->shape[1], &prep, &extras,
+                                      err)))
+            goto done;
+        if (!(tiles = malloc(sizeof(int)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        tiles[0] = prep.n_tiles;
+        vi = (vlm_images){.n_images = 1, .pixels = prep.pixels, .n_tiles = prep.n_tiles, .height = prep.height,
+                          .width = prep.width, .tiles = tiles, .image_sizes = prep.image_size};
+        if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
+        if (!(feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float)))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        vo = (vlm_vision_out){.features = feat, .extras = &extras};
+        if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
+        for (int i = 0; i < extras.n; i++) o.a[o.n++] = extras.a[i];
+    } else if (in.pixels) {
         if ((s = gather_images(&m, &in, inputs_dir, &vi, &buf, &mbuf, &tiles, err))) goto done;
         size_t nh, ns, nl, np;
         vlm_vision_sizes(&m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
@@ -215,9 +245,11 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                     "anyres packing of every image, concatenated");
     }
     /* decoder: embeddings with the image features spliced in, full pass, then greedy generation */
+    const bool all_layers = m.fam->own_dump_names; /* [L+2]: the last layer's output too */
+    const int64_t n_hidden = all_layers ? L + 2 : L + 1;
     embeds = malloc((size_t)B * T * D * sizeof(float));
     logits = malloc((size_t)B * T * V * sizeof(float));
-    hidden = malloc((size_t)(L + 1) * B * T * D * sizeof(float));
+    hidden = malloc((size_t)n_hidden * B * T * D * sizeof(float));
     if (generate_n) {
         gen = malloc((size_t)B * generate_n * sizeof(int32_t));
         steps = malloc((size_t)B * generate_n * V * sizeof(float));
@@ -226,22 +258,30 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the outputs");
         goto done;
     }
-    if ((s = vlm_embed(&m, in.ids->data, (size_t)B * T, in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL,
-                       err)))
-        goto done;
+    if ((s = vlm_embed(&m, in.ids->data, (size_t)B * T, feat, vo.n_features, 0, true, embeds, NULL, err))) goto done;
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;
     llama_input li = {.n_tokens = T, .embeds = embeds, .attention_mask = in.mask ? in.mask->data : NULL,
                       .position_ids = in.pos ? in.pos->data : NULL};
-    if ((s = llama_forward(&c, &li, &(llama_output){.logits = logits, .hidden_states = hidden}, err))) goto done;
+    if ((s = llama_forward(&c, &li,
+                           &(llama_output){.logits = logits, .hidden_states = hidden, .hidden_states_all = all_layers},
+                           err)))
+        goto done;
     if (generate_n) {
         llama_ctx_reset(&c);
         c.legacy_unmask_padding_on_decode = m.fam->legacy_unmask_padding;
         if ((s = llama_generate_greedy(&c, &li, generate_n, gen, steps, err))) goto done;
     }
+    if (m.fam->embeds_name)
+        out_add(&o, m.fam->embeds_name, ARRAY_F32, 3, (int64_t[]){B, T, D}, embeds,
+                "[B, T, D]: token embeddings with the image features in the image slots");
     out_add(&o, "logits", ARRAY_F32, 3, (int64_t[]){B, T, V}, logits, "[B, T, vocab]");
-    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){L + 1, B, T, D},
-            hidden, "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm output");
+    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){n_hidden, B, T, D},
+            hidden,
+            all_layers ? "[num_layers+2, B, T, D]; [0] = input embeddings (image features merged), [i] = output of "
+                         "layer i, last = final norm output"
+                       : "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm "
+                         "output");
     if (generate_n) {
         out_add(&o, "generated_ids", ARRAY_I32, 2, (int64_t[]){B, generate_n}, gen,
                 "greedy continuation (KV-cache path, no EOS stop)");
@@ -275,6 +315,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
 done:
     free(grads_path);
     cJSON_Delete(meta);
+    vlm_extras_free(&extras);
+    vlm_prepared_free(&prep);
     if (have_ctx) llama_ctx_free(&c);
     if (loaded) vlm_free(&m);
     array_set_free(&set);

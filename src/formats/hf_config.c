@@ -303,8 +303,7 @@ static vlmc_status parse_moondream(const cJSON *root, const char *path, hf_confi
         (s = get_pos_int(t, "vocab_size", 51200, path, &tc->vocab_size, err)) ||
         (s = get_pos_int(t, "max_context", 2048, path, &tc->max_position_embeddings, err)) ||
         (s = get_pos_int(t, "n_heads", 32, path, &n_heads, err)) ||
-        (s = get_pos_int(t, "n_kv_heads", 32, path, &tc->num_key_value_heads, err)) ||
-        (s = get_pos_int(t, "prefix_attn", 730, path, &md->prefix_attn, err)))
+        (s = get_pos_int(t, "n_kv_heads", 32, path, &tc->num_key_value_heads, err)))
         return s;
     if (dim % n_heads || n_heads % tc->num_key_value_heads)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.text: dim %d, n_heads %d and n_kv_heads %d do not divide", path,

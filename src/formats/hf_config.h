@@ -80,7 +80,6 @@ typedef struct hf_vision_config {
 typedef struct hf_moondream_config {
     int max_crops, overlap_margin;  /* vision: overlap_crop_image's crop budget and margin (patches) */
     int proj_inner_dim, proj_out_dim; /* vision proj_mlp */
-    int prefix_attn;                /* text: the bidirectional prefix (bos + image embeddings) */
     int n_query_prefix, n_query_suffix; /* tokenizer.templates.query; -1 = null (the model takes no queries) */
     int query_prefix[HF_MAX_TEMPLATE_IDS], query_suffix[HF_MAX_TEMPLATE_IDS];
 } hf_moondream_config;

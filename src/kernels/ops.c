@@ -1,11 +1,13 @@
 #include "kernels/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cblas.h>
 #include <omp.h>
 
+#include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 
 void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, float eps) {
@@ -24,6 +26,23 @@ void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const te
             for (int64_t i = 0; i < dim; i++) o[i] = tensor_get_f32(w, i) * (xr[i] * inv);
         }
     }
+}
+
+void layernorm_tensor_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, const tensor *b,
+                          float eps) {
+    const bool direct = w->type == DT_F32 && (!b || b->type == DT_F32);
+    layernorm_forward(out, x, direct ? w->data : NULL, direct && b ? b->data : NULL, (size_t)rows, (size_t)dim, eps);
+    if (direct) return;
+    /* half-precision scale and shift: applied after the normalisation, in the same order ((x - mean) * rstd * w + b) */
+    #pragma omp parallel for schedule(static) if (rows * dim > 32768)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = out[r * dim + i] * tensor_get_f32(w, i) + (b ? tensor_get_f32(b, i) : 0.0f);
+}
+
+/* The last slot that the query in slot i sees: itself, or the end of the bidirectional prefix it is in. */
+static inline int last_visible(const attn_args *a, int i) {
+    const int n_all = a->n_past + a->T, p = a->prefix < n_all ? a->prefix : n_all;
+    return i < p ? p - 1 : i;
 }
 
 void rope_apply_f32(float *x, int64_t rows, int n_heads, int head_dim, int rot_dim, const float *cos_t,
@@ -80,11 +99,12 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
         const float *vb = v + ((size_t)b * KVH + kvh) * (size_t)a->n_ctx * hd;
         const uint8_t *mb = mask + (size_t)b * a->n_ctx;
         float *o = out + row * hd;
+        const int jl = last_visible(a, i);
         int j0 = a->window > 0 ? i - a->window + 1 : 0;
         if (j0 < 0) j0 = 0;
         float mx = -INFINITY;
         int any = 0;
-        for (int j = j0; j <= i; j++) {
+        for (int j = j0; j <= jl; j++) {
             if (!mb[j]) continue;
             float s = dot_f32(qv, kb + (size_t)j * hd, hd) * a->scale;
             sc[j] = s;
@@ -98,14 +118,14 @@ void attention_f32(float *out, const float *q, const float *k, const float *v, c
             continue;
         }
         float sum = 0.0f;
-        for (int j = j0; j <= i; j++) {
+        for (int j = j0; j <= jl; j++) {
             if (!mb[j]) continue;
             float e = expf(sc[j] - mx);
             sc[j] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
-        for (int j = j0; j <= i; j++) {
+        for (int j = j0; j <= jl; j++) {
             if (!mb[j]) continue;
             axpy_f32(o, sc[j] * inv, vb + (size_t)j * hd, hd);
         }
@@ -124,7 +144,8 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
             const float *vb = v + ((size_t)b * KVH + kvh) * (size_t)a->n_ctx * hd;
             for (int t0 = 0; t0 < T; t0 += s_rows) {
                 const int nt = T - t0 < s_rows ? T - t0 : s_rows;
-                const int nk = a->n_past + t0 + nt; /* keys up to the block's last query (causal) */
+                /* keys up to the block's last query (causal), or to the end of a bidirectional prefix */
+                const int nk = last_visible(a, a->n_past + t0 + nt - 1) + 1;
                 const float *qh = q + ((size_t)b * T + t0) * ld + (size_t)h * hd;
                 float *oh = out + ((size_t)b * T + t0) * ld + (size_t)h * hd;
                 /* S[nt, nk] = scale * q_h k^T */
@@ -132,11 +153,11 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                 #pragma omp parallel for schedule(static) num_threads(a->n_threads)
                 for (int t = 0; t < nt; t++) {
                     float *row = S + (size_t)t * nk;
-                    const int i = a->n_past + t0 + t;
+                    const int i = a->n_past + t0 + t, jl = last_visible(a, i);
                     int j0 = a->window > 0 ? i - a->window + 1 : 0;
                     if (j0 < 0) j0 = 0;
                     float mx = -INFINITY;
-                    for (int j = j0; j <= i; j++)
+                    for (int j = j0; j <= jl; j++)
                         if (mb[j] && row[j] > mx) mx = row[j];
                     if (mx == -INFINITY) {
                         /* no visible key: eager attention's flat softmax over all n_all slots; the
@@ -146,7 +167,7 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                     }
                     float sum = 0.0f;
                     for (int j = 0; j < nk; j++) {
-                        float e = (j >= j0 && j <= i && mb[j]) ? expf(row[j] - mx) : 0.0f;
+                        float e = (j >= j0 && j <= jl && mb[j]) ? expf(row[j] - mx) : 0.0f;
                         row[j] = e;
                         sum += e;
                     }
@@ -158,10 +179,10 @@ void attention_f32_gemm(float *out, const float *q, const float *k, const float 
                 if (nk < n_all) {
                     /* flat rows also average the values of the later slots */
                     for (int t = 0; t < nt; t++) {
-                        const int i = a->n_past + t0 + t;
+                        const int i = a->n_past + t0 + t, jl = last_visible(a, i);
                         int j0 = a->window > 0 ? i - a->window + 1 : 0, vis = 0;
                         if (j0 < 0) j0 = 0;
-                        for (int j = j0; j <= i && !vis; j++) vis = mb[j];
+                        for (int j = j0; j <= jl && !vis; j++) vis = mb[j];
                         if (vis) continue;
                         for (int j = nk; j < n_all; j++)
                             axpy_f32(oh + (size_t)t * ld, 1.0f / (float)n_all, vb + (size_t)j * hd, hd);

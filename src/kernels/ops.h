@@ -10,6 +10,11 @@
 /* out[r] = (x[r] * rsqrt(mean(x[r]^2) + eps)) * w, for rows r of dim values (out may be x). */
 void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, float eps);
 
+/* out[r] = LayerNorm(x[r]) * w + b over rows of dim values (torch.nn.LayerNorm; statistics as layernorm_forward);
+ * w, b: f32 / f16 / bf16 [dim] tensors read in place (b may be NULL). out may be x. */
+void layernorm_tensor_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, const tensor *b,
+                          float eps);
+
 /* Rotary embedding, "rotate_half" layout (transformers' Llama): for each row r and
  * head h, the first rot_dim values of x[r, h*head_dim ...] are rotated pairwise
  * (i, i + rot_dim/2) by cos[r, i], sin[r, i] (rot_dim/2 values per row). */
@@ -31,12 +36,13 @@ int64_t argmax_f32(const float *x, int64_t n);
  *   mask:[B, n_ctx] 1 = a real token in that slot, 0 = padding
  *   out: [B, T, n_heads, head_dim]
  * Query t sits in slot i = n_past + t and sees slot j iff j <= i, mask[j] = 1 and, when
- * window > 0, j > i - window. A query with no visible slot (left padding) gets, as in
+ * window > 0, j > i - window. With prefix > 0 the slots below prefix also see each other both ways (a query in
+ * slot i < prefix sees every slot j < prefix that is filled): moondream2's bidirectional image prefix. A query with no visible slot (left padding) gets, as in
  * transformers' eager attention (every score + finfo.min rounds to finfo.min, so the
  * softmax is flat), the plain average of the values of all slots 0..n_past+T-1.
  * scores: n_threads * n_ctx floats of scratch; the loop runs on at most n_threads threads. */
 typedef struct attn_args {
-    int B, T, n_past, n_ctx, n_heads, n_kv_heads, head_dim, window;
+    int B, T, n_past, n_ctx, n_heads, n_kv_heads, head_dim, window, prefix;
     float scale;
     int n_threads;
 } attn_args;

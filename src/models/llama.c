@@ -218,6 +218,12 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
 
 /* ---- forward ------------------------------------------------------------------------ */
 
+/* RMSNorm, or LayerNorm with bias for the Phi-style variant: out[R, D] */
+static void norm_rows(const llama_model *m, float *out, const float *x, int64_t R, const tensor *w, const tensor *b) {
+    if (m->layernorm) layernorm_tensor_f32(out, x, R, m->dim, w, b, m->eps);
+    else rmsnorm_f32(out, x, R, m->dim, w, m->eps);
+}
+
 vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_output *out, vlmc_error *err) {
     const llama_model *m = c->m;
     const int B = c->n_batch, T = in->n_tokens, L = m->n_layers;
@@ -230,6 +236,10 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
                          c->max_tokens);
     if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
     if ((s = kv_cache_reserve(kv, T, err))) return s;
+    if (kv->n_past < m->prefix_attn && (kv->n_past > 0 || T < m->prefix_attn))
+        return vlmc_fail(err, VLMC_ERR_ARG,
+                         "decoder: the first %d positions attend to each other both ways and must be run in one call "
+                         "(this one runs positions %d..%d)", m->prefix_attn, kv->n_past, kv->n_past + T - 1);
 
     /* x[R, D]: token embeddings, or the caller's (VLM: text + image features) */
     if (in->tokens) {
@@ -258,11 +268,11 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
 
     const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = (int)H,
                           .n_kv_heads = (int)KVH, .head_dim = (int)hd, .window = m->cfg.sliding_window,
-                          .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads};
+                          .prefix = m->prefix_attn, .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads};
     for (int l = 0; l < L; l++) {
         const llama_layer *w = &m->layers[l];
-        /* attention block: xn = rmsnorm(x); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
-        rmsnorm_f32(c->xn, c->x, R, D, &w->attn_norm, m->eps);
+        /* attention block: xn = rmsnorm(x) (or layernorm); q,k,v = xn W^T (+b); rope(q, k); cache k, v */
+        norm_rows(m, c->xn, c->x, R, &w->attn_norm, &w->attn_norm_b);
         /* q [R, H*hd], k [R, KVH*hd], v [R, KVH*hd] */
         matmul_f32_group(3, (float *const[]){c->q, c->k, c->v}, c->xn, R,
                          (const tensor *const[]){&w->wq, &w->wk, &w->wv},
@@ -278,26 +288,33 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
             attention_f32(c->att, c->q, kv_cache_k(kv, l), kv_cache_v(kv, l), kv->mask, &aa, c->scores);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
-        /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T */
-        rmsnorm_f32(c->xn, c->x, R, D, &w->ffn_norm, m->eps);
-        /* gate, up: [R, I] */
-        matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R, (const tensor *const[]){&w->w_gate, &w->w_up},
-                         (const tensor *const[]){&w->b_gate, &w->b_up}, c->scratch, c->scratch_n);
-        silu_mul_f32(c->gate, c->up, R * I);
+        /* MLP block: x += (silu(xn Wg^T) * (xn Wu^T)) Wd^T; a parallel block reuses the attention's xn, and a
+         * plain MLP is x += act(xn Wu^T + bu) Wd^T + bd (x = (x + attn) + mlp, torch's order either way) */
+        if (!m->parallel_block) norm_rows(m, c->xn, c->x, R, &w->ffn_norm, NULL);
+        if (w->w_gate.data) {
+            /* gate, up: [R, I] */
+            matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R,
+                             (const tensor *const[]){&w->w_gate, &w->w_up}, (const tensor *const[]){&w->b_gate, &w->b_up},
+                             c->scratch, c->scratch_n);
+            silu_mul_f32(c->gate, c->up, R * I);
+        } else {
+            matmul_f32(c->gate, c->xn, R, &w->w_up, &w->b_up, c->scratch, c->scratch_n); /* [R, I] */
+            act_forward(m->ffn_act, c->gate, c->gate, (size_t)(R * I));
+        }
         matmul_f32(c->tmp, c->gate, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
-        if (hs && l + 1 < L) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
+        if (hs && (l + 1 < L || out->hidden_states_all)) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
     }
-    /* final norm; logits = xn lm_head^T */
-    rmsnorm_f32(c->xn, c->x, R, D, &m->final_norm, m->eps);
-    if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
+    /* final norm; logits = xn lm_head^T (+ bias) */
+    norm_rows(m, c->xn, c->x, R, &m->final_norm, &m->final_norm_b);
+    if (hs) memcpy(hs + (size_t)(out->hidden_states_all ? L + 1 : L) * R * D, c->xn, (size_t)R * D * sizeof(float));
     if (out->logits) {
         if (out->logits_last_only) {
             for (int b = 0; b < B; b++)
                 memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->last, B, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         } else {
-            matmul_f32(out->logits, c->xn, R, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->xn, R, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         }
     }
     kv->n_past += T;

@@ -26,14 +26,16 @@
 #include "core/tensor.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "kernels/gelu.h"
 #include "runtime/kv_cache.h"
 
 typedef struct llama_layer {
     tensor attn_norm;          /* [D] input_layernorm */
+    tensor attn_norm_b;        /* [D] its bias (LayerNorm variant), data == NULL otherwise */
     tensor wq, wk, wv, wo;     /* [H*hd, D], [KVH*hd, D], [KVH*hd, D], [D, H*hd] */
     tensor bq, bk, bv, bo;     /* biases, data == NULL when absent */
     tensor ffn_norm;           /* [D] post_attention_layernorm */
-    tensor w_gate, w_up, w_down; /* [I, D], [I, D], [D, I] */
+    tensor w_gate, w_up, w_down; /* [I, D], [I, D], [D, I]; w_gate.data == NULL: plain MLP (ffn_act) */
     tensor b_gate, b_up, b_down; /* mlp_bias, data == NULL when absent */
 } llama_layer;
 
@@ -45,6 +47,17 @@ typedef struct llama_model {
     tensor final_norm; /* [D] */
     tensor lm_head;    /* [vocab, D]; the embedding matrix when tied */
     llama_layer *layers;
+    /* The Phi-style variant (moondream2's text model; a family loader sets these, llama_model_load leaves them off):
+     *   layernorm       LayerNorm with bias (attn_norm_b, final_norm_b) instead of RMSNorm (eps = m->eps)
+     *   parallel_block  x = x + attn(n(x)) + mlp(n(x)) with the one norm attn_norm (ffn_norm unused)
+     *   ffn_act         the activation of a plain MLP (w_gate absent): w_down(act(w_up h + b_up)) + b_down
+     *   lm_head_b       LM head bias (data == NULL: none)
+     *   prefix_attn     the first prefix_attn positions attend to each other both ways (bos + image), the rest
+     *                   causally; a forward call that starts inside the prefix must hold all of it */
+    bool layernorm, parallel_block;
+    act_kind ffn_act;
+    tensor final_norm_b, lm_head_b;
+    int prefix_attn;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,
@@ -108,6 +121,7 @@ typedef struct llama_output {
     float *logits;         /* [B, T, vocab], or [B, vocab] when logits_last_only; NULL = none */
     bool logits_last_only;
     float *hidden_states;  /* [n_layers + 1, B, T, D] or NULL: [0] embeddings, [L] final norm output */
+    bool hidden_states_all; /* [n_layers + 2, B, T, D] instead: [L] last layer output, [L+1] final norm output */
 } llama_output;
 
 /* Runs T new tokens of each of the n_batch sequences through the decoder, appending

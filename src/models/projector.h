@@ -26,8 +26,9 @@ typedef struct projector {
     projector_kind kind;
     char file[512];
     int in_dim, out_dim;        /* per-token features in (after the pixel shuffle for Idefics3) and out */
+    int hidden_dim;             /* llava: linear_1's outputs (= out_dim; moondream2's proj_mlp: its inner dim) */
     act_kind act;               /* llava */
-    tensor w1, w2;              /* llava linear_1 [out, in], linear_2 [out, out]; idefics3: w1 = proj [out, in] */
+    tensor w1, w2;              /* llava linear_1 [hidden, in], linear_2 [out, hidden]; idefics3: w1 = proj [out, in] */
     const float *b1, *b2;       /* NULL without multimodal_projector_bias */
     int scale_factor;           /* idefics3 */
     /* llava_next anyres packing */
@@ -47,6 +48,11 @@ typedef struct projector {
 vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_config *cfg, projector *out,
                            vlmc_error *err);
 void projector_free(projector *p);
+
+/* The LLaVA-shaped MLP (w1 → act → w2, biases b1 / b2 when their names are not NULL) under other tensor names, with
+ * its own widths: moondream2's proj_mlp. file names the checkpoint in messages. */
+vlmc_status projector_load_mlp(const safetensors *st, const char *w1, const char *b1, const char *w2, const char *b2,
+                               int in_dim, int hidden_dim, int out_dim, act_kind act, projector *out, vlmc_error *err);
 
 /* Loads the vision tower and the projector of a VLM config, finding the tensor-name layout in st
  * (transformers 4.47's, or the llava layout of transformers >= 4.52). */

@@ -4,13 +4,15 @@
 
 #include "models/vlm.h"
 
-extern const vlm_family vlm_family_llama, vlm_family_llava, vlm_family_llava_next, vlm_family_idefics3;
+extern const vlm_family vlm_family_llama, vlm_family_llava, vlm_family_llava_next, vlm_family_idefics3,
+    vlm_family_moondream2;
 
 static const vlm_family *const families[] = {
     &vlm_family_llama,
     &vlm_family_llava,
     &vlm_family_llava_next,
     &vlm_family_idefics3,
+    &vlm_family_moondream2,
 };
 
 const vlm_family *vlm_family_find(const char *model_type) {
@@ -21,4 +23,4 @@ const vlm_family *vlm_family_find(const char *model_type) {
     return NULL;
 }
 
-const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3"; }
+const char *vlm_family_names(void) { return "llama, mistral, qwen2, llava, llava_next, idefics3, moondream1 (moondream2)"; }

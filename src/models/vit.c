@@ -119,12 +119,26 @@ static bool has_tensor(loader *ld, const char *name) {
     return safetensors_find(ld->st, full) != NULL;
 }
 
-/* Rows [r0, r0 + rows) of a 2-D weight as its own view. */
+/* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view. */
 static tensor row_slice(const tensor *t, int64_t r0, int64_t rows) {
     size_t esize = dtype_block_bytes(t->type);
-    int64_t sh[2] = {rows, t->shape[1]};
-    return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)t->shape[1] * esize, 2, sh);
+    int64_t cols = t->ndim == 2 ? t->shape[1] : 1, sh[2] = {rows, cols};
+    return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)cols * esize, t->ndim == 2 ? 2 : 1, sh);
 }
+
+vlmc_status vit_weight_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                              tensor *out, vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return get_mat(&ld, name, ndim, shape, out);
+}
+
+vlmc_status vit_weight_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                           const float **out, vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return get_f32(&ld, name, ndim, shape, out);
+}
+
+tensor vit_weight_rows(const tensor *t, int64_t first, int64_t rows) { return row_slice(t, first, rows); }
 
 vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
                      vlmc_error *err) {

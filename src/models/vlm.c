@@ -6,6 +6,38 @@
 
 #include "core/error.h"
 
+vlmc_status vlm_extras_add(vlm_extras *e, const char *name, array_dtype dt, int ndim, const int64_t *shape,
+                           const void *data, const char *note, vlmc_error *err) {
+    if (!e) return VLMC_OK;
+    if (e->n == VLM_MAX_EXTRAS || ndim < 1 || ndim > ARRAYS_MAX_DIMS)
+        return vlmc_fail(err, VLMC_ERR_INTERNAL, "intermediate %s: more than %d arrays or %d dimensions", name,
+                         VLM_MAX_EXTRAS, ndim);
+    named_array *a = &e->a[e->n];
+    memset(a, 0, sizeof *a);
+    a->name = (char *)name;
+    a->note = (char *)note;
+    a->dtype = dt;
+    a->ndim = ndim;
+    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
+    size_t bytes = (size_t)named_array_numel(a) * array_dtype_size(dt);
+    if (!(a->data = malloc(bytes ? bytes : 1))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %s", name);
+    memcpy(a->data, data, bytes);
+    e->n++;
+    return VLMC_OK;
+}
+
+void vlm_extras_free(vlm_extras *e) {
+    if (!e) return;
+    for (int i = 0; i < e->n; i++) free(e->a[i].data);
+    e->n = 0;
+}
+
+void vlm_prepared_free(vlm_prepared *p) {
+    if (!p) return;
+    free(p->pixels);
+    memset(p, 0, sizeof *p);
+}
+
 vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->image_token_id = -1;
@@ -49,8 +81,10 @@ void vlm_vision_sizes(const vlm_model *m, int n, int height, int width, size_t *
 vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const float *features, size_t n_features,
                       size_t first, bool exact, float *embeds, size_t *used, vlmc_error *err) {
     const size_t D = (size_t)m->lm.dim;
+    /* image slots: the image token id (moondream2's input_ids_full marks them with -1) */
+    const bool vision = m->has_vision;
     size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += m->image_token_id >= 0 && ids[i] == m->image_token_id;
+    for (size_t i = 0; i < n; i++) n_img += vision && ids[i] == m->image_token_id;
     if (used) *used = n_img;
     if (n_img && !features)
         return vlmc_fail(err, VLMC_ERR_ARG, "the prompt has %zu image tokens (id %d) but no image was given", n_img,
@@ -60,12 +94,22 @@ vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const fl
                          "Image features and image tokens do not match: tokens: %zu, features %zu (the prompt needs "
                          "one image token id %d per feature row)",
                          n_img, n_features - (first < n_features ? first : n_features), m->image_token_id);
-    vlmc_status s = llama_embed_tokens(&m->lm, ids, (int64_t)n, embeds, err);
-    if (s) return s;
     size_t k = first;
-    for (size_t i = 0; i < n; i++)
-        if (m->image_token_id >= 0 && ids[i] == m->image_token_id)
+    for (size_t i = 0; i < n;) {
+        if (vision && ids[i] == m->image_token_id) {
             memcpy(embeds + i * D, features + (k++) * D, D * sizeof(float));
+            i++;
+            continue;
+        }
+        size_t j = i; /* a run of text tokens [i, j) */
+        while (j < n && !(vision && ids[j] == m->image_token_id)) j++;
+        vlmc_status s = llama_embed_tokens(&m->lm, ids + i, (int64_t)(j - i), embeds + i * D, err);
+        if (s) {
+            vlmc_fail_prefix(err, "text tokens from position %zu", i);
+            return s;
+        }
+        i = j;
+    }
     return VLMC_OK;
 }
 

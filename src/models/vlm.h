@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/strbuf.h"
+#include "formats/arrays.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/llama.h"
@@ -47,6 +48,25 @@ typedef struct vlm_images {
     const int32_t *pixel_mask;  /* [n, height, width] 1 = real pixel: Idefics3; NULL = all real */
 } vlm_images;
 
+/* Intermediates a family reports under its reference's names (the dump writes them): data malloc'ed (copies). */
+enum { VLM_MAX_EXTRAS = 16 };
+typedef struct vlm_extras {
+    int n;
+    named_array a[VLM_MAX_EXTRAS]; /* name and note point at string constants */
+} vlm_extras;
+/* Appends a copy of data [shape] (dtype dt); extras may be NULL (nothing to do). */
+vlmc_status vlm_extras_add(vlm_extras *extras, const char *name, array_dtype dt, int ndim, const int64_t *shape,
+                           const void *data, const char *note, vlmc_error *err);
+void vlm_extras_free(vlm_extras *extras);
+
+/* An image prepared by a family's own processing (prepare_image): the vlm_images of one image. */
+typedef struct vlm_prepared {
+    float *pixels;         /* [n_tiles, C, height, width], malloc'ed */
+    int n_tiles, height, width;
+    int32_t image_size[2]; /* the input's (height, width) */
+} vlm_prepared;
+void vlm_prepared_free(vlm_prepared *p);
+
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
  * vlm_vision_sizes); features is required: the rows that replace the image tokens, image after image. */
 typedef struct vlm_vision_out {
@@ -55,6 +75,7 @@ typedef struct vlm_vision_out {
     float *last_hidden_state; /* [n, vit_tokens, Dv] (Idefics3) */
     float *projector_output;  /* [n, proj_tokens, D] */
     float *features;          /* [n_features, D] */
+    vlm_extras *extras;       /* families with own_dump_names: their intermediates (NULL = not wanted) */
     /* written by encode */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
     size_t n_features;
@@ -79,6 +100,16 @@ struct vlm_family {
     vlmc_status (*encode)(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err);
     /* Appends the prompt text that stands for one image, as the family's HF processor expands "<image>". */
     vlmc_status (*image_prompt)(const vlm_model *m, const vlm_image_info *info, strbuf *out, vlmc_error *err);
+    /* Families whose reference is their original code rather than transformers (moondream2), NULL / false otherwise: */
+    /* that code's image processing of a decoded RGB image [height, width, 3] (the dump's image_raw); its steps go to
+     * extras (may be NULL) under the reference's names */
+    vlmc_status (*prepare_image)(const vlm_model *m, const uint8_t *rgb, int height, int width, vlm_prepared *out,
+                                 vlm_extras *extras, vlmc_error *err);
+    /* the dump writes encode's extras instead of the generic vision outputs, the merged input embeddings under
+     * embeds_name (when not NULL), and text hidden states with the last layer's output before the final norm
+     * (llama_output.hidden_states_all) */
+    bool own_dump_names;
+    const char *embeds_name;
 };
 
 /* registry.c */
