@@ -11,6 +11,7 @@
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
+#include "models/vlm.h"
 #include "vision/overlap_crops.h"
 #include "vision/resize.h"
 
@@ -98,10 +99,138 @@ static void test_select_tiling(void) {
     CHECK(h == 2 && w == 6, "300×1300: %d×%d", h, w);
 }
 
+/* Writes the fixture's image_raw + input_ids_full (the dump's inputs for moondream2) into a fresh folder. */
+static bool make_inputs(const char *ref, const char *const *names, char *out, size_t out_n) {
+    static int counter;
+    snprintf(out, out_n, "%s/in_%d", test_tmpdir(), counter++);
+    array_set set = {0};
+    vlmc_error err = {0};
+    if (!CHECK(arrays_read_dir(ref, 1, &set, &err) == VLMC_OK, "%s", err.message)) return false;
+    named_array keep[4];
+    int n = 0;
+    for (int i = 0; i < set.count; i++)
+        for (const char *const *p = names; *p && n < 4; p++)
+            if (!strcmp(*p, set.arrays[i].name)) {
+                keep[n] = set.arrays[i];
+                keep[n].file = NULL;
+                keep[n].note = NULL;
+                n++;
+            }
+    bool ok = CHECK(arrays_write_dir(out, NULL, NULL, keep, n, &err) == VLMC_OK, "%s", err.message);
+    array_set_free(&set);
+    return ok;
+}
+
+/* Every array of the fixture that the dump writes: floats within max|Δ| <= 1e-4 · max|ref|, ints and bytes exact. */
+static void test_dump(void) {
+    const char *p = shared_path("fixtures/moondream2");
+    if (!p) return;
+    char dir[1024], ref[1100], in[1200], out[1200];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    if (!make_inputs(ref, (const char *const[]){"image_raw", "input_ids_full", NULL}, in, sizeof in)) return;
+    snprintf(out, sizeof out, "%s/out", test_tmpdir());
+    vlmc_error err = {0};
+    array_set r = {0}, o = {0};
+    if (!CHECK(arrays_read_dir(ref, 1, &r, &err) == VLMC_OK, "%s", err.message)) return;
+    named_array *gen = array_set_find(&r, "generated_ids");
+    if (CHECK(gen, "no generated_ids in the fixture") &&
+        CHECK(vlmc_dump(dir, in, out, (int)gen->shape[1], 0, &err) == VLMC_OK, "%s", err.message) &&
+        CHECK(arrays_read_dir(out, 1, &o, &err) == VLMC_OK, "%s", err.message)) {
+        int n_cmp = 0;
+        for (int i = 0; i < r.count; i++) {
+            const named_array *y = &r.arrays[i], *x = array_set_find(&o, y->name);
+            if (!strcmp(y->name, "image_raw") || !strcmp(y->name, "input_ids_full") || !strcmp(y->name, "prompt_ids") ||
+                !strcmp(y->name, "pixel_lut"))
+                continue; /* inputs, and what test_pixel_lut checks */
+            if (!CHECK(x, "no %s in the dump", y->name)) continue;
+            bool same_shape = x->ndim == y->ndim && x->dtype == y->dtype;
+            for (int d = 0; same_shape && d < x->ndim; d++) same_shape = x->shape[d] == y->shape[d];
+            if (!CHECK(same_shape, "%s: shape or dtype differs", y->name)) continue;
+            size_t numel = (size_t)named_array_numel(y);
+            n_cmp++;
+            if (y->dtype != ARRAY_F32) {
+                bool exact = !memcmp(x->data, y->data, numel * array_dtype_size(y->dtype));
+                printf("    %-28s %s\n", y->name, exact ? "exact" : "DIFFER");
+                CHECK(exact, "%s differs", y->name);
+                continue;
+            }
+            float d = max_abs_diff(x->data, y->data, numel), m = max_abs(y->data, numel);
+            float rel = m > 0 ? d / m : d;
+            printf("    %-28s max|Δ| %.3g = %.3g · max|ref|\n", y->name, d, rel);
+            CHECK(rel <= TOL, "%s: max|Δ| %g > %g · max|ref| %g", y->name, d, TOL, m);
+        }
+        CHECK(n_cmp == 15, "%d arrays compared, expected 15", n_cmp);
+    }
+    array_set_free(&r);
+    array_set_free(&o);
+}
+
+/* Inputs the dump refuses for moondream2, with messages naming the problem. */
+static void test_dump_errors(void) {
+    const char *p = shared_path("fixtures/moondream2");
+    if (!p) return;
+    char dir[1024], ref[1100], in[1200], out[1200];
+    snprintf(dir, sizeof dir, "%s", p);
+    snprintf(ref, sizeof ref, "%s/reference", dir);
+    snprintf(out, sizeof out, "%s/out_err", test_tmpdir());
+    vlmc_error err = {0};
+    /* the crops are moondream's own: pixel_values is not an input */
+    if (make_inputs(ref, (const char *const[]){"pixel_values_crop0", "input_ids_full", NULL}, in, sizeof in)) {
+        CHECK(vlmc_dump(dir, in, out, 0, 0, &err) != VLMC_OK, "pixel_values_crop0 accepted");
+        CHECK(strstr(err.message, "pixel_values_crop0"), "message: %s", err.message);
+    }
+    /* image slots (-1) without an image */
+    if (make_inputs(ref, (const char *const[]){"input_ids_full", NULL}, in, sizeof in)) {
+        CHECK(vlmc_dump(dir, in, out, 0, 0, &err) != VLMC_OK, "image slots without an image accepted");
+        CHECK(strstr(err.message, "no image"), "message: %s", err.message);
+    }
+    /* one image slot fewer than the image has features */
+    array_set set = {0};
+    if (CHECK(arrays_read_dir(ref, 1, &set, &err) == VLMC_OK, "%s", err.message)) {
+        named_array *img = array_set_find(&set, "image_raw"), *ids = array_set_find(&set, "input_ids_full");
+        if (CHECK(img && ids, "fixture inputs missing")) {
+            named_array keep[2] = {*img, *ids};
+            keep[0].file = keep[1].file = keep[0].note = keep[1].note = NULL;
+            int32_t *v = ids->data;
+            memmove(v + 1, v + 2, (size_t)(ids->shape[1] - 2) * sizeof(int32_t)); /* drop the first image slot */
+            keep[1].shape[1]--;
+            snprintf(in, sizeof in, "%s/in_short", test_tmpdir());
+            if (CHECK(arrays_write_dir(in, NULL, NULL, keep, 2, &err) == VLMC_OK, "%s", err.message)) {
+                CHECK(vlmc_dump(dir, in, out, 0, 0, &err) != VLMC_OK, "728 image slots for 729 features accepted");
+                CHECK(strstr(err.message, "do not match"), "message: %s", err.message);
+            }
+        }
+        array_set_free(&set);
+    }
+}
+
+/* The bidirectional bos + image prefix must be run in one decoder call: a prompt split inside it is an error. */
+static void test_prefix_in_one_call(void) {
+    const char *p = shared_path("fixtures/moondream2");
+    if (!p) return;
+    vlm_model m;
+    vlmc_error err = {0};
+    if (!CHECK(vlm_load(p, &m, &err) == VLMC_OK, "%s", err.message)) return;
+    CHECK(m.lm.prefix_attn == 730, "prefix %d", m.lm.prefix_attn);
+    llama_ctx c;
+    if (CHECK(llama_ctx_init(&c, &m.lm, 1, 1024, 512, &err) == VLMC_OK, "%s", err.message)) {
+        int32_t ids[512] = {0};
+        llama_input in = {.n_tokens = 512, .tokens = ids};
+        CHECK(llama_forward(&c, &in, &(llama_output){0}, &err) == VLMC_ERR_ARG, "a 512-token start of the prefix ran");
+        CHECK(strstr(err.message, "730"), "message: %s", err.message);
+        llama_ctx_free(&c);
+    }
+    vlm_free(&m);
+}
+
 int main(void) {
     tests_begin("moondream2");
     TEST_RUN(test_select_tiling);
     TEST_RUN(test_overlap_crops);
     TEST_RUN(test_pixel_lut);
+    TEST_RUN(test_dump);
+    TEST_RUN(test_dump_errors);
+    TEST_RUN(test_prefix_in_one_call);
     return tests_end();
 }
