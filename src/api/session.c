@@ -65,7 +65,9 @@ vlmc_status vlmc_session_new(const vlmc_model *m, int n_ctx, vlmc_session **out,
     if (!s) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx ? n_ctx : m->n_ctx;
-    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, m->n_batch < s->n_ctx ? m->n_batch : s->n_ctx, err);
+    /* a bidirectional prefix (moondream2's bos + image) is run in one pass, whatever the batch size */
+    int pass = m->n_batch > m->vm.lm.prefix_attn ? m->n_batch : m->vm.lm.prefix_attn;
+    vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, pass < s->n_ctx ? pass : s->n_ctx, err);
     if (st) {
         free(s);
         return st;
@@ -110,18 +112,31 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     if (!m->vm.has_vision)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" takes no images", m->dir,
                          m->vm.cfg.model_type);
-    if (!m->proc)
+    if (!m->proc && !m->vm.fam->prepare_image)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no preprocessor_config.json: cannot prepare images", m->dir);
     double t0 = gen_now();
     vlmc_preprocessed pp;
     memset(&pp, 0, sizeof pp);
-    vlmc_status st = vlmc_preprocess(m->proc, im, &pp, err);
-    if (st) return st;
-    int tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
-    vlm_images vi = {.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
-                     .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
-                     .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
-                     .pixel_mask = pp.pixel_attention_mask};
+    vlm_prepared own = {0}; /* the family's own image processing (moondream2's crops) */
+    vlm_images vi;
+    int tiles;
+    vlmc_status st;
+    if (m->proc) {
+        if ((st = vlmc_preprocess(m->proc, im, &pp, err))) return st;
+        tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
+        vi = (vlm_images){.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
+                          .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
+                          .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
+                          .pixel_mask = pp.pixel_attention_mask};
+    } else {
+        if ((st = m->vm.fam->prepare_image(&m->vm, vlmc_image_rgb(im), vlmc_image_height(im), vlmc_image_width(im), &own,
+                                           NULL, err)))
+            return st;
+        pp.num_image_tokens = -1;
+        tiles = own.n_tiles;
+        vi = (vlm_images){.n_images = 1, .pixels = own.pixels, .n_tiles = tiles, .tiles = &tiles, .height = own.height,
+                          .width = own.width, .image_sizes = own.image_size};
+    }
     size_t n = 0;
     const size_t D = (size_t)m->vm.lm.dim;
     if ((st = m->vm.fam->features_len(&m->vm, &vi, &n, err))) goto done;
@@ -151,6 +166,7 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     s->n_pending++;
 done:
     vlmc_preprocessed_free(&pp);
+    vlm_prepared_free(&own);
     s->encode_s += gen_now() - t0;
     return st;
 }
@@ -182,6 +198,10 @@ vlmc_status vlmc_session_add_message(vlmc_session *s, const char *role, const ch
 void vlmc_session_prompt_ids(const vlmc_session *s, const int32_t **ids, size_t *n) {
     *ids = s ? s->prompt : NULL;
     *n = s ? s->n_prompt : 0;
+}
+
+static vlmc_status tokenize_plain(void *tok, const char *text, int32_t **ids, size_t *n, vlmc_error *err) {
+    return vlmc_tokenizer_encode(tok, text, strlen(text), 0, ids, n, err);
 }
 
 /* The rendered conversation with each "<image>" written as the family's processor writes it. */
@@ -247,14 +267,21 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     size_t n = 0;
     float *embeds = NULL;
     gen_result r = {0};
-    vlmc_status st = build_prompt(s, &text, err);
-    if (st) return st;
-    /* one BOS: the post-processor's, unless the template wrote it already */
-    int add_special = 1;
-    int32_t bos = vlmc_tokenizer_bos_id(m->tok);
-    const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
-    if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
-    if ((st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err))) goto done;
+    vlmc_status st;
+    if (m->vm.fam->conversation_ids) { /* the model's own prompt format */
+        if (!m->tok) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no tokenizer.json: cannot generate text", m->dir);
+        if ((st = m->vm.fam->conversation_ids(&m->vm, s->messages, s->n_images, tokenize_plain, (void *)m->tok, &ids, &n,
+                                              err)))
+            return st;
+    } else {
+        if ((st = build_prompt(s, &text, err))) return st;
+        /* one BOS: the post-processor's, unless the template wrote it already */
+        int add_special = 1;
+        int32_t bos = vlmc_tokenizer_bos_id(m->tok);
+        const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
+        if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
+        if ((st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err))) goto done;
+    }
     free(s->prompt);
     s->prompt = ids;
     s->n_prompt = n;
@@ -265,7 +292,7 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     }
     /* all image tokens of the conversation must have their feature rows */
     size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
+    for (size_t i = 0; i < n; i++) n_img += m->vm.has_vision && ids[i] == m->vm.image_token_id;
     if (m->vm.has_vision && n_img != s->n_features) {
         st = vlmc_fail(err, VLMC_ERR_ARG, "Image features and image tokens do not match: tokens: %zu, features %zu", n_img,
                        s->n_features);
@@ -275,10 +302,11 @@ vlmc_status vlmc_session_generate(vlmc_session *s, const vlmc_gen_params *p, vlm
     size_t k = 0, cached = (size_t)s->ctx.kv.n_past;
     while (k < cached && k < n && s->cached[k] == ids[k]) k++;
     if (k == n) k--;
+    if (k < (size_t)m->vm.lm.prefix_attn) k = 0; /* a bidirectional prefix is run whole */
     s->ctx.kv.n_past = (int)k;
     s->ctx.kv.n_valid[0] = (int32_t)k;
     size_t first = 0;
-    for (size_t i = 0; i < k; i++) first += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
+    for (size_t i = 0; i < k; i++) first += m->vm.has_vision && ids[i] == m->vm.image_token_id;
     const size_t T = n - k;
     if (!(embeds = malloc(T * D * sizeof(float)))) { st = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
     if ((st = vlm_embed(&m->vm, ids + k, T, s->features, s->n_features, first, false, embeds, NULL, err))) goto done;

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "formats/json.h"
 #include "kernels/matmul.h"
 #include "models/rope.h"
 #include "models/vlm.h"
@@ -383,9 +384,99 @@ static vlmc_status md_image_prompt(const vlm_model *m, const vlm_image_info *inf
     (void)m;
     (void)info;
     (void)out;
-    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
-                     "moondream2: chat prompts are not supported yet (the model's query prompt is token ids around "
-                     "its image embeddings); vlmc dump runs it");
+    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "moondream2 has no chat template: its prompt is built from ids");
+}
+
+/* ---- prompt ----------------------------------------------------------------------------------------------------- */
+
+/* Appends n ids to the growing *ids (capacity *cap). */
+static vlmc_status push_ids(int32_t **ids, size_t *n, size_t *cap, const int32_t *add, size_t k, vlmc_error *err) {
+    if (*n + k > *cap) {
+        size_t c = (*n + k) * 2;
+        int32_t *p = realloc(*ids, c * sizeof *p);
+        if (!p) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the prompt");
+        *ids = p;
+        *cap = c;
+    }
+    memcpy(*ids + *n, add, k * sizeof *add);
+    *n += k;
+    return VLMC_OK;
+}
+
+/* The text of a message: its "text" parts joined (a plain string content too). */
+static const char *message_text(const cJSON *msg, strbuf *b) {
+    const cJSON *content = json_get(msg, "content"), *part;
+    if (cJSON_IsString(content)) return content->valuestring;
+    cJSON_ArrayForEach(part, content) {
+        const char *t = json_string(part, "text", NULL);
+        if (t && !strcmp(json_string(part, "type", ""), "text")) strbuf_puts(b, t);
+    }
+    return b->data ? b->data : "";
+}
+
+/* MoondreamModel.query's prompt, turn after turn: [bos] + image slots, then per question templates.query.prefix +
+ * tokens(" " + question) + templates.query.suffix, per answer its tokens. The original answers one question about one
+ * image; later turns continue the same sequence. */
+static vlmc_status md_conversation_ids(const vlm_model *m, const cJSON *messages, int n_images, vlm_tokenize_fn tokenize,
+                                       void *user, int32_t **out, size_t *n_out, vlmc_error *err) {
+    const hf_moondream_config *md = &m->cfg.moondream;
+    *out = NULL;
+    *n_out = 0;
+    if (md->n_query_prefix < 0 || md->n_query_suffix < 0)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "config.json: tokenizer.templates.query is null: this moondream "
+                         "model takes no questions");
+    if (n_images != 1)
+        return vlmc_fail(err, VLMC_ERR_ARG, "moondream2 answers questions about one image; the conversation has %d",
+                         n_images);
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    const int T = m->vit.side * m->vit.side;
+    const int32_t bos = m->cfg.text.bos_token_id, slot = m->image_token_id;
+    vlmc_status s = push_ids(&ids, &n, &cap, &bos, 1, err);
+    for (int i = 0; !s && i < T; i++) s = push_ids(&ids, &n, &cap, &slot, 1, err);
+    const cJSON *msg;
+    int turn = 0;
+    cJSON_ArrayForEach(msg, messages) {
+        if (s) break;
+        const char *role = json_string(msg, "role", "");
+        const cJSON *part, *content = json_get(msg, "content");
+        cJSON_ArrayForEach(part, content) {
+            if (turn > 0 && !strcmp(json_string(part, "type", ""), "image")) {
+                s = vlmc_fail(err, VLMC_ERR_ARG, "moondream2: the image must come with the first question");
+                break;
+            }
+        }
+        if (s) break;
+        strbuf text = {0}, q = {0};
+        const char *t = message_text(msg, &text);
+        int32_t *tok = NULL;
+        size_t nt = 0;
+        if (!strcmp(role, "user")) {
+            strbuf_puts(&q, " "); /* query(): tokenizer.encode(" " + question) */
+            strbuf_puts(&q, t);
+            if (q.failed) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            if (!s) s = push_ids(&ids, &n, &cap, (const int32_t *)md->query_prefix, (size_t)md->n_query_prefix, err);
+            if (!s) s = tokenize(user, q.data, &tok, &nt, err);
+            if (!s) s = push_ids(&ids, &n, &cap, tok, nt, err);
+            if (!s) s = push_ids(&ids, &n, &cap, (const int32_t *)md->query_suffix, (size_t)md->n_query_suffix, err);
+            turn++;
+        } else if (!strcmp(role, "assistant")) {
+            s = tokenize(user, t, &tok, &nt, err);
+            if (!s) s = push_ids(&ids, &n, &cap, tok, nt, err);
+        } else {
+            s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "moondream2 takes questions and answers, not \"%s\" messages", role);
+        }
+        free(tok);
+        strbuf_free(&text);
+        strbuf_free(&q);
+    }
+    if (s) {
+        free(ids);
+        return s;
+    }
+    *out = ids;
+    *n_out = n;
+    return VLMC_OK;
 }
 
 static const char *const md_types[] = {"moondream1", NULL};
@@ -401,4 +492,5 @@ const vlm_family vlm_family_moondream2 = {
     .prepare_image = md_prepare_image,
     .own_dump_names = true,
     .embeds_name = "merged_embeddings",
+    .conversation_ids = md_conversation_ids,
 };

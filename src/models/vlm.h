@@ -26,6 +26,9 @@
 
 typedef struct vlm_family vlm_family;
 
+/* Tokenizes text without special tokens into *ids (malloc'ed) for a family's conversation_ids. */
+typedef vlmc_status (*vlm_tokenize_fn)(void *user, const char *text, int32_t **ids, size_t *n, vlmc_error *err);
+
 typedef struct vlm_model {
     const vlm_family *fam;
     hf_config cfg;
@@ -110,6 +113,10 @@ struct vlm_family {
      * (llama_output.hidden_states_all) */
     bool own_dump_names;
     const char *embeds_name;
+    /* the model's own prompt format instead of a chat template: the whole conversation (HF messages, content lists of
+     * {"type": "image"} / {"type": "text", "text"}) as token ids, image slots (image_token_id) included; ids malloc'ed */
+    vlmc_status (*conversation_ids)(const vlm_model *m, const cJSON *messages, int n_images, vlm_tokenize_fn tokenize,
+                                    void *user, int32_t **ids, size_t *n, vlmc_error *err);
 };
 
 /* registry.c */
