@@ -99,26 +99,11 @@ static void test_select_tiling(void) {
     CHECK(h == 2 && w == 6, "300×1300: %d×%d", h, w);
 }
 
-/* Writes the fixture's image_raw + input_ids_full (the dump's inputs for moondream2) into a fresh folder. */
+/* Writes the fixture's arrays named in names (the dump's inputs) into a fresh folder. */
 static bool make_inputs(const char *ref, const char *const *names, char *out, size_t out_n) {
     static int counter;
     snprintf(out, out_n, "%s/in_%d", test_tmpdir(), counter++);
-    array_set set = {0};
-    vlmc_error err = {0};
-    if (!CHECK(arrays_read_dir(ref, 1, &set, &err) == VLMC_OK, "%s", err.message)) return false;
-    named_array keep[4];
-    int n = 0;
-    for (int i = 0; i < set.count; i++)
-        for (const char *const *p = names; *p && n < 4; p++)
-            if (!strcmp(*p, set.arrays[i].name)) {
-                keep[n] = set.arrays[i];
-                keep[n].file = NULL;
-                keep[n].note = NULL;
-                n++;
-            }
-    bool ok = CHECK(arrays_write_dir(out, NULL, NULL, keep, n, &err) == VLMC_OK, "%s", err.message);
-    array_set_free(&set);
-    return ok;
+    return fx_copy_arrays(ref, names, out);
 }
 
 /* Every array of the fixture that the dump writes: floats within max|Δ| <= 1e-4 · max|ref|, ints and bytes exact. */

@@ -159,14 +159,7 @@ typedef struct outs {
 
 static void out_add(outs *o, const char *name, array_dtype dt, int ndim, const int64_t *shape, void *data,
                     const char *note) {
-    named_array *a = &o->a[o->n++];
-    memset(a, 0, sizeof *a);
-    a->name = (char *)name;
-    a->note = (char *)note;
-    a->dtype = dt;
-    a->ndim = ndim;
-    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
-    a->data = data;
+    o->a[o->n++] = named_array_make(name, dt, ndim, shape, data, note);
 }
 
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,

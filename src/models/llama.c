@@ -35,13 +35,9 @@ static vlmc_status get_w(const safetensors *st, const char *prefix, const char *
     return VLMC_OK;
 }
 
-vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
-                             const char *lm_head_name, vlmc_error *err) {
+vlmc_status llama_model_init(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    if (strcmp(cfg->hidden_act, "silu"))
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported (Llama family: silu)",
-                         cfg->hidden_act);
     if (cfg->num_key_value_heads <= 0 || cfg->num_attention_heads % cfg->num_key_value_heads)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "num_attention_heads %d is not a multiple of num_key_value_heads %d",
                          cfg->num_attention_heads, cfg->num_key_value_heads);
@@ -56,9 +52,19 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     m->eps = (float)cfg->rms_norm_eps;
     if (m->rot_dim <= 0 || m->rot_dim % 2 || m->rot_dim > m->head_dim)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "rotary dimension %d does not fit head_dim %d", m->rot_dim, m->head_dim);
+    return VLMC_OK;
+}
+
+vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
+                             const char *lm_head_name, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    if (strcmp(cfg->hidden_act, "silu"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "decoder hidden_act \"%s\" is not supported (Llama family: silu)",
+                         cfg->hidden_act);
+    vlmc_status s = llama_model_init(m, cfg, err);
+    if (s) return s;
     const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
                   I = m->ffn_dim, V = m->vocab;
-    vlmc_status s;
     if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
         (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)))
         return s;

@@ -64,6 +64,9 @@ typedef struct llama_model {
  * `<prefix>norm.weight` and, unless the config ties the embeddings (or lm_head_name is
  * NULL), `lm_head_name`. Weights stay in the mapped file (f32, f16 or bf16): st must
  * outlive the model. A missing or misshaped tensor is an error naming file and tensor. */
+/* The sizes of m from cfg (heads, rotary dims checked), no weights: for a family loader that takes the weights
+ * under its own names (moondream2). */
+vlmc_status llama_model_init(llama_model *m, const hf_text_config *cfg, vlmc_error *err);
 vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                              const char *lm_head_name, vlmc_error *err);
 void llama_model_free(llama_model *m);

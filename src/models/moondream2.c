@@ -59,17 +59,8 @@ static vlmc_status load_text(vlm_model *m, vlmc_error *err) {
     const hf_text_config *c = &m->cfg.text;
     llama_model *lm = &m->lm;
     const safetensors *st = m->st;
-    memset(lm, 0, sizeof *lm);
-    lm->cfg = *c;
-    lm->n_layers = c->num_hidden_layers;
-    lm->dim = c->hidden_size;
-    lm->n_heads = c->num_attention_heads;
-    lm->n_kv_heads = c->num_key_value_heads;
-    lm->head_dim = c->head_dim;
-    lm->rot_dim = rope_dim(c);
-    lm->ffn_dim = c->intermediate_size;
-    lm->vocab = c->vocab_size;
-    lm->eps = (float)c->rms_norm_eps;
+    vlmc_status s = llama_model_init(lm, c, err);
+    if (s) return s;
     lm->layernorm = lm->parallel_block = true;
     lm->ffn_act = ACT_GELU_TANH;
     if (lm->rot_dim != MD_ROT_DIM)
@@ -78,7 +69,6 @@ static vlmc_status load_text(vlm_model *m, vlmc_error *err) {
                          "a hard-coded 32 = head_dim / 2 dimensions)", lm->head_dim);
     const int64_t D = lm->dim, QD = (int64_t)lm->n_heads * lm->head_dim, KD = (int64_t)lm->n_kv_heads * lm->head_dim,
                   I = lm->ffn_dim, V = lm->vocab;
-    vlmc_status s;
     if ((s = get_tensor(st, "model.text.wte", 2, V, D, &lm->tok_emb, err)) ||
         (s = get_tensor(st, "model.text.post_ln.weight", 1, D, 0, &lm->final_norm, err)) ||
         (s = get_tensor(st, "model.text.post_ln.bias", 1, D, 0, &lm->final_norm_b, err)) ||
@@ -122,33 +112,18 @@ static vlmc_status load_vision(vlm_model *m, vlmc_error *err) {
     const hf_vision_config *c = &m->cfg.vision;
     vit_model *v = &m->vit;
     const safetensors *st = m->st;
-    memset(v, 0, sizeof *v);
-    snprintf(v->file, sizeof v->file, "%s", safetensors_file_path(st, 0));
-    v->kind = VIT_SIGLIP;
-    v->D = c->hidden_size;
-    v->H = c->num_attention_heads;
-    v->F = c->intermediate_size;
-    v->L = c->num_hidden_layers;
-    v->C = c->num_channels;
-    v->P = c->patch_size;
-    v->image_size = c->image_size;
-    v->side = c->image_size / c->patch_size;
-    v->n_pos = v->side * v->side;
-    v->eps = (float)c->layer_norm_eps;
-    v->act = ACT_GELU_TANH;
-    v->batch_tokens = 4096;
-    if (v->D % v->H || c->image_size % c->patch_size)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.vision: enc_dim %d / enc_n_heads %d or crop_size %d / patch %d "
-                         "do not divide", v->file, v->D, v->H, c->image_size, c->patch_size);
+    vlmc_status s = vit_init(st, c, VIT_SIGLIP, v, err); /* act: gelu_pytorch_tanh, eps 1e-5 (hf_config.c) */
+    if (s) return s;
+    if (c->image_size % c->patch_size)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.vision: crop_size %d is not a multiple of enc_patch_size %d",
+                         v->file, c->image_size, c->patch_size);
     /* vision_projection pools the stitched grid to enc_n_layers × enc_n_layers and concatenates it with the global
      * crop's S × S features */
     if (v->side != v->L)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: config.vision: enc_n_layers %d differs from crop_size / "
                          "enc_patch_size = %d (moondream2 pools the local features to enc_n_layers²)", v->file, v->L,
                          v->side);
-    v->head_dim = v->D / v->H;
     const int64_t D = v->D, F = v->F, CPP = (int64_t)v->C * v->P * v->P;
-    vlmc_status s;
     if ((s = vit_weight_matrix(v, st, "model.vision.patch_emb.weight", 2, (int64_t[]){D, CPP}, &v->patch_w, err)) ||
         (s = vit_weight_f32(v, st, "model.vision.patch_emb.bias", 1, (int64_t[]){D}, &v->patch_b, err)) ||
         (s = vit_weight_f32(v, st, "model.vision.pos_emb", 3, (int64_t[]){1, v->n_pos, D}, &v->pos_emb, err)) ||

@@ -140,16 +140,11 @@ vlmc_status vit_weight_f32(vit_model *m, const safetensors *st, const char *name
 
 tensor vit_weight_rows(const tensor *t, int64_t first, int64_t rows) { return row_slice(t, first, rows); }
 
-vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
-                     vlmc_error *err) {
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
     snprintf(m->file, sizeof m->file, "%s", where);
-    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
-    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
-    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
-    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
-                          cfg->model_type);
+    m->kind = kind;
     if (cfg->hidden_size <= 0 || cfg->num_attention_heads <= 0 || cfg->hidden_size % cfg->num_attention_heads ||
         cfg->intermediate_size <= 0 || cfg->num_hidden_layers <= 0 || cfg->num_channels <= 0 || cfg->patch_size <= 0 ||
         cfg->image_size < cfg->patch_size)
@@ -169,6 +164,20 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
     m->n_pos = m->side * m->side + (m->kind == VIT_CLIP ? 1 : 0);
     m->eps = (float)cfg->layer_norm_eps;
     m->batch_tokens = 4096;
+    return VLMC_OK;
+}
+
+vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
+                     vlmc_error *err) {
+    vit_kind kind;
+    if (!strcmp(cfg->model_type, "clip_vision_model")) kind = VIT_CLIP;
+    else if (!strcmp(cfg->model_type, "siglip_vision_model")) kind = VIT_SIGLIP;
+    else if (!strcmp(cfg->model_type, "idefics3_vision")) kind = VIT_IDEFICS3;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT",
+                          safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors",
+                          cfg->model_type);
+    vlmc_status s = vit_init(st, cfg, kind, m, err);
+    if (s) return s;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;

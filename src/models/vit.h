@@ -81,11 +81,12 @@ vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_
                      vlmc_error *err);
 void vit_free(vit_model *m);
 
-/* For towers stored under other names (moondream2's model.vision.*): the caller fills *m's kind, sizes, eps, act,
- * file and batch_tokens, allocates m->layers, and takes every weight through these, which check name, shape and dtype
+/* For towers stored under other names (moondream2's model.vision.*): vit_init sets *m's kind, sizes, eps, act and
+ * file from cfg (checked as vit_load does); the caller allocates m->layers and takes every weight through these, which check name, shape and dtype
  * as vit_load does and keep its bookkeeping (views, f32 copies freed by vit_free, the conversion scratch size).
  * A matrix of ndim > 2 dimensions is seen as [shape[0], rest]; vit_weight_rows is a view of rows [first, first+rows)
  * of a 2-D tensor, or elements of a 1-D one (a fused qkv projection split into q, k, v). */
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err);
 vlmc_status vit_weight_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
                               tensor *out, vlmc_error *err);
 vlmc_status vit_weight_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,

@@ -13,12 +13,7 @@ vlmc_status vlm_extras_add(vlm_extras *e, const char *name, array_dtype dt, int 
         return vlmc_fail(err, VLMC_ERR_INTERNAL, "intermediate %s: more than %d arrays or %d dimensions", name,
                          VLM_MAX_EXTRAS, ndim);
     named_array *a = &e->a[e->n];
-    memset(a, 0, sizeof *a);
-    a->name = (char *)name;
-    a->note = (char *)note;
-    a->dtype = dt;
-    a->ndim = ndim;
-    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
+    *a = named_array_make(name, dt, ndim, shape, NULL, note);
     size_t bytes = (size_t)named_array_numel(a) * array_dtype_size(dt);
     if (!(a->data = malloc(bytes ? bytes : 1))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for %s", name);
     memcpy(a->data, data, bytes);
