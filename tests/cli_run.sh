@@ -191,6 +191,28 @@ PY
   else fail "run $fx from PNG" "$(cat "$TMP/err" "$TMP/fp_$fx.json")"; fi
 done
 
+# moondream2 builds its own prompt (no chat template): [bos] + image slots + "\n\nQuestion: ...\n\nAnswer:" ids, the
+# crops made from the PNG; the answer must be the original generator's, also with passes of -b 5 (the 730-token
+# bidirectional prefix still runs in one pass)
+d="$SHARED/fixtures/moondream2"
+if [ -d "$d" ] && python3 tests/make_fixture_prompt_model.py "$d" "$TMP/fp_moondream2"; then
+  for b in 512 5; do
+    "$VLMC" run -m "$TMP/fp_moondream2" --image "$d/reference/image.png" -p "What is in the picture?" -n 16 --ignore-eos \
+      -b $b --json -t 1 >"$TMP/fp_md.json" 2>"$TMP/err"
+    if python3 - "$d/reference" "$TMP/fp_md.json" <<'PY'
+import json, struct, sys
+rd = lambda n: (lambda b: list(struct.unpack("<%di" % (len(b) // 4), b)))(open(sys.argv[1] + "/" + n, "rb").read())
+j = json.load(open(sys.argv[2]))
+sys.exit(0 if j["prompt_ids"] == rd("input_ids_full.bin") and j["ids"] == rd("generated_ids.bin") else 1)
+PY
+    then ok "run moondream2 from PNG (-b $b): prompt ids and generated ids = the original code's"
+    else fail "run moondream2 from PNG (-b $b)" "$(cat "$TMP/err" "$TMP/fp_md.json")"; fi
+  done
+  "$VLMC" run -m "$TMP/fp_moondream2" -p "What is in the picture?" -n 4 >"$TMP/o" 2>&1; rc=$?
+  [ $rc -eq 1 ] && grep -q "one image" "$TMP/o" && ok "run moondream2 without an image: clear error" \
+    || fail "moondream2 without an image" "rc=$rc $(cat "$TMP/o")"
+else skip "run moondream2 from PNG" "fixture absent"; fi
+
 # a prompt run in passes of 5 tokens (-b 5) gives the same answer (qwen2_vl: M-RoPE positions cut into passes)
 for fx in llava_next qwen2_vl; do
   [ -d "$TMP/fp_$fx" ] || continue

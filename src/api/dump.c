@@ -22,7 +22,8 @@ typedef struct dump_in {
     named_array *img_pos;             /* kosmos-2: image_embeds_position_mask */
     named_array *patches, *patch_idx; /* fuyu: image_patches [1, n, P·P·C], image_patches_indices [B, T] */
     named_array *token_types;         /* paligemma: token_type_ids [B, T] (0 = image + prefix, 1 = suffix) */
-    named_array *seq_mask, *emb_mask, *image_raw; /* DeepSeek-VL's original inputs (uint8) */
+    named_array *seq_mask, *emb_mask; /* DeepSeek-VL's original inputs (uint8) */
+    named_array *image_raw;           /* [H, W, 3] uint8: DeepSeek-VL, families with their own image processing */
 } dump_in;
 
 /* Families whose loss the dump computes from the logits here (their decoders have no training graph yet). */
@@ -41,7 +42,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     for (int i = 0; i < set->count; i++) {
         named_array *a = &set->arrays[i];
         const char *n = a->name;
-        if (!strcmp(n, "input_ids")) in->ids = a;
+        const bool own = m->fam->preprocess != NULL; /* moondream2: input_ids_full and image_raw */
+        if (!strcmp(n, "input_ids") || (own && !strcmp(n, "input_ids_full"))) in->ids = a;
+        else if (!strcmp(n, "image_raw") && (own || m->fam->original_inputs)) in->image_raw = a;
         else if (!strcmp(n, "attention_mask")) in->mask = a;
         else if (!strcmp(n, "position_ids")) in->pos = a;
         else if (!strcmp(n, "pixel_values") && m->has_vision && strcmp(mt, "fuyu")) in->pixels = a;
@@ -55,7 +58,6 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "image_embeds_position_mask") && !strcmp(mt, "kosmos-2")) in->img_pos = a;
         else if (!strcmp(n, "images_seq_mask") && m->fam->original_inputs) in->seq_mask = a;
         else if (!strcmp(n, "images_emb_mask") && m->fam->original_inputs) in->emb_mask = a;
-        else if (!strcmp(n, "image_raw") && m->fam->original_inputs) in->image_raw = a;
         else {
             bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask") ||
                          !strcmp(n, "image_embeds_position_mask") || !strcmp(n, "image_patches") ||
@@ -70,6 +72,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
                              array_dtype_name(input_dtype(n)));
     }
     if (!in->ids) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no input_ids", dir);
+    if (m->fam->preprocess && in->pixels)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" makes its crops itself: give image_raw, not "
+                         "pixel_values", dir, mt);
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
@@ -117,7 +122,7 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     }
     if (in->image_raw && (in->image_raw->ndim != 3 || in->image_raw->shape[2] != 3 || in->image_raw->shape[0] < 1 ||
                           in->image_raw->shape[1] < 1 || in->image_raw->shape[0] > 1 << 15 || in->image_raw->shape[1] > 1 << 15))
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be one uint8 image [H, W, 3]", dir);
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be one uint8 image [H, W, 3] (sides up to 32768)", dir);
     if (in->emb_mask && (in->emb_mask->ndim != 3 || in->emb_mask->shape[0] != in->ids->shape[0]))
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask must be [B, n_images, n_image_tokens]", dir);
     if (in->emb_mask && !in->seq_mask)
@@ -289,14 +294,7 @@ typedef struct outs {
 
 static void out_add(outs *o, const char *name, array_dtype dt, int ndim, const int64_t *shape, void *data,
                     const char *note) {
-    named_array *a = &o->a[o->n++];
-    memset(a, 0, sizeof *a);
-    a->name = (char *)name;
-    a->note = (char *)note;
-    a->dtype = dt;
-    a->ndim = ndim;
-    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
-    a->data = data;
+    o->a[o->n++] = named_array_make(name, dt, ndim, shape, data, note);
 }
 
 static cJSON *dump_meta(const vlm_model *m) {
@@ -341,6 +339,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     int32_t *mbuf = NULL, *gen = NULL, *mpos = NULL, *pos3 = NULL, *deltas = NULL, *prefix = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
+    vlm_dump_out extras = {0}; /* a family's own intermediates (moondream2) */
+    vlm_prepared prep = {0};
     char *grads_path = NULL;
     float *raw_pixels = NULL; /* image_raw preprocessed */
     uint8_t *raw_u8 = NULL;
@@ -362,8 +362,26 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     /* images */
     vlm_images vi = {0};
     size_t n_feat = 0;
+    if (in.image_raw && m.fam->preprocess) { /* the family's own processing, its intermediates under the reference's names */
+        if ((s = m.fam->preprocess(&m, in.image_raw->data, (int)in.image_raw->shape[0], (int)in.image_raw->shape[1], &prep,
+                                   &extras, err)))
+            goto done;
+        if (!(tiles = malloc(sizeof(int)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        tiles[0] = prep.n_tiles;
+        vi = (vlm_images){.n_images = 1, .pixels = prep.pixels, .n_tiles = prep.n_tiles, .height = prep.height,
+                          .width = prep.width, .tiles = tiles, .image_sizes = prep.image_size};
+        if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
+        if (!(feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float)))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        vo = (vlm_vision_out){.features = feat, .own_out = &extras};
+        if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
+        if (o.n + extras.n > MAX_OUT) { s = vlmc_fail(err, VLMC_ERR_INTERNAL, "too many dump outputs"); goto done; }
+        for (int i = 0; i < extras.n; i++) o.a[o.n++] = extras.a[i];
+    }
     named_array raw_px = {0};
-    if (in.image_raw) { /* the family's own processor on the raw image (pixel_values, when given too, stay the input) */
+    if (in.image_raw && !m.fam->preprocess) { /* the folder's processor on the raw image (pixel_values, when given too, stay the input) */
         int side = 0;
         if ((s = preprocess_raw(model_dir, in.image_raw, &raw_pixels, &raw_u8, &side, err))) goto done;
         out_add(&o, "image_resized_padded", ARRAY_U8, 3, (int64_t[]){side, side, 3}, raw_u8,
@@ -373,7 +391,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         raw_px = o.a[o.n - 1];
         if (!in.pixels) in.pixels = &raw_px;
     }
-    if (in.pixels) {
+    if (in.pixels && !(in.image_raw && m.fam->preprocess)) {
         if ((s = gather_images(&m, &in, inputs_dir, &vi, &buf, &mbuf, &tiles, err))) goto done;
         size_t nh, ns, nl, np;
         if (vi.grid_thw) { /* qwen2_vl: patch rows; ns holds the rotary angles [patches, head_dim / 2] */
@@ -444,9 +462,11 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                     "anyres packing of every image, concatenated");
     }
     /* decoder: embeddings with the image features spliced in, full pass, then greedy generation */
+    const bool all_layers = m.fam->own_dump_names; /* [L+2]: the last layer's output too */
+    const int64_t n_hidden = all_layers ? L + 2 : L + 1;
     embeds = malloc((size_t)B * T * D * sizeof(float));
     logits = malloc((size_t)B * T * V * sizeof(float));
-    hidden = malloc((size_t)(L + 1) * B * T * D * sizeof(float));
+    hidden = malloc((size_t)n_hidden * B * T * D * sizeof(float));
     if (generate_n) {
         gen = malloc((size_t)B * generate_n * sizeof(int32_t));
         steps = malloc((size_t)B * generate_n * V * sizeof(float));
@@ -484,12 +504,12 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
             goto done;
         }
         if (all) memset(all, 1, vo.n_features);
-        s = vlm_embed_masked(&m, in.ids->data, (size_t)B * T, in.seq_mask->data, in.pixels ? feat : NULL, em,
+        s = vlm_embed_masked(&m, in.ids->data, (size_t)B * T, in.seq_mask->data, feat, em,
                              vo.n_features, embeds, err);
         free(all);
         if (s) goto done;
     } else if ((s = vlm_embed_at(&m, in.ids->data, (size_t)B * T, in.img_pos ? in.img_pos->data : NULL,
-                                 in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL, err))) {
+                                 feat, vo.n_features, 0, true, embeds, NULL, err))) {
         goto done;
     }
     /* PaliGemma's prefix LM: in training (labels) the image + prefix tokens (token_type_ids 0) are seen by every
@@ -534,15 +554,25 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
             }
         }
     }
-    if ((s = llama_forward(&c, &li, &(llama_output){.logits = logits, .hidden_states = hidden}, err))) goto done;
+    if ((s = llama_forward(&c, &li,
+                           &(llama_output){.logits = logits, .hidden_states = hidden, .hidden_states_all = all_layers},
+                           err)))
+        goto done;
     if (generate_n) {
         llama_ctx_reset(&c);
         c.legacy_unmask_padding_on_decode = m.fam->legacy_unmask_padding;
         if ((s = llama_generate_greedy(&c, &li, generate_n, gen, steps, err))) goto done;
     }
+    if (m.fam->embeds_name)
+        out_add(&o, m.fam->embeds_name, ARRAY_F32, 3, (int64_t[]){B, T, D}, embeds,
+                "[B, T, D]: token embeddings with the image features in the image slots");
     out_add(&o, "logits", ARRAY_F32, 3, (int64_t[]){B, T, V}, logits, "[B, T, vocab]");
-    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){L + 1, B, T, D},
-            hidden, "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm output");
+    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){n_hidden, B, T, D},
+            hidden,
+            all_layers ? "[num_layers+2, B, T, D]; [0] = input embeddings (image features merged), [i] = output of "
+                         "layer i, last = final norm output"
+                       : "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm "
+                         "output");
     if (generate_n) {
         out_add(&o, "generated_ids", ARRAY_I32, 2, (int64_t[]){B, generate_n}, gen,
                 "greedy continuation (KV-cache path, no EOS stop)");
@@ -582,6 +612,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
 done:
     free(grads_path);
     cJSON_Delete(meta);
+    vlm_dump_out_free(&extras);
+    vlm_prepared_free(&prep);
     if (have_ctx) llama_ctx_free(&c);
     if (loaded) vlm_free(&m);
     array_set_free(&set);

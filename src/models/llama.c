@@ -359,9 +359,10 @@ static void qwen_logn_scale(llama_ctx *c, float *q, int B, int T, int64_t QD) {
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-/* out[R, D] = RMSNorm(x) (Llama; Gemma's weights are 1 + w already), or LayerNorm(x) with bias (Persimmon) */
+/* out[R, D] = RMSNorm(x) (Llama; Gemma's weights are 1 + w already), or LayerNorm(x) with bias (Persimmon;
+ * moondream2, whose f16 weights are read in place) */
 static void norm_rows(const llama_model *m, float *out, const float *x, int64_t R, const tensor *w, const tensor *b) {
-    if (m->layer_norm) layernorm_forward(out, x, w->data, b->data, (size_t)R, (size_t)m->dim, m->eps);
+    if (m->layer_norm) layernorm_tensor_f32(out, x, R, m->dim, w, b && b->data ? b : NULL, m->eps);
     else rmsnorm_f32(out, x, R, m->dim, w, m->eps);
 }
 
@@ -387,6 +388,11 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
                          c->max_tokens);
     if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
     if ((s = kv_cache_reserve(kv, T, err))) return s;
+    const int prefix_attn = c->m->prefix_attn;
+    if (kv->n_past < prefix_attn && (kv->n_past > 0 || T < prefix_attn))
+        return vlmc_fail(err, VLMC_ERR_ARG,
+                         "decoder: the first %d positions attend to each other both ways and must be run in one call "
+                         "(this one runs positions %d..%d)", prefix_attn, kv->n_past, kv->n_past + T - 1);
 
     /* x[R, D]: token embeddings, or the caller's (VLM: text + image features); Gemma scales them */
     if (in->tokens) {
@@ -395,15 +401,15 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
         memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
     }
     if (c->m->embed_scale) scale_f32(c->x, c->m->embed_scale, R * D);
-    /* slots n_past..n_past+T-1: padding mask (2 = prefix-LM prefix), and the count of real tokens so far (0 for
-     * padding) */
+    /* slots n_past..n_past+T-1: padding mask (2 = prefix-LM prefix: in->prefix_mask, or moondream2's first
+     * prefix_attn slots), and the count of real tokens so far (0 for padding) */
     for (int b = 0; b < B; b++) {
         c->prefix_end[b] = 0;
         for (int t = 0; t < T; t++) {
             const size_t r = (size_t)b * T + t;
             const int slot = kv->n_past + t;
             int mk = in->attention_mask ? in->attention_mask[r] != 0 : 1;
-            if (mk && in->prefix_mask && in->prefix_mask[r]) {
+            if (mk && (in->prefix_mask ? in->prefix_mask[r] != 0 : slot < prefix_attn)) {
                 mk = 2;
                 c->prefix_end[b] = slot + 1;
             }
@@ -423,9 +429,9 @@ void llama_forward_finish(llama_ctx *c, int T, const llama_output *out) {
         if (out->logits_last_only) {
             for (int b = 0; b < B; b++)
                 memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->last, B, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         } else {
-            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         }
     }
     c->kv.n_past += T;
@@ -497,7 +503,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = (int)H,
                           .n_kv_heads = (int)KVH, .head_dim = (int)hd, .window = m->cfg.sliding_window,
                           .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads,
-                          .prefix_end = in->prefix_mask ? c->prefix_end : NULL};
+                          .prefix_end = in->prefix_mask || m->prefix_attn ? c->prefix_end : NULL};
     for (int l = 0; l < L; l++) {
         const llama_layer *w = &m->layers[l];
         /* attention block: xn = norm(x); q,k,v = xn W^T (+b); [Persimmon: layernorm(q), layernorm(k) per head];
@@ -523,8 +529,9 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         llama_attention(c, l, &aa);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
-        /* MLP block: x += (act(xn Wg^T) * (xn Wu^T)) Wd^T, or (Persimmon) x += act(xn Wu^T + bu) Wd^T + bd */
-        norm_rows(m, c->xn, c->x, R, &w->ffn_norm, &w->ffn_norm_b);
+        /* MLP block: x += (act(xn Wg^T) * (xn Wu^T)) Wd^T, or (Persimmon, moondream2) x += act(xn Wu^T + bu) Wd^T + bd;
+         * a parallel block (moondream2) reuses the attention's xn: x = (x + attn) + mlp, torch's order */
+        if (!m->parallel_block) norm_rows(m, c->xn, c->x, R, &w->ffn_norm, &w->ffn_norm_b);
         float *h = c->gate; /* [R, I] */
         if (w->w_gate.data) {
             matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R,
@@ -538,11 +545,12 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         }
         matmul_f32(c->tmp, h, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
-        if (hs && l + 1 < L) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
+        if (hs && (l + 1 < L || out->hidden_states_all))
+            memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
     }
-    /* final norm; logits = xn lm_head^T */
+    /* final norm; logits = xn lm_head^T (+ bias) */
     norm_rows(m, c->xn, c->x, R, &m->final_norm, &m->final_norm_b);
-    if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
+    if (hs) memcpy(hs + (size_t)(out->hidden_states_all ? L + 1 : L) * R * D, c->xn, (size_t)R * D * sizeof(float));
     llama_forward_finish(c, T, out);
     return VLMC_OK;
 }

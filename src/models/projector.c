@@ -80,7 +80,7 @@ vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_c
         if (cfg->n_vision_feature_layers < 1)
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config has no vision_feature_layer", p->file);
         p->in_dim = Dv * cfg->n_vision_feature_layers;
-        p->out_dim = Dt;
+        p->out_dim = p->hidden_dim = Dt;
         if ((s = act_from_name(cfg->projector_hidden_act, "config.json projector_hidden_act", &p->act, err)) ||
             (s = get_mat(st, p, prefix, "multi_modal_projector.linear_1.weight", Dt, p->in_dim, &p->w1, err)) ||
             (s = get_mat(st, p, prefix, "multi_modal_projector.linear_2.weight", Dt, Dt, &p->w2, err)))
@@ -132,6 +132,25 @@ vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_c
     return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no projector for model_type \"%s\"", p->file, cfg->model_type);
 fail:
     projector_free(p);
+    return s;
+}
+
+vlmc_status projector_load_mlp(const safetensors *st, const char *w1, const char *b1, const char *w2, const char *b2,
+                               int in_dim, int hidden_dim, int out_dim, act_kind act, projector *p, vlmc_error *err) {
+    memset(p, 0, sizeof *p);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(p->file, sizeof p->file, "%s", where);
+    p->kind = PROJ_LLAVA;
+    p->in_dim = in_dim;
+    p->hidden_dim = hidden_dim;
+    p->out_dim = out_dim;
+    p->act = act;
+    vlmc_status s;
+    if ((s = get_mat(st, p, "", w1, hidden_dim, in_dim, &p->w1, err)) ||
+        (s = get_mat(st, p, "", w2, out_dim, hidden_dim, &p->w2, err)) ||
+        (b1 && (s = get_vec(st, p, "", b1, hidden_dim, &p->b1, err))) ||
+        (b2 && (s = get_vec(st, p, "", b2, out_dim, &p->b2, err))))
+        projector_free(p);
     return s;
 }
 
@@ -267,7 +286,7 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
     const size_t rows = (size_t)n * tout;
     if (p->kind == PROJ_MLP_NORM) return projector_mlp_norm_forward(p, in, rows, out, NULL, err);
     float *scratch = malloc((p->scratch_floats ? p->scratch_floats : 1) * sizeof(float));
-    float *tmp = malloc(rows * (size_t)(p->kind == PROJ_LLAVA ? p->out_dim : p->in_dim) * sizeof(float));
+    float *tmp = malloc(rows * (size_t)(p->kind == PROJ_LLAVA ? p->hidden_dim : p->in_dim) * sizeof(float));
     vlmc_status s = VLMC_OK;
     if (!scratch || !tmp) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
@@ -275,7 +294,7 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
         vision_linear(out, in, rows, &p->w1, p->b1, scratch, false);
     } else if (p->kind == PROJ_LLAVA) {
         vision_linear(tmp, in, rows, &p->w1, p->b1, scratch, false);      /* linear_1 */
-        act_forward(p->act, tmp, tmp, rows * (size_t)p->out_dim);          /* act */
+        act_forward(p->act, tmp, tmp, rows * (size_t)p->hidden_dim);       /* act */
         vision_linear(out, tmp, rows, &p->w2, p->b2, scratch, false);     /* linear_2 */
     } else {
         int side = (int)lround(sqrt((double)tokens));

@@ -30,8 +30,9 @@ typedef struct projector {
     projector_kind kind;
     char file[512];
     int in_dim, out_dim;        /* per-token features in (after the pixel shuffle for Idefics3) and out */
+    int hidden_dim;             /* llava: linear_1's outputs (= out_dim; moondream2's proj_mlp: its inner dim) */
     act_kind act;               /* llava, mlp2x_gelu_Norm (GELU) */
-    tensor w1, w2;              /* llava linear_1 [out, in], linear_2 [out, out]; idefics3: w1 = proj [out, in] */
+    tensor w1, w2;              /* llava linear_1 [hidden, in], linear_2 [out, hidden]; idefics3: w1 = proj [out, in] */
     const float *b1, *b2;       /* NULL without multimodal_projector_bias */
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* mlp2x_gelu_Norm's LayerNorms [out] */
     float ln_eps;
@@ -61,6 +62,11 @@ vlmc_status projector_load_mlp_norm(const safetensors *st, const char *prefix, i
  * be NULL) receive the outputs of linear_1, layernorm_1, gelu, linear_2 (out is layernorm_2's). */
 vlmc_status projector_mlp_norm_forward(const projector *p, const float *in, size_t rows, float *out,
                                        float *const *steps, vlmc_error *err);
+
+/* The LLaVA-shaped MLP (w1 → act → w2, biases b1 / b2 when their names are not NULL) under other tensor names, with
+ * its own widths: moondream2's proj_mlp. file names the checkpoint in messages. */
+vlmc_status projector_load_mlp(const safetensors *st, const char *w1, const char *b1, const char *w2, const char *b2,
+                               int in_dim, int hidden_dim, int out_dim, act_kind act, projector *out, vlmc_error *err);
 
 /* Loads the vision tower and the projector of a VLM config, finding the tensor-name layout in st
  * (transformers 4.47's, or the llava layout of transformers >= 4.52). */

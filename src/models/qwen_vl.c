@@ -544,8 +544,10 @@ static vlmc_status qwen_image_prompt(const vlm_model *m, const vlm_image_info *i
     return VLMC_OK;
 }
 
-static vlmc_status qwen_image_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
-                                         int *out_h, int *out_w, vlmc_error *err) {
+/* The family's preprocess hook: one tile (its steps are dumped by qwen_dump, not here). */
+static vlmc_status qwen_image_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width,
+                                         vlm_prepared *out, vlm_dump_out *steps, vlmc_error *err) {
+    (void)steps;
     const qwen_visual *v = m->priv;
     if (!v) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: this Qwen model has no visual tower", m->dir);
     float *p = malloc((size_t)3 * v->S * v->S * sizeof(float));
@@ -555,8 +557,7 @@ static vlmc_status qwen_image_preprocess(const vlm_model *m, const uint8_t *rgb,
         free(p);
         return s;
     }
-    *pixels = p;
-    *out_h = *out_w = v->S;
+    *out = (vlm_prepared){.pixels = p, .n_tiles = 1, .height = v->S, .width = v->S};
     return VLMC_OK;
 }
 

@@ -16,6 +16,7 @@ extern const vlm_family vlm_family_fuyu;
 extern const vlm_family vlm_family_yi_vl;
 extern const vlm_family vlm_family_qwen_vl;
 extern const vlm_family vlm_family_deepseek_vl;
+extern const vlm_family vlm_family_moondream2;
 
 static const vlm_family *const families[] = {
     &vlm_family_yi_vl, /* before llava: same model_type, the original LLaVA layout */
@@ -29,6 +30,7 @@ static const vlm_family *const families[] = {
     &vlm_family_fuyu,
     &vlm_family_qwen_vl,
     &vlm_family_deepseek_vl,
+    &vlm_family_moondream2,
 };
 
 const vlm_family *vlm_family_find(const hf_config *cfg) {
@@ -44,5 +46,5 @@ const vlm_family *vlm_family_find(const hf_config *cfg) {
 
 const char *vlm_family_names(void) {
     return "llama, mistral, qwen2, llava, llava_next, idefics3, kosmos-2, qwen2_vl, paligemma, fuyu, "
-           "llava (Yi-VL layout), qwen (Qwen-VL), multi_modality (DeepSeek-VL)";
+           "llava (Yi-VL layout), qwen (Qwen-VL), multi_modality (DeepSeek-VL), moondream1 (moondream2)";
 }

@@ -122,10 +122,26 @@ static bool has_tensor(loader *ld, const char *name) {
     return safetensors_find(ld->st, full) != NULL;
 }
 
+/* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view. */
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
-    size_t row_bytes = (size_t)(t->shape[1] / dtype_block_size(t->type)) * dtype_block_bytes(t->type);
-    int64_t sh[2] = {rows, t->shape[1]};
-    return tensor_view(t->type, (char *)t->data + (size_t)r0 * row_bytes, 2, sh);
+    /* a row of a quantized matrix is whole blocks; 1-D tensors (biases) are never quantized */
+    int64_t cols = t->ndim == 2 ? t->shape[1] : 1, sh[2] = {rows, cols};
+    size_t row_bytes = (size_t)(cols / dtype_block_size(t->type)) * dtype_block_bytes(t->type);
+    return tensor_view(t->type, (char *)t->data + (size_t)r0 * row_bytes, t->ndim == 2 ? 2 : 1, sh);
+}
+
+vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const float **out, vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return get_f32(&ld, name, ndim, shape, out);
+}
+
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    m->kind = kind;
+    return vit_init_dims(m, cfg, err);
 }
 
 vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err) {
@@ -153,16 +169,15 @@ vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error 
 
 vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
                      vlmc_error *err) {
-    memset(m, 0, sizeof *m);
-    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
-    snprintf(m->file, sizeof m->file, "%s", where);
-    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
-    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
-    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
-    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
+    vit_kind kind;
+    if (!strcmp(cfg->model_type, "clip_vision_model")) kind = VIT_CLIP;
+    else if (!strcmp(cfg->model_type, "siglip_vision_model")) kind = VIT_SIGLIP;
+    else if (!strcmp(cfg->model_type, "idefics3_vision")) kind = VIT_IDEFICS3;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT",
+                          safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors",
                           cfg->model_type);
-    vlmc_status s;
-    if ((s = vit_init_dims(m, cfg, err))) return s;
+    vlmc_status s = vit_init(st, cfg, kind, m, err);
+    if (s) return s;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;

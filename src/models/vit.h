@@ -87,16 +87,23 @@ vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_s
                           vit_model *out, vlmc_error *err);
 void vit_free(vit_model *m);
 
-/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it. */
+/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it.
+ * vit_init does the same on a zeroed *m after setting file (from st) and kind: for towers stored under other
+ * names (moondream2's model.vision.*), whose loader allocates m->layers and takes every weight through the
+ * loaders below. */
 vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err);
-/* For towers that another file builds from these blocks (Qwen2-VL): a float weight named `name` (shape checked;
- * ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32 conversion
- * needs; a float vector [n] as f32 (a view, or a copy that m owns until vit_free). Errors name m->file. */
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err);
+/* For towers that another file builds from these blocks (Qwen2-VL, moondream2): a float weight named `name` (shape
+ * checked; ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32
+ * conversion needs; a float vector [n] (vit_load_vector) or array of any shape (vit_load_f32) as f32 (a view, or a
+ * copy that m owns until vit_free). Errors name m->file. */
 vlmc_status vit_load_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
                             tensor *out, vlmc_error *err);
 vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *name, int64_t n, const float **out,
                             vlmc_error *err);
-/* Rows [r0, r0 + rows) of a 2-D weight as its own view. */
+vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const float **out, vlmc_error *err);
+/* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view (a fused qkv split into q, k, v). */
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows);
 
 /* Tokens per tile for an input of height × width pixels (1 + patches for CLIP). */

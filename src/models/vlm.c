@@ -31,6 +31,12 @@ static bool gguf_pair(const char *path, char **text, char **mmproj) {
     return false;
 }
 
+void vlm_prepared_free(vlm_prepared *p) {
+    if (!p) return;
+    free(p->pixels);
+    memset(p, 0, sizeof *p);
+}
+
 vlmc_status vlm_load(const char *dir, vlm_model *m, vlmc_error *err) {
     char *text_gguf, *mmproj_gguf;
     if (gguf_pair(dir, &text_gguf, &mmproj_gguf)) {
@@ -104,6 +110,18 @@ vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, i
     return VLMC_OK;
 }
 
+vlmc_status vlm_dump_add_copy(vlm_dump_out *o, const char *name, array_dtype dt, int ndim, const int64_t *shape,
+                              const void *data, const char *note, vlmc_error *err) {
+    if (!o) return VLMC_OK;
+    if (ndim < 1 || ndim > ARRAYS_MAX_DIMS)
+        return vlmc_fail(err, VLMC_ERR_INTERNAL, "intermediate %s: %d dimensions", name, ndim);
+    size_t bytes = array_dtype_size(dt);
+    for (int d = 0; d < ndim; d++) bytes *= (size_t)shape[d];
+    void *copy = malloc(bytes ? bytes : 1);
+    if (copy) memcpy(copy, data, bytes);
+    return vlm_dump_add(o, name, dt, ndim, shape, copy, note, err);
+}
+
 void vlm_dump_out_free(vlm_dump_out *o) {
     for (int i = 0; i < o->n; i++) {
         free(o->a[i].name);
@@ -131,13 +149,18 @@ vlmc_status vlm_embed(const vlm_model *m, const int32_t *ids, size_t n, const fl
     return vlm_embed_at(m, ids, n, NULL, features, n_features, first, exact, embeds, used, err);
 }
 
+/* Is position i an image slot: image_mask's, or the image token id (moondream2's input_ids_full marks its slots
+ * with -1, its image_token_id) of a model with vision. */
+static bool image_slot(const vlm_model *m, const int32_t *ids, const int32_t *image_mask, size_t i) {
+    return image_mask ? image_mask[i] != 0 : m->has_vision && ids[i] == m->image_token_id;
+}
+
 vlmc_status vlm_embed_at(const vlm_model *m, const int32_t *ids, size_t n, const int32_t *image_mask,
                          const float *features, size_t n_features, size_t first, bool exact, float *embeds,
                          size_t *used, vlmc_error *err) {
     const size_t D = (size_t)m->lm.dim;
-    const int img = m->image_token_id;
     size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += image_mask ? image_mask[i] != 0 : img >= 0 && ids[i] == img;
+    for (size_t i = 0; i < n; i++) n_img += image_slot(m, ids, image_mask, i);
     if (used) *used = n_img;
     if (n_img && !features)
         return vlmc_fail(err, VLMC_ERR_ARG, "the prompt has %zu image positions but no image was given", n_img);
@@ -147,12 +170,23 @@ vlmc_status vlm_embed_at(const vlm_model *m, const int32_t *ids, size_t n, const
                          "one image %s per feature row)",
                          n_img, n_features - (first < n_features ? first : n_features),
                          image_mask ? "position" : "token");
-    vlmc_status s = llama_embed_tokens(&m->lm, ids, (int64_t)n, embeds, err);
-    if (s) return s;
+    /* text runs through the embedding table (an image slot's id may be outside it), image slots from features */
     size_t k = first;
-    for (size_t i = 0; i < n; i++)
-        if (image_mask ? image_mask[i] != 0 : img >= 0 && ids[i] == img)
+    for (size_t i = 0; i < n;) {
+        if (image_slot(m, ids, image_mask, i)) {
             memcpy(embeds + i * D, features + (k++) * D, D * sizeof(float));
+            i++;
+            continue;
+        }
+        size_t j = i; /* a run of text tokens [i, j) */
+        while (j < n && !image_slot(m, ids, image_mask, j)) j++;
+        vlmc_status s = llama_embed_tokens(&m->lm, ids + i, (int64_t)(j - i), embeds + i * D, err);
+        if (s) {
+            vlmc_fail_prefix(err, "text tokens from position %zu", i);
+            return s;
+        }
+        i = j;
+    }
     return VLMC_OK;
 }
 

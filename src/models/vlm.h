@@ -26,6 +26,9 @@
 
 typedef struct vlm_family vlm_family;
 
+/* Tokenizes text without special tokens into *ids (malloc'ed) for a family's conversation_ids. */
+typedef vlmc_status (*vlm_tokenize_fn)(void *user, const char *text, int32_t **ids, size_t *n, vlmc_error *err);
+
 typedef struct vlm_model {
     const vlm_family *fam;
     char *dir; /* the model folder (malloc'ed) */
@@ -66,6 +69,21 @@ typedef struct vlm_extra {
     float *data;
 } vlm_extra;
 
+/* What a family's own dump writes, and the intermediates a family reports under its reference's names: arrays
+ * (data malloc'ed, owned by the list). */
+typedef struct vlm_dump_out {
+    named_array *a;
+    int n, cap;
+} vlm_dump_out;
+
+/* An image prepared by a family's own processing (its preprocess hook): the vlm_images of one image. */
+typedef struct vlm_prepared {
+    float *pixels;         /* [n_tiles, C, height, width], malloc'ed */
+    int n_tiles, height, width;
+    int32_t image_size[2]; /* the input's (height, width); 0 × 0 = not needed by the family */
+} vlm_prepared;
+void vlm_prepared_free(vlm_prepared *p);
+
 /* What a family's encode writes. The intermediates are optional (NULL = not wanted; the dump asks for them, sized by
  * vlm_vision_sizes); features is required: the rows that replace the image tokens, image after image. */
 typedef struct vlm_vision_out {
@@ -76,6 +94,7 @@ typedef struct vlm_vision_out {
     float *projector_output;  /* [n, proj_tokens, D] */
     float *rotary_freqs;      /* [n, head_dim / 2] (Qwen2-VL: the vision rotary angles of each patch) */
     float *features;          /* [n_features, D] */
+    vlm_dump_out *own_out;    /* families with own_dump_names: their intermediates (NULL = not wanted) */
     /* written by encode (vit_tokens = 0: hidden_states were not written) */
     int vit_tokens, sel_tokens, sel_features, proj_tokens;
     size_t n_features;
@@ -95,11 +114,6 @@ typedef struct vlm_image_info {
     int32_t grid_thw[3]; /* Qwen2-VL patch grid (t, h, w) */
 } vlm_image_info;
 
-/* What a family's own dump writes: arrays under the fixture's names (data malloc'ed, owned by the list). */
-typedef struct vlm_dump_out {
-    named_array *a;
-    int n, cap;
-} vlm_dump_out;
 
 struct vlm_family {
     const char *const *model_types; /* config.json model_type values, NULL-terminated */
@@ -135,10 +149,11 @@ struct vlm_family {
      * text. The tokenizer adds no special tokens to it. */
     vlmc_status (*plain_prompt)(const vlm_model *m, int n_images, const char *text, const char *bos, strbuf *out,
                                 vlmc_error *err);
-    /* Optional: the family's own image preprocessing (its original code's transform) instead of the folder's
-     * preprocessor_config.json: rgb [height, width, 3] → *pixels [1, 3, *out_h, *out_w] (malloc'ed). */
-    vlmc_status (*preprocess)(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
-                              int *out_h, int *out_w, vlmc_error *err);
+    /* Optional: the family's own image processing (its original code's transform: Yi-VL, Qwen-VL, moondream2's
+     * crops) instead of the folder's preprocessor_config.json, on a decoded RGB image [height, width, 3] (the
+     * dump's image_raw); its steps go to steps (may be NULL) under the reference's names. */
+    vlmc_status (*preprocess)(const vlm_model *m, const uint8_t *rgb, int height, int width, vlm_prepared *out,
+                              vlm_dump_out *steps, vlmc_error *err);
     /* Optional: the family runs `vlmc dump` itself, on the inputs its original-code fixtures name (in_dir names
      * the folder in messages), appending every array it computes to out (with generate_n > 0 also
      * generated_ids and generation_step_logits). An input it cannot use is an error. */
@@ -147,6 +162,16 @@ struct vlm_family {
     /* The dump takes DeepSeek-VL's original inputs (images_seq_mask, images_emb_mask, image_raw; pixel_values
      * [B, n_images, C, S, S]). */
     bool original_inputs;
+    /* Families whose reference is their original code rather than transformers (moondream2), false otherwise:
+     * the dump writes encode's own_out instead of the generic vision outputs, the merged input embeddings under
+     * embeds_name (when not NULL), and text hidden states with the last layer's output before the final norm
+     * (llama_output.hidden_states_all) */
+    bool own_dump_names;
+    const char *embeds_name;
+    /* the model's own prompt format instead of a chat template: the whole conversation (HF messages, content lists of
+     * {"type": "image"} / {"type": "text", "text"}) as token ids, image slots (image_token_id) included; ids malloc'ed */
+    vlmc_status (*conversation_ids)(const vlm_model *m, const cJSON *messages, int n_images, vlm_tokenize_fn tokenize,
+                                    void *user, int32_t **ids, size_t *n, vlmc_error *err);
 };
 
 /* Fuyu (fuyu.c): FuyuImageProcessor.patchify_image on one processed image [C, H, W], keeping the rows × cols grid
@@ -160,6 +185,9 @@ void fuyu_grid(int uh, int uw, int H, int W, int patch, int *rows, int *cols);
 vlmc_status vlm_dump_add(vlm_dump_out *o, const char *name, array_dtype dtype, int ndim, const int64_t *shape,
                          void *data, const char *note, vlmc_error *err);
 void vlm_dump_out_free(vlm_dump_out *o);
+/* Appends a copy of data [shape] (dtype dt); o may be NULL (nothing to do). */
+vlmc_status vlm_dump_add_copy(vlm_dump_out *o, const char *name, array_dtype dt, int ndim, const int64_t *shape,
+                              const void *data, const char *note, vlmc_error *err);
 /* The inputs of an original-code family's dump (one sequence): input_ids [1, T], attention_mask [1, T] of ones
  * (may be absent), pixel_values [N, C, H, W] and / or image_raw [H, W, 3] uint8. Any other array is
  * an error naming it and the family. */

@@ -190,16 +190,16 @@ static vlmc_status yi_prepare(const yi_state *ys, const rgb_image *im, rgb_image
     return s ? s : image_proc_run(&ys->proc, padded, po, err);
 }
 
-static vlmc_status yi_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, float **pixels,
-                                 int *out_h, int *out_w, vlmc_error *err) {
+/* The family's preprocess hook: one tile (its steps are dumped by yi_dump, not here). */
+static vlmc_status yi_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, vlm_prepared *out,
+                                 vlm_dump_out *steps, vlmc_error *err) {
+    (void)steps;
     rgb_image im = {.width = width, .height = height, .data = (uint8_t *)rgb}, padded = {0};
     proc_output po = {0};
     vlmc_status s = yi_prepare(m->priv, &im, &padded, &po, err);
     if (!s) {
-        *pixels = po.pixel_values;
+        *out = (vlm_prepared){.pixels = po.pixel_values, .n_tiles = 1, .height = po.frame_h, .width = po.frame_w};
         po.pixel_values = NULL;
-        *out_h = po.frame_h;
-        *out_w = po.frame_w;
     }
     rgb_image_free(&padded);
     proc_output_free(&po);
