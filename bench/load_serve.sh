@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load test of `vlmc serve -m echo` on loopback: 8 concurrent clients for SECONDS
+# Load test of `vlmc serve` on loopback (the echo backend, or LOAD_MODEL=DIR for a real model): 8 concurrent clients for SECONDS
 # (default 20; 60 for the issue's acceptance run), mixed JSON / SSE / image requests.
 # Reports requests/s, failures other than the intended 503s, and the server's RSS
 # over the run (flat memory). Exits non-zero on a failure or a crash.
@@ -21,14 +21,16 @@ node bench/load_client.mjs "http://127.0.0.1:$port" 2 "$clients" > /dev/null 2>&
 rss0=$(rss)
 ( while kill -0 "$pid" 2> /dev/null; do echo "$(date +%s) $(rss)"; sleep 5; done ) > "$tmp/rss" &
 sampler=$!
-node bench/load_client.mjs "http://127.0.0.1:$port" "$secs" "$clients" > "$tmp/result" 2> "$tmp/client.err"
+model=${LOAD_MODEL:-echo:2}
+expect=any; [ "${model%%:*}" = echo ] && expect=echo
+LOAD_EXPECT=$expect node bench/load_client.mjs "http://127.0.0.1:$port" "$secs" "$clients" > "$tmp/result" 2> "$tmp/client.err"
 crc=$?
 rss1=$(rss)
 kill "$sampler" 2> /dev/null; wait "$sampler" 2> /dev/null
 alive=1; kill -0 "$pid" 2> /dev/null || alive=0
 curl -s "http://127.0.0.1:$port/health" > "$tmp/health" 2> /dev/null
 kill -TERM "$pid" 2> /dev/null; wait "$pid"; src=$?
-echo "load_serve: $clients clients, ${secs}s, ${LOAD_MODEL:-echo:2} backend (2 ms per token), --parallel 4 --queue 2"
+echo "load_serve: $clients clients, ${secs}s, backend $model (echo:2 = 2 ms per token), --parallel 4 --queue 2"
 echo "client:  $(cat "$tmp/result" "$tmp/client.err")"
 echo "server:  $(cat "$tmp/health")"
 echo "RSS kB:  before ${rss0:-?}, after ${rss1:-?}; samples every 5 s: $(awk '{printf "%s ", $2}' "$tmp/rss")"

@@ -56,7 +56,28 @@ assert abs(acc - res) < 1e-9, (acc, res)
 PY
 then ok "eval by log-likelihood: options scored, accuracy = recount"; else fail "log-likelihood eval" "rc=$rc $(tail -3 "$TMP/ll.out")"; fi
 
-# 4. `vlmc serve` without -m serves it: the official openai client gets the recorded answer, plain and streamed
+# 4. the bundled benchmark samples (MMBench-style with CircularEval, ScienceQA-style), generation on the default
+# model: accuracy and CircularEval equal the recount from the sample logs
+"$VLMC" eval --tasks mmbench_sample,scienceqa_sample --output "$TMP/bm" --log-samples --quiet > "$TMP/bm.out" 2>&1; rc=$?
+if [ $rc -eq 0 ] && python3 - "$TMP/bm" <<'PY'
+import json, sys
+d = sys.argv[1]
+res = json.load(open(d + "/results.json"))["results"]
+rows = [json.loads(l) for l in open(d + "/samples_mmbench_sample.jsonl")]
+groups = {}
+for r in rows:
+    groups.setdefault(r["circular_group"], []).append(r["score"] == 1)
+circ = sum(all(v) for v in groups.values()) / len(groups)
+assert abs(circ - res["mmbench_sample"]["accuracy"]) < 1e-12, (circ, res["mmbench_sample"])
+s = [json.loads(l) for l in open(d + "/samples_scienceqa_sample.jsonl")]
+acc = sum(x["score"] for x in s) / len(s)
+assert abs(acc - res["scienceqa_sample"]["accuracy"]) < 1e-12, (acc, res["scienceqa_sample"])
+print("    mmbench_sample CircularEval %.3f (%d questions), scienceqa_sample %.3f" % (circ, len(groups), acc))
+PY
+then ok "eval on the bundled benchmark samples: accuracy = recount (CircularEval too)"; else fail "benchmark samples" "rc=$rc $(tail -3 "$TMP/bm.out")"; fi
+
+# 5. `vlmc serve` without -m serves it: the official openai client gets the recorded answer, plain and streamed,
+# and so does the chat page driven by headless Chromium
 . tests/servelib.sh
 if [ -d tests/node/node_modules/openai ] && command -v node > /dev/null; then
   if start_server D --quiet; then
@@ -65,6 +86,14 @@ if [ -d tests/node/node_modules/openai ] && command -v node > /dev/null; then
       case "$status" in ok) ok "$name" ;; FAIL) fail "$name" ;; esac
     done < <(grep -E '^(ok|FAIL) ' "$TMP/node.out")
     grep -q '^ok ' "$TMP/node.out" || fail "openai client on the default model" "$(tail -5 "$TMP/node.out")"
+    # the chat page in headless Chromium, on the same server
+    if [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ -d tests/node/node_modules/playwright-core ]; then
+      timeout 90 node tests/node/browser_model.mjs "http://127.0.0.1:$PORT" vlmc-tiny "$IMG" "$Q" "$WANT" "$TMP/chrome" > "$TMP/browser.out" 2>&1
+      while IFS= read -r line; do
+        case "$line" in "ok   "*) ok "${line#ok   }";; "FAIL "*) fail "${line#FAIL }";; esac
+      done < "$TMP/browser.out"
+      grep -qE '^(ok|FAIL) ' "$TMP/browser.out" || fail "chat page on the default model" "$(tail -5 "$TMP/browser.out")"
+    else skip "chat page on the default model" "chromium or playwright-core missing (make deps-web)"; fi
     stop_server "$SPID" D
   else fail "serve without -m starts on the default model"; fi
 else skip "openai client on the default model" "tests/node not installed (make deps-web)"; fi

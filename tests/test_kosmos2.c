@@ -98,6 +98,30 @@ static void test_dump_inputs(void) {
     if (make_inputs(ref, "pixel_values", in, sizeof in))
         CHECK(vlmc_dump(dir, in, out, 0, 0, &err) == VLMC_ERR_FORMAT && strstr(err.message, "without pixel_values"),
               "mask without pixels: %s", err.message);
+    /* labels: no training graph for kosmos-2 */
+    array_set set = {0};
+    if (make_inputs(ref, NULL, in, sizeof in) && CHECK(arrays_read_dir(in, 1, &set, &err) == VLMC_OK, "%s", err.message)) {
+        named_array all[5], *ids = array_set_find(&set, "input_ids");
+        int32_t labels[64];
+        int n = 0;
+        for (int i = 0; i < set.count && n < 4; i++, n++) {
+            all[n] = set.arrays[i];
+            all[n].file = all[n].note = NULL;
+        }
+        for (int i = 0; i < 64; i++) labels[i] = i < 12 ? -100 : 5;
+        char in2[1300];
+        snprintf(in2, sizeof in2, "%s_labels", in);
+        if (CHECK(ids && ids->shape[1] <= 64, "input_ids")) {
+            all[n] = *ids;
+            all[n].name = "labels";
+            all[n].file = all[n].note = NULL;
+            all[n].data = labels;
+            if (CHECK(arrays_write_dir(in2, NULL, NULL, all, n + 1, &err) == VLMC_OK, "%s", err.message))
+                CHECK(vlmc_dump(dir, in2, out, 0, 0, &err) == VLMC_ERR_UNSUPPORTED && strstr(err.message, "labels"),
+                      "labels: %s", err.message);
+        }
+    }
+    array_set_free(&set);
     /* the llava fixture does not take the mask */
     const char *lp = shared_path("fixtures/llava");
     if (lp && make_inputs(ref, NULL, in, sizeof in)) {

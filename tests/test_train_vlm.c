@@ -8,6 +8,7 @@
  *   - the stages (projector, projector+decoder, lora): which tensors get gradient buffers;
  *   - vlmc_compute_grads (`vlmc dump --grads`) on the fixture inputs. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +22,7 @@
 #include "train/train_model.h"
 #include "vlmc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SMALL 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SMALL 1
-#endif
-#endif
-#ifndef SMALL
-#define SMALL 0
-#endif
+#define SMALL TESTS_UNDER_ASAN
 
 static uint64_t rng = 777;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -556,6 +548,9 @@ out:
 }
 
 int main(void) {
+    /* One thread: the shapes are tiny (nothing to split) and the finite differences run ~1000 forwards, whose
+     * OpenMP barriers stall on a loaded machine; results are also thread-count independent this way. */
+    omp_set_num_threads(1);
     tests_begin("train_vlm");
     TEST_RUN(test_fd_pixel_shuffle);
     TEST_RUN(test_fd_anyres_pack);

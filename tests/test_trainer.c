@@ -16,16 +16,7 @@
 #include "train/trainer.h"
 #include "vlmc.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SMALL 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SMALL 1
-#endif
-#endif
-#ifndef SMALL
-#define SMALL 0
-#endif
+#define SMALL TESTS_UNDER_ASAN
 
 static const char *CHATML =
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -475,6 +466,25 @@ static void llava_run(const char *stage, double lr, int steps, const char *sub, 
     vlm_run(llava_dir, llava_data, stage, lr, steps, sub, l);
 }
 
+/* Tensors of the export in out that differ from the model in dir: all, and those of the projector (names
+ * starting with proj_prefix, or LLaVA-NeXT's image_newline). False when a file cannot be read. */
+static bool count_changed(const char *dir, const char *out, const char *proj_prefix, int *changed, int *proj_changed) {
+    safetensors *a = NULL, *b = NULL;
+    vlmc_error e = {0};
+    *changed = *proj_changed = 0;
+    bool ok = CHECK(!safetensors_open(dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message);
+    for (int i = 0; ok && i < (int)safetensors_count(a); i++) {
+        const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
+        if (!CHECK(y && tensor_nbytes(&x->t) == tensor_nbytes(&y->t), "%s exported", x->name)) continue;
+        bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
+        *changed += diff;
+        *proj_changed += diff && (!strncmp(x->name, proj_prefix, strlen(proj_prefix)) || !strcmp(x->name, "image_newline"));
+    }
+    if (a) safetensors_close(a);
+    if (b) safetensors_close(b);
+    return ok;
+}
+
 static void test_llava_stages(void) {
     if (!make_llava()) return;
     losses l1 = {0}, l2 = {0};
@@ -485,22 +495,12 @@ static void test_llava_stages(void) {
     /* only multi_modal_projector.* changed in the export */
     char out[900];
     snprintf(out, sizeof out, "%s/llava_proj", test_tmpdir());
-    safetensors *a = NULL, *b = NULL;
-    vlmc_error e = {0};
-    if (CHECK(!safetensors_open(llava_dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message)) {
-        int changed = 0, proj_changed = 0, n = (int)safetensors_count(a);
-        for (int i = 0; i < n; i++) {
-            const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
-            if (!CHECK(y && tensor_nbytes(&x->t) == tensor_nbytes(&y->t), "%s exported", x->name)) continue;
-            bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
-            changed += diff;
-            proj_changed += diff && !strncmp(x->name, "multi_modal_projector.", 22);
-        }
+    int changed = 0, proj_changed = 0;
+    if (count_changed(llava_dir, out, "multi_modal_projector.", &changed, &proj_changed))
         CHECK(changed == 4 && proj_changed == 4, "stage 1 changed %d tensors (%d of the projector)", changed,
               proj_changed);
-    }
-    if (a) safetensors_close(a);
-    if (b) safetensors_close(b);
+    safetensors *a = NULL, *b = NULL;
+    vlmc_error e = {0};
     /* stage 2: projector and decoder move, the vision tower does not */
     losses l3 = {0};
     llava_run("projector+decoder", 3e-3, 4, "llava_pd", &l3);
@@ -549,21 +549,10 @@ static void vlm_family_case(const char *fixture, const char *token_key, int want
     CHECK(l1.v[l1.n - 1] < l1.v[0], "%s: projector stage loss decreases", fixture);
     char out[900];
     snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
-    safetensors *a = NULL, *b = NULL;
-    if (CHECK(!safetensors_open(dir, &a, &e) && !safetensors_open(out, &b, &e), "%s", e.message)) {
-        int changed = 0, proj_changed = 0, n = (int)safetensors_count(a);
-        for (int i = 0; i < n; i++) {
-            const st_entry *x = safetensors_at(a, i), *y = safetensors_find(b, x->name);
-            if (!CHECK(y && tensor_nbytes(&x->t) == tensor_nbytes(&y->t), "%s exported", x->name)) continue;
-            bool diff = memcmp(x->t.data, y->t.data, tensor_nbytes(&x->t)) != 0;
-            changed += diff;
-            proj_changed += diff && (!strncmp(x->name, proj_prefix, strlen(proj_prefix)) || !strcmp(x->name, "image_newline"));
-        }
-        CHECK(changed == proj_tensors && proj_changed == proj_tensors, "%s projector stage changed %d tensors (%d of the connector)",
-              fixture, changed, proj_changed);
-    }
-    if (a) safetensors_close(a);
-    if (b) safetensors_close(b);
+    int changed = 0, proj_changed = 0;
+    if (count_changed(dir, out, proj_prefix, &changed, &proj_changed))
+        CHECK(changed == proj_tensors && proj_changed == proj_tensors,
+              "%s projector stage changed %d tensors (%d of the connector)", fixture, changed, proj_changed);
     /* the examples: image tokens expanded per the processor, never targets; Idefics3's layout */
     train_model m;
     vlmc_image_processor *proc = NULL;
@@ -615,6 +604,27 @@ static void vlm_family_case(const char *fixture, const char *token_key, int want
     }
     if (proc) vlmc_image_processor_free(proc);
     train_model_free(&m);
+    /* LoRA: the adapter targets only the decoder (PEFT regex on its module path), the merged export changes only
+     * the decoder's seven linears of each of its 2 layers */
+    losses l3 = {0};
+    snprintf(sub, sizeof sub, "%s_lora", fixture);
+    vlm_run(dir, data, "lora", 1e-2, 3, sub, &l3);
+    if (l3.n == 3) {
+        const char *dec = !strcmp(fixture, "idefics3") ? "text_model" : "language_model";
+        char cfgp[900], *txt;
+        snprintf(cfgp, sizeof cfgp, "%s/%s/adapter/adapter_config.json", test_tmpdir(), sub);
+        txt = test_read_file(cfgp, NULL);
+        char want[160];
+        snprintf(want, sizeof want, "\".*%s.*\\\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\"", dec);
+        CHECK(txt && strstr(txt, want), "%s: adapter target_modules is not %s", fixture, want);
+        free(txt);
+        snprintf(out, sizeof out, "%s/%s", test_tmpdir(), sub);
+        int lin_changed = 0;
+        if (count_changed(dir, out, !strcmp(fixture, "idefics3") ? "model.text_model." : "language_model.", &changed,
+                          &lin_changed))
+            CHECK(changed == 14 && lin_changed == 14, "%s lora: the merged export changed %d tensors (%d of the decoder)",
+                  fixture, changed, lin_changed);
+    }
     snprintf(sub, sizeof sub, "%s_full", fixture);
     vlm_run(dir, data, "full", 3e-3, SMALL ? 10 : 60, sub, &l2);
     if (l2.n < 2) goto out;

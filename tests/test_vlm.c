@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdbool.h>
 /* VLMs end to end through the dump path (vlmc_dump, the library side of `vlmc dump`) against the transformers 4.47
  * fixtures llava, llava_batch, llava_multi_image, llava_next, idefics3 (and the decoder-only llama, qwen2, mistral):
  * every output the fixture records within max|Δ| <= 1e-4 · max|ref| (rows with attention_mask = 0 excluded, see
@@ -227,25 +228,36 @@ static int collect(const char *text, size_t len, int32_t id, void *user) {
     return ++c->calls == c->stop_after;
 }
 
-static void test_session_kv_reuse(void) {
+/* The llava fixture made chat-ready by tests/make_chat_model.py (in the test's folder under `name`), loaded, and
+ * the fixture's image. False (skipped or failed, nothing left to free) when either is missing. */
+static bool load_llava_chat_model(const char *name, vlmc_model **m, vlmc_image **im) {
+    *m = NULL;
+    *im = NULL;
     const char *p = shared_path("fixtures/llava");
-    if (!p) return;
+    if (!p) return false;
     char cmd[2048], model[600], img[1100];
-    snprintf(model, sizeof model, "%s/chat_model", test_tmpdir());
+    snprintf(model, sizeof model, "%s/%s", test_tmpdir(), name);
     snprintf(img, sizeof img, "%s/reference/image.png", p);
     snprintf(cmd, sizeof cmd, "python3 tests/make_chat_model.py '%s' '%s'", p, model);
     if (system(cmd) != 0) {
         test_skip("python3 tests/make_chat_model.py failed");
-        return;
+        return false;
     }
+    vlmc_error err = {0};
+    if (!CHECK(vlmc_model_load(model, NULL, m, &err) == VLMC_OK, "%s", err.message) ||
+        !CHECK(vlmc_image_load_file(img, NULL, im, &err) == VLMC_OK, "%s", err.message)) {
+        vlmc_model_free(*m);
+        *m = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void test_session_kv_reuse(void) {
     vlmc_error err = {0};
     vlmc_model *m = NULL;
     vlmc_image *im = NULL;
-    if (!CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) ||
-        !CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message)) {
-        vlmc_model_free(m);
-        return;
-    }
+    if (!load_llava_chat_model("chat_model", &m, &im)) return;
     vlmc_gen_params gp = vlmc_gen_default_params();
     gp.max_new_tokens = 6;
     gp.ignore_eos = 1;
@@ -320,25 +332,14 @@ static void test_session_kv_reuse(void) {
  * log P(ab cd) = log P(ab) + log P(cd | ab) < log P(ab); a fresh session and the cached prompt agree; the
  * probabilities of every one-token continuation sum to at most 1 (the byte characters are tokens of their own). */
 static void test_session_loglikelihood(void) {
-    const char *p = shared_path("fixtures/llava");
-    if (!p) return;
-    char cmd[2048], model[600], img[1100];
-    snprintf(model, sizeof model, "%s/ll_model", test_tmpdir());
-    snprintf(img, sizeof img, "%s/reference/image.png", p);
-    snprintf(cmd, sizeof cmd, "python3 tests/make_chat_model.py '%s' '%s'", p, model);
-    if (system(cmd) != 0) {
-        test_skip("python3 tests/make_chat_model.py failed");
-        return;
-    }
     vlmc_error err = {0};
     vlmc_model *m = NULL;
     vlmc_image *im = NULL;
     vlmc_session *a = NULL, *b = NULL;
     vlmc_result r;
     memset(&r, 0, sizeof r);
-    if (!CHECK(vlmc_model_load(model, NULL, &m, &err) == VLMC_OK, "%s", err.message) ||
-        !CHECK(vlmc_image_load_file(img, NULL, &im, &err) == VLMC_OK, "%s", err.message) ||
-        !CHECK(vlmc_session_new(m, 0, &a, &err) == VLMC_OK && vlmc_session_new(m, 0, &b, &err) == VLMC_OK, "%s",
+    if (!load_llava_chat_model("ll_model", &m, &im)) return;
+    if (!CHECK(vlmc_session_new(m, 0, &a, &err) == VLMC_OK && vlmc_session_new(m, 0, &b, &err) == VLMC_OK, "%s",
                err.message))
         goto out;
     /* the greedy answer, generated in b */

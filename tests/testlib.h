@@ -12,6 +12,18 @@
 void tests_begin(const char *suite);
 int tests_end(void);
 
+/* 1 under AddressSanitizer (slow: long tests shorten their runs), else 0. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TESTS_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TESTS_UNDER_ASAN 1
+#endif
+#endif
+#ifndef TESTS_UNDER_ASAN
+#define TESTS_UNDER_ASAN 0
+#endif
+
 /* Runs one case; the case reports failures through check* and may call test_skip. */
 void test_run(const char *name, void (*fn)(void));
 #define TEST_RUN(fn) test_run(#fn, fn)

@@ -89,6 +89,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
     if (!strcmp(mt, "llava_next") && in->pixels && !in->sizes)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: llava_next needs image_sizes with pixel_values", dir);
+    if (!strcmp(mt, "kosmos-2") && in->labels)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
+                         "%s: labels: the loss goes through the training graph, which does not cover kosmos-2", dir);
     if (!strcmp(mt, "kosmos-2") && in->pixels && !in->img_pos)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: kosmos-2 needs image_embeds_position_mask with pixel_values", dir);
     if ((in->sizes || in->pmask || in->grid || in->img_pos) && !in->pixels)

@@ -162,9 +162,10 @@ static enum MHD_Result respond(struct MHD_Connection *c, req_state *rs, int stat
 }
 
 static enum MHD_Result respond_error(vlmc_server *s, struct MHD_Connection *c, req_state *rs, const api_error *e) {
-    if (e->status >= 500) atomic_fetch_add(&s->n_server_errors, 1);
-    else atomic_fetch_add(&s->n_client_errors, 1);
+    /* a 503 is the intended answer of a full queue: counted as rejected, not as a server error */
     if (e->status == 503) atomic_fetch_add(&s->n_rejected, 1);
+    else if (e->status >= 500) atomic_fetch_add(&s->n_server_errors, 1);
+    else atomic_fetch_add(&s->n_client_errors, 1);
     if (!s->p.log_requests && e->status != 503)
         slog(s, "%s %s -> %d %s", rs->method, rs->path, e->status, e->message);
     char *j = openai_error_json(e);

@@ -365,7 +365,8 @@ vlmc_status tr_export_adapter(const train_model *m, const char *src_dir, const c
     }
     if ((s = safetensors_write(path, (size_t)n, names, ts, "{\"format\": \"pt\"}", err))) goto out;
     /* PEFT's LoraConfig as save_pretrained writes it. For a VLM the target is a regex on the language
-     * model, since the CLIP tower has modules of the same names. */
+     * model (LLaVA's language_model, Idefics3's text_model), since the vision tower has modules of the same
+     * names. */
     cJSON_AddStringToObject(c, "base_model_name_or_path", src_dir);
     cJSON_AddBoolToObject(c, "bias", 0);
     cJSON_ReplaceItemInObject(c, "bias", cJSON_CreateString("none"));
@@ -381,7 +382,8 @@ vlmc_status tr_export_adapter(const train_model *m, const char *src_dir, const c
     cJSON_AddNumberToObject(c, "r", m->lora.r);
     cJSON_AddNullToObject(c, "revision");
     if (m->is_vlm) {
-        char re[512] = ".*language_model.*\\.(";
+        char re[512];
+        snprintf(re, sizeof re, ".*%s.*\\.(", m->vlm == TM_IDEFICS3 ? "text_model" : "language_model");
         for (int j = 0, first = 1; j < LIN_COUNT; j++)
             if (m->lora.targets >> j & 1u) {
                 if (!first) strcat(re, "|");
