@@ -153,12 +153,7 @@ static vlmc_status load_vision(vlm_model *m, vlmc_error *err) {
             (s = vit_load_f32(v, st, n[11], 1, (int64_t[]){D}, &ly->fc2_b, err)))
             return s;
         /* layers.attn: q, k, v = linear(x, qkv).chunk(3) */
-        ly->q_w = vit_row_slice(&qkv, 0, D);
-        ly->k_w = vit_row_slice(&qkv, D, D);
-        ly->v_w = vit_row_slice(&qkv, 2 * D, D);
-        ly->q_b = qkv_b;
-        ly->k_b = qkv_b + D;
-        ly->v_b = qkv_b + 2 * D;
+        vit_layer_split_qkv(ly, &qkv, qkv_b, D);
     }
     return VLMC_OK;
 }

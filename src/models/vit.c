@@ -130,6 +130,15 @@ tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
     return tensor_view(t->type, (char *)t->data + (size_t)r0 * row_bytes, t->ndim == 2 ? 2 : 1, sh);
 }
 
+void vit_layer_split_qkv(vit_layer *ly, const tensor *qkv, const float *qkv_b, int64_t D) {
+    ly->q_w = vit_row_slice(qkv, 0, D);
+    ly->k_w = vit_row_slice(qkv, D, D);
+    ly->v_w = vit_row_slice(qkv, 2 * D, D);
+    ly->q_b = qkv_b;
+    ly->k_b = qkv_b + D;
+    ly->v_b = qkv_b + 2 * D;
+}
+
 vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
                          const float **out, vlmc_error *err) {
     loader ld = {st, "", m, err};
@@ -317,12 +326,7 @@ vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_s
             (s = mat2(&ld, n[8], F, D, &ly->fc1_w)) || (s = vec(&ld, n[9], F, &ly->fc1_b)) ||
             (s = mat2(&ld, n[10], D, F, &ly->fc2_w)) || (s = vec(&ld, n[11], D, &ly->fc2_b)))
             goto fail;
-        ly->q_w = vit_row_slice(&qkv, 0, D);
-        ly->k_w = vit_row_slice(&qkv, D, D);
-        ly->v_w = vit_row_slice(&qkv, 2 * D, D);
-        ly->q_b = qkv_b;
-        ly->k_b = qkv_b + D;
-        ly->v_b = qkv_b + 2 * D;
+        vit_layer_split_qkv(ly, &qkv, qkv_b, D);
     }
     return VLMC_OK;
 fail:

@@ -105,6 +105,9 @@ vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, 
                          const float **out, vlmc_error *err);
 /* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view (a fused qkv split into q, k, v). */
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows);
+/* A fused qkv projection (weight [3D, D], bias [3D]; rows [0, D) q, [D, 2D) k, [2D, 3D) v) as the layer's q, k, v
+ * views (Qwen2-VL, timm's ViT, moondream2). */
+void vit_layer_split_qkv(vit_layer *ly, const tensor *qkv, const float *qkv_b, int64_t D);
 
 /* Tokens per tile for an input of height × width pixels (1 + patches for CLIP). */
 int vit_tokens(const vit_model *m, int height, int width);
