@@ -24,17 +24,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vlmc_error err;
     vlmc_status s = hf_config_parse(o, "fuzz config.json", &m.cfg, &err);
     cJSON_Delete(o);
-    if (s || !(m.fam = vlm_family_find(m.cfg.model_type))) return 0;
+    if (s || !(m.fam = vlm_family_find(&m.cfg))) return 0;
     if (safetensors_open_memory(data, size, "fuzz.safetensors", &m.st, &err)) return 0;
     if (m.fam->load(&m, &err)) {
-        safetensors_close(m.st);
+        vlm_free(&m); /* the parts loaded before the failure too */
         return 0;
     }
     /* a 40×60 image: 1 + 1×2 crops of 28×28 → 4 feature rows; prompt [bos, 4 slots, 3] */
     uint8_t rgb[40 * 60 * 3];
     for (size_t i = 0; i < sizeof rgb; i++) rgb[i] = (uint8_t)(i * 7);
     vlm_prepared p = {0};
-    if (!m.fam->prepare_image(&m, rgb, 40, 60, &p, NULL, &err)) {
+    if (!m.fam->preprocess(&m, rgb, 40, 60, &p, NULL, &err)) {
         int tiles = p.n_tiles;
         vlm_images vi = {.n_images = 1, .pixels = p.pixels, .n_tiles = tiles, .tiles = &tiles, .height = p.height,
                          .width = p.width, .image_sizes = p.image_size};

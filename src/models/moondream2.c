@@ -190,7 +190,7 @@ static void tiling_of(const vlm_model *m, int height, int width, int *tiles_h, i
     select_tiling(height - 2 * margin, width - 2 * margin, window, m->cfg.moondream.max_crops, tiles_h, tiles_w);
 }
 
-static vlmc_status md_prepare_image(const vlm_model *m, const uint8_t *rgb, int height, int width, vlm_prepared *out,
+static vlmc_status md_preprocess(const vlm_model *m, const uint8_t *rgb, int height, int width, vlm_prepared *out,
                                     vlm_dump_out *extras, vlmc_error *err) {
     memset(out, 0, sizeof *out);
     overlap_crops c;
@@ -457,7 +457,7 @@ const vlm_family vlm_family_moondream2 = {
     .features_len = md_features_len,
     .encode = md_encode,
     .image_prompt = md_image_prompt,
-    .preprocess = md_prepare_image,
+    .preprocess = md_preprocess,
     .own_dump_names = true,
     .embeds_name = "merged_embeddings",
     .conversation_ids = md_conversation_ids,
