@@ -556,6 +556,62 @@ vlmc_status vlmc_train(const vlmc_train_params *p, vlmc_train_callback cb, void 
 vlmc_status vlmc_compute_grads(const char *model_dir, const char *inputs_dir, const char *grads_path, float *loss,
                                vlmc_error *err);
 
+/* ---- speed: random models, quantization, benchmarks ---- */
+
+/* `vlmc init`: writes out_dir/{config.json, model.safetensors, preprocessor_config.json}, a model with
+ * random weights and the shapes of a published architecture (vlmc_init_arch_names). */
+typedef struct vlmc_init_params {
+    const char *arch;        /* "smolvlm-256m", "llava-1.5-7b", "tiny-llava" ("llava"), "tiny-idefics3" ("idefics3") */
+    const char *const *sets; /* n_sets "KEY=VALUE" config.json overrides (dotted keys reach text_config / vision_config) */
+    int n_sets;
+    uint64_t seed;
+    const char *dtype; /* "f32" (NULL) or "bf16" */
+} vlmc_init_params;
+vlmc_status vlmc_init_random(const vlmc_init_params *p, const char *out_dir, vlmc_error *err);
+const char *vlmc_init_arch_names(void);
+
+/* `vlmc quantize`: copies model_dir's small files (config, tokenizer, processor, template) to out_dir and
+ * writes its weights to out_dir/model.gguf under their checkpoint names: every 2-D weight matrix of the
+ * decoder, projector and vision tower (not embeddings of positions / patches) in type ("q8_0", "q4_0",
+ * "q4_k", "q6_k", "f32", "bf16"), the rest in f32. K-quants need rows of multiples of 256 values; other rows
+ * fall back as llama.cpp does (q4_k -> q4_0 here, q6_k -> q8_0). vlmc_model_load reads such a folder. */
+vlmc_status vlmc_quantize(const char *model_dir, const char *type, const char *out_dir, vlmc_error *err);
+
+/* `vlmc convert --to gguf`: writes out_dir/model.gguf (the decoder, general.architecture "llama") and
+ * out_dir/mmproj.gguf (vision tower + projector, clip.projector_type "mlp" or "idefics3") with llama.cpp's
+ * tensor names and metadata keys, plus the folder's tokenizer / processor files, for LLaVA and Idefics3 models
+ * (weights keep their dtype, quantized ones included). vlmc_model_load reads such a folder (or X.gguf with
+ * mmproj.gguf beside it) back. */
+vlmc_status vlmc_convert(const char *model_dir, const char *to, const char *out_dir, vlmc_error *err);
+
+/* `vlmc bench`: speed of a model folder on this machine, plus the machine's own bounds measured in
+ * the same run. */
+typedef struct vlmc_bench_params {
+    int n_threads; /* 0 = OpenMP's default */
+    int n_prompt;  /* prompt tokens (0 = 512) */
+    int n_gen;     /* generated tokens (0 = 128) */
+    int reps;      /* repetitions of each measurement, the best kept (0 = 1) */
+} vlmc_bench_params;
+
+typedef struct vlmc_bench_result {
+    double image_encode_s;       /* one tile through the vision tower + projector (0 without vision) */
+    double prompt_tokens_per_s;  /* n_prompt tokens in one prefill */
+    double gen_tokens_per_s;     /* n_gen tokens one at a time after the prompt */
+    int64_t peak_rss_bytes;      /* of this process */
+    double copy_gb_per_s;        /* memory bandwidth: a threaded copy of 256 MiB, read + write bytes counted */
+    double fma_gflops;           /* f32 FMA peak: a tight loop of independent vector FMAs on every thread */
+    double weight_bytes_per_token; /* decoder weights read per generated token (layers + LM head) */
+    double gen_bound_tokens_per_s; /* copy_gb_per_s / weight_bytes_per_token */
+    double prompt_gflops;        /* achieved in prefill (2 flops per weight per token + attention) */
+    double image_gflops;         /* achieved in image encoding */
+    int n_threads;
+} vlmc_bench_result;
+
+vlmc_status vlmc_bench(const char *model_dir, const vlmc_bench_params *p, vlmc_bench_result *r, vlmc_error *err);
+/* The result as one JSON object (keys image_encode_s, prompt_tokens_per_s, gen_tokens_per_s,
+ * peak_rss_bytes, and the bounds); malloc'ed, vlmc_free it. */
+char *vlmc_bench_json(const vlmc_bench_result *r);
+
 #ifdef __cplusplus
 }
 #endif

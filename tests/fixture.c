@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "testlib.h"
+#include "formats/arrays.h"
 
 int fx_open(fixture *f, const char *ref_dir) {
     memset(f, 0, sizeof *f);
@@ -73,4 +74,24 @@ void fx_free(fx_array *a) {
     if (!a) return;
     free(a->data);
     free(a);
+}
+
+bool fx_copy_arrays(const char *ref_dir, const char *const *names, const char *out_dir) {
+    array_set set = {0};
+    vlmc_error err = {0};
+    if (!CHECK(arrays_read_dir(ref_dir, 1, &set, &err) == VLMC_OK, "%s", err.message)) return false;
+    named_array keep[16];
+    int n = 0;
+    for (int i = 0; i < set.count && n < 16; i++)
+        for (const char *const *p = names; *p; p++)
+            if (!strcmp(*p, set.arrays[i].name)) {
+                keep[n] = set.arrays[i];
+                keep[n].file = NULL;
+                keep[n].note = NULL;
+                n++;
+                break;
+            }
+    bool ok = CHECK(arrays_write_dir(out_dir, NULL, NULL, keep, n, &err) == VLMC_OK, "%s", err.message);
+    array_set_free(&set);
+    return ok;
 }

@@ -3,6 +3,7 @@
 #ifndef VLMC_TESTS_FIXTURE_H
 #define VLMC_TESTS_FIXTURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,10 @@ void fx_close(fixture *f);
 /* Reads the array `name`; NULL when absent or its file has the wrong size. Free with fx_free. */
 fx_array *fx_read(const fixture *f, const char *name);
 void fx_free(fx_array *a);
+/* Writes the arrays of a fixture's reference folder whose names are in names (NULL-terminated) into a new folder
+ * out_dir in the same format (a dump's inputs), failing the running test on an error. */
+bool fx_copy_arrays(const char *ref_dir, const char *const *names, const char *out_dir);
+
 /* meta.<key> or NULL */
 const cJSON *fx_meta(const fixture *f, const char *key);
 

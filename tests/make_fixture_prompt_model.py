@@ -11,7 +11,10 @@ BOS 1; meta.toy_tokenizer_special_ids as added special tokens) and SmolVLM's rea
 llava, llava_next, llava_multi_image: the fixture's text ids are arbitrary, so they become added tokens "<tN>" and
 the template writes the fixture's text segments around the images (the message text is not used).
 qwen2_vl: the same, with no BOS, and each image written as Qwen2-VL's template does:
-<|vision_start|><|image_pad|><|vision_end|> (the processor repeats <|image_pad|> per image token)."""
+<|vision_start|><|image_pad|><|vision_end|> (the processor repeats <|image_pad|> per image token).
+moondream2: no chat template (the model builds its prompt from ids); the fixture's toy character tokenizer
+(meta.toy_text_tokenizer: printable ASCII c -> 100 + ord(c) - 32, newline -> 195, bos = eos = 500); the question is
+"What is in the picture?"."""
 import json, os, shutil, struct, sys
 
 src, out = sys.argv[1], sys.argv[2]
@@ -21,6 +24,24 @@ for f in ("config.json", "model.safetensors", "generation_config.json", "preproc
         shutil.copy(os.path.join(src, f), os.path.join(out, f))
 cfg = json.load(open(os.path.join(src, "config.json")))
 meta = json.load(open(os.path.join(src, "reference", "manifest.json")))["meta"]
+
+if cfg["model_type"] == "moondream1":
+    V = cfg["config"]["text"]["vocab_size"]
+    vocab = {chr(c): 100 + c - 32 for c in range(32, 127)}
+    vocab["\n"] = 195
+    vocab["<|endoftext|>"] = 500
+    for i in range(V):
+        if i not in vocab.values():
+            vocab["<extra_%d>" % i] = i
+    tok = {"version": "1.0", "truncation": None, "padding": None,
+           "added_tokens": [{"id": 500, "content": "<|endoftext|>", "single_word": False, "lstrip": False,
+                             "rstrip": False, "normalized": False, "special": True}],
+           "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
+           "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                     "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": []}}
+    json.dump(tok, open(os.path.join(out, "tokenizer.json"), "w"), ensure_ascii=False)
+    sys.exit(0)
+
 V = cfg["text_config"]["vocab_size"] if "text_config" in cfg else cfg["vocab_size"]
 img = cfg.get("image_token_index", cfg.get("image_token_id"))
 b = open(os.path.join(src, "reference", "input_ids.bin"), "rb").read()

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "testlib.h"
 #include "vlmc.h"
 #include "formats/arrays.h"
@@ -24,24 +25,12 @@ static const char *const input_names[] = {"input_ids", "attention_mask", "pixel_
 static bool make_inputs(const char *ref, const char *name, const char *extra, char *out, size_t out_n) {
     static int counter;
     snprintf(out, out_n, "%s/in_%s_%d", test_tmpdir(), name, counter++);
-    array_set set = {0};
-    vlmc_error err = {0};
-    if (!CHECK(arrays_read_dir(ref, 1, &set, &err) == VLMC_OK, "%s", err.message)) return false;
-    named_array keep[8];
+    const char *names[8];
     int n = 0;
-    for (int i = 0; i < set.count && n < 8; i++) {
-        bool in = extra && !strcmp(set.arrays[i].name, extra);
-        for (const char *const *p = input_names; *p; p++) in |= !strcmp(*p, set.arrays[i].name);
-        if (in) {
-            keep[n] = set.arrays[i];
-            keep[n].file = NULL;
-            keep[n].note = NULL;
-            n++;
-        }
-    }
-    bool ok = CHECK(arrays_write_dir(out, NULL, NULL, keep, n, &err) == VLMC_OK, "%s", err.message);
-    array_set_free(&set);
-    return ok;
+    for (const char *const *p = input_names; *p; p++) names[n++] = *p;
+    names[n++] = extra; /* may be NULL: the end */
+    names[n] = NULL;
+    return fx_copy_arrays(ref, names, out);
 }
 
 /* max|a-b| / max|ref| over rows of width w, skipping rows whose mask entry is 0 (mask may be NULL) */

@@ -9,7 +9,9 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "formats/arrays.h"
+#include "formats/json.h"
 #include "models/vlm.h"
+#include "vision/processors.h"
 
 /* Inputs of the seam that no family here uses. */
 static const char *const other_inputs[] = {"image_grid_thw", "images_seq_mask", "images_emb_mask", "input_ids_full",
@@ -20,10 +22,18 @@ typedef struct dump_in {
     named_array *img_pos;             /* kosmos-2: image_embeds_position_mask */
     named_array *patches, *patch_idx; /* fuyu: image_patches [1, n, P·P·C], image_patches_indices [B, T] */
     named_array *token_types;         /* paligemma: token_type_ids [B, T] (0 = image + prefix, 1 = suffix) */
+    named_array *seq_mask, *emb_mask; /* DeepSeek-VL's original inputs (uint8) */
+    named_array *image_raw;           /* [H, W, 3] uint8: DeepSeek-VL, families with their own image processing */
 } dump_in;
 
 /* Families whose loss the dump computes from the logits here (their decoders have no training graph yet). */
 static bool loss_from_logits(const char *mt) { return !strcmp(mt, "paligemma") || !strcmp(mt, "fuyu"); }
+
+static array_dtype input_dtype(const char *n) {
+    if (!strcmp(n, "pixel_values") || !strcmp(n, "image_patches")) return ARRAY_F32;
+    if (!strcmp(n, "images_seq_mask") || !strcmp(n, "images_emb_mask") || !strcmp(n, "image_raw")) return ARRAY_U8;
+    return ARRAY_I32;
+}
 
 static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm_model *m, dump_in *in,
                                 vlmc_error *err) {
@@ -32,7 +42,9 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
     for (int i = 0; i < set->count; i++) {
         named_array *a = &set->arrays[i];
         const char *n = a->name;
-        if (!strcmp(n, "input_ids")) in->ids = a;
+        const bool own = m->fam->preprocess != NULL; /* moondream2: input_ids_full and image_raw */
+        if (!strcmp(n, "input_ids") || (own && !strcmp(n, "input_ids_full"))) in->ids = a;
+        else if (!strcmp(n, "image_raw") && (own || m->fam->original_inputs)) in->image_raw = a;
         else if (!strcmp(n, "attention_mask")) in->mask = a;
         else if (!strcmp(n, "position_ids")) in->pos = a;
         else if (!strcmp(n, "pixel_values") && m->has_vision && strcmp(mt, "fuyu")) in->pixels = a;
@@ -44,6 +56,8 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
         else if (!strcmp(n, "token_type_ids") && !strcmp(mt, "paligemma")) in->token_types = a;
         else if (!strcmp(n, "labels")) in->labels = a;
         else if (!strcmp(n, "image_embeds_position_mask") && !strcmp(mt, "kosmos-2")) in->img_pos = a;
+        else if (!strcmp(n, "images_seq_mask") && m->fam->original_inputs) in->seq_mask = a;
+        else if (!strcmp(n, "images_emb_mask") && m->fam->original_inputs) in->emb_mask = a;
         else {
             bool known = !strcmp(n, "pixel_values") || !strcmp(n, "image_sizes") || !strcmp(n, "pixel_attention_mask") ||
                          !strcmp(n, "image_embeds_position_mask") || !strcmp(n, "image_patches") ||
@@ -53,20 +67,23 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
                 return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: input %s is not used by model_type \"%s\"", dir, n, mt);
             return vlmc_fail(err, VLMC_ERR_ARG, "%s: array %s is not an input of vlmc dump", dir, n);
         }
-        const bool f32 = !strcmp(n, "pixel_values") || !strcmp(n, "image_patches");
-        if (a->dtype != (f32 ? ARRAY_F32 : ARRAY_I32))
+        if (a->dtype != input_dtype(n))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s has dtype %s, expected %s", dir, n, array_dtype_name(a->dtype),
-                             f32 ? "float32" : "int32");
+                             array_dtype_name(input_dtype(n)));
     }
     if (!in->ids) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no input_ids", dir);
+    if (m->fam->preprocess && in->pixels)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" makes its crops itself: give image_raw, not "
+                         "pixel_values", dir, mt);
     if (in->ids->ndim != 2 || in->ids->shape[0] < 1 || in->ids->shape[1] < 1 || in->ids->shape[0] > 4096 ||
         in->ids->shape[1] > 1 << 20)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: input_ids must be [B, T]", dir);
     /* M-RoPE (qwen2_vl) also takes position_ids [3, B, T], as get_rope_index makes them */
     const bool pos3 = in->pos && m->fam->rope_index && in->pos->ndim == 3 && in->pos->shape[0] == 3 &&
                       in->pos->shape[1] == in->ids->shape[0] && in->pos->shape[2] == in->ids->shape[1];
-    named_array *same[6] = {in->mask, pos3 ? NULL : in->pos, in->labels, in->img_pos, in->patch_idx, in->token_types};
-    for (int i = 0; i < 6; i++)
+    named_array *same[7] = {in->mask,    pos3 ? NULL : in->pos, in->labels,  in->img_pos,
+                            in->patch_idx, in->token_types,     in->seq_mask};
+    for (int i = 0; i < 7; i++)
         if (same[i] && (same[i]->ndim != 2 || same[i]->shape[0] != in->ids->shape[0] ||
                         same[i]->shape[1] != in->ids->shape[1]))
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s must have the shape of input_ids", dir, same[i]->name);
@@ -106,7 +123,44 @@ static vlmc_status check_inputs(const array_set *set, const char *dir, const vlm
             if (tt[i] != 0 && tt[i] != 1)
                 return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: token_type_ids must be 0 or 1", dir);
     }
+    if (in->image_raw && (in->image_raw->ndim != 3 || in->image_raw->shape[2] != 3 || in->image_raw->shape[0] < 1 ||
+                          in->image_raw->shape[1] < 1 || in->image_raw->shape[0] > 1 << 15 || in->image_raw->shape[1] > 1 << 15))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: image_raw must be one uint8 image [H, W, 3] (sides up to 32768)", dir);
+    if (in->emb_mask && (in->emb_mask->ndim != 3 || in->emb_mask->shape[0] != in->ids->shape[0]))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask must be [B, n_images, n_image_tokens]", dir);
+    if (in->emb_mask && !in->seq_mask)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask without images_seq_mask", dir);
     return VLMC_OK;
+}
+
+/* image_raw → the model folder's image processor (VLMImageProcessor): pixel_values [1, 1, 3, S, S] and the uint8
+ * image after resize and pad, [S, S, 3]. *pixels and *u8 are malloc'ed. */
+static vlmc_status preprocess_raw(const char *model_dir, const named_array *raw, float **pixels, uint8_t **u8, int *side,
+                                  vlmc_error *err) {
+    char *path = path_join(model_dir, "preprocessor_config.json");
+    cJSON *j = NULL;
+    image_proc p;
+    proc_output o = {0};
+    vlmc_status s = path ? json_parse_file(path, 1u << 20, &j, err) : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!s) s = image_proc_from_json(j, path, &p, err);
+    rgb_image im = {.width = (int)raw->shape[1], .height = (int)raw->shape[0], .data = raw->data};
+    if (!s) s = image_proc_run(&p, &im, &o, err);
+    if (!s && (o.n_frames != 1 || o.frame_h != o.frame_w))
+        s = vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: image_raw needs a processor that makes one square image", path);
+    if (!s) {
+        const size_t plane = (size_t)o.frame_h * o.frame_w;
+        *side = o.frame_h;
+        *pixels = o.pixel_values;
+        o.pixel_values = NULL;
+        if (!(*u8 = malloc(plane * 3))) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        else
+            for (size_t i = 0; i < plane; i++)
+                for (int c = 0; c < 3; c++) (*u8)[i * 3 + c] = o.u8[(size_t)c * plane + i];
+    }
+    proc_output_free(&o);
+    cJSON_Delete(j);
+    free(path);
+    return s;
 }
 
 /* pixel_values (+ image_sizes, pixel_attention_mask) → the family's vlm_images, tiles packed contiguously.
@@ -144,8 +198,13 @@ static vlmc_status gather_images(const vlm_model *m, const dump_in *in, const ch
     const float *src = px->data;
     vi->height = (int)H;
     vi->width = (int)W;
-    if (!strcmp(m->cfg.model_type, "llava") || !strcmp(m->cfg.model_type, "kosmos-2") ||
-        !strcmp(m->cfg.model_type, "paligemma")) {
+    if (m->fam->original_inputs) { /* [B, n_images, C, H, W] (or [n, C, H, W]): every image is one tile */
+        if (!(*tiles = malloc((size_t)(N * M) * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < N * M; i++) (*tiles)[i] = 1;
+        vi->n_images = vi->n_tiles = (int)(N * M);
+        vi->pixels = src;
+    } else if (!strcmp(m->cfg.model_type, "llava") || !strcmp(m->cfg.model_type, "kosmos-2") ||
+               !strcmp(m->cfg.model_type, "paligemma")) {
         if (nd != 4) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: %s pixel_values must be [N, C, H, W]", dir, m->cfg.model_type);
         if (!(*tiles = malloc((size_t)N * sizeof(int)))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
         for (int64_t i = 0; i < N; i++) (*tiles)[i] = 1;
@@ -229,7 +288,7 @@ static vlmc_status shifted_ce_loss(const float *logits, const int32_t *labels, c
     return VLMC_OK;
 }
 
-enum { MAX_OUT = 20 };
+enum { MAX_OUT = 20 + VLM_MAX_EXTRAS };
 
 typedef struct outs {
     named_array a[MAX_OUT];
@@ -238,14 +297,35 @@ typedef struct outs {
 
 static void out_add(outs *o, const char *name, array_dtype dt, int ndim, const int64_t *shape, void *data,
                     const char *note) {
-    named_array *a = &o->a[o->n++];
-    memset(a, 0, sizeof *a);
-    a->name = (char *)name;
-    a->note = (char *)note;
-    a->dtype = dt;
-    a->ndim = ndim;
-    memcpy(a->shape, shape, (size_t)ndim * sizeof(int64_t));
-    a->data = data;
+    o->a[o->n++] = named_array_make(name, dt, ndim, shape, data, note);
+}
+
+static cJSON *dump_meta(const vlm_model *m) {
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "model", m->cfg.architecture[0] ? m->cfg.architecture : m->fam->hf_class);
+    cJSON_AddStringToObject(meta, "model_type", m->cfg.model_type);
+    cJSON_AddStringToObject(meta, "producer", "vlmc_dump");
+    return meta;
+}
+
+static const char dump_format[] = "Each array is a raw little-endian C-order file <file> with no header; dtype is one of "
+                                  "float32, int32, uint8; shape lists dimensions outermost first.";
+
+/* Families whose fixtures come from their original code read their own inputs and name their own outputs. */
+static vlmc_status family_dump(const vlm_model *m, const array_set *set, const char *inputs_dir, const char *out_dir,
+                               int generate_n, int grads, vlmc_error *err) {
+    if (grads || array_set_find(set, "labels"))
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: labels / --grads are not supported for %s", inputs_dir,
+                         m->fam->hf_class);
+    vlm_dump_out o = {0};
+    vlmc_status s = m->fam->dump(m, set, inputs_dir, generate_n, &o, err);
+    if (!s) {
+        cJSON *meta = dump_meta(m);
+        s = arrays_write_dir(out_dir, dump_format, meta, o.a, o.n, err);
+        cJSON_Delete(meta);
+    }
+    vlm_dump_out_free(&o);
+    return s;
 }
 
 vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char *out_dir, int generate_n, int grads,
@@ -262,11 +342,21 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     int32_t *mbuf = NULL, *gen = NULL, *mpos = NULL, *pos3 = NULL, *deltas = NULL, *prefix = NULL;
     int *tiles = NULL;
     cJSON *meta = NULL;
+    vlm_dump_out extras = {0}; /* a family's own intermediates (moondream2) */
+    vlm_prepared prep = {0};
     char *grads_path = NULL;
+    float *raw_pixels = NULL; /* image_raw preprocessed */
+    uint8_t *raw_u8 = NULL;
+    vlm_vision_out vo;
+    memset(&vo, 0, sizeof vo);
     vlmc_status s = arrays_read_dir(inputs_dir, 1, &set, err);
     if (s) goto done;
     if ((s = vlm_load(model_dir, &m, err))) goto done;
     loaded = true;
+    if (m.fam->dump) {
+        s = family_dump(&m, &set, inputs_dir, out_dir, generate_n, grads, err);
+        goto done;
+    }
     dump_in in;
     if ((s = check_inputs(&set, inputs_dir, &m, &in, err))) goto done;
     const int B = (int)in.ids->shape[0], T = (int)in.ids->shape[1];
@@ -274,9 +364,37 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     outs o = {.n = 0};
     /* images */
     vlm_images vi = {0};
-    vlm_vision_out vo = {0};
     size_t n_feat = 0;
-    if (in.pixels) {
+    if (in.image_raw && m.fam->preprocess) { /* the family's own processing, its intermediates under the reference's names */
+        if ((s = m.fam->preprocess(&m, in.image_raw->data, (int)in.image_raw->shape[0], (int)in.image_raw->shape[1], &prep,
+                                   &extras, err)))
+            goto done;
+        if (!(tiles = malloc(sizeof(int)))) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
+        tiles[0] = prep.n_tiles;
+        vi = (vlm_images){.n_images = 1, .pixels = prep.pixels, .n_tiles = prep.n_tiles, .height = prep.height,
+                          .width = prep.width, .tiles = tiles, .image_sizes = prep.image_size};
+        if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
+        if (!(feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float)))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        vo = (vlm_vision_out){.features = feat, .own_out = &extras};
+        if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
+        if (o.n + extras.n > MAX_OUT) { s = vlmc_fail(err, VLMC_ERR_INTERNAL, "too many dump outputs"); goto done; }
+        for (int i = 0; i < extras.n; i++) o.a[o.n++] = extras.a[i];
+    }
+    named_array raw_px = {0};
+    if (in.image_raw && !m.fam->preprocess) { /* the folder's processor on the raw image (pixel_values, when given too, stay the input) */
+        int side = 0;
+        if ((s = preprocess_raw(model_dir, in.image_raw, &raw_pixels, &raw_u8, &side, err))) goto done;
+        out_add(&o, "image_resized_padded", ARRAY_U8, 3, (int64_t[]){side, side, 3}, raw_u8,
+                "the image processor's resized and padded uint8 image, HxWx3");
+        out_add(&o, "pixel_values", ARRAY_F32, 5, (int64_t[]){1, 1, 3, side, side}, raw_pixels,
+                "image processor output [1, n_images, 3, S, S]");
+        raw_px = o.a[o.n - 1];
+        if (!in.pixels) in.pixels = &raw_px;
+    }
+    if (in.pixels && !(in.image_raw && m.fam->preprocess)) {
         if ((s = gather_images(&m, &in, inputs_dir, &vi, &buf, &mbuf, &tiles, err))) goto done;
         size_t nh, ns, nl, np;
         if (vi.grid_thw) { /* qwen2_vl: patch rows; ns holds the rotary angles [patches, head_dim / 2] */
@@ -289,6 +407,7 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
             vlm_vision_sizes(&m, vi.n_tiles, vi.height, vi.width, &nh, &ns, &nl, &np);
         }
         if ((s = m.fam->features_len(&m, &vi, &n_feat, err))) goto done;
+        if (np < n_feat * D) np = n_feat * D;
         vh = malloc(nh * sizeof(float));
         vsel = malloc(ns * sizeof(float));
         vlast = malloc(nl * sizeof(float));
@@ -296,7 +415,8 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         feat = malloc((n_feat ? n_feat : 1) * D * sizeof(float));
         if (!vh || !vsel || !vlast || !vproj || !feat) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto done; }
         vo = (vlm_vision_out){.hidden_states = vh, .selected = vi.grid_thw ? NULL : vsel, .last_hidden_state = vlast,
-                              .projector_output = vproj, .features = feat, .rotary_freqs = vi.grid_thw ? vsel : NULL};
+                              .projector_output = vproj, .features = feat, .rotary_freqs = vi.grid_thw ? vsel : NULL,
+                              .want_extras = true};
         if ((s = m.fam->encode(&m, &vi, &vo, err))) goto done;
         if (vi.grid_thw) {
             const int64_t Lv = m.cfg.vision.num_hidden_layers, Np = vi.n_tiles, Dv = m.cfg.vision.hidden_size;
@@ -312,8 +432,12 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
     if (in.pixels && !vi.grid_thw) {
         const int64_t Lv = m.vit.L, n = vi.n_tiles, Dv = m.vit.D;
         const bool kosmos2 = !strcmp(m.cfg.model_type, "kosmos-2");
-        out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
-                "vision tower hidden states [L+1, tiles, tokens, Dv]; [0] = embeddings");
+        if (vo.vit_tokens)
+            out_add(&o, "vision_hidden_states", ARRAY_F32, 4, (int64_t[]){Lv + 1, n, vo.vit_tokens, Dv}, vh,
+                    "vision tower hidden states [L+1, tiles, tokens, Dv]; [0] = embeddings");
+        for (int i = 0; i < vo.n_extras; i++)
+            out_add(&o, vo.extras[i].name, ARRAY_F32, vo.extras[i].ndim, vo.extras[i].shape, vo.extras[i].data,
+                    "an intermediate of the family's vision path (see its reference fixture)");
         if (kosmos2) {
             out_add(&o, "vision_post_layernorm", ARRAY_F32, 3, (int64_t[]){n, vo.vit_tokens, Dv}, vlast,
                     "post_layernorm over the whole last hidden state");
@@ -341,9 +465,11 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                     "anyres packing of every image, concatenated");
     }
     /* decoder: embeddings with the image features spliced in, full pass, then greedy generation */
+    const bool all_layers = m.fam->own_dump_names; /* [L+2]: the last layer's output too */
+    const int64_t n_hidden = all_layers ? L + 2 : L + 1;
     embeds = malloc((size_t)B * T * D * sizeof(float));
     logits = malloc((size_t)B * T * V * sizeof(float));
-    hidden = malloc((size_t)(L + 1) * B * T * D * sizeof(float));
+    hidden = malloc((size_t)n_hidden * B * T * D * sizeof(float));
     if (generate_n) {
         gen = malloc((size_t)B * generate_n * sizeof(int32_t));
         steps = malloc((size_t)B * generate_n * V * sizeof(float));
@@ -368,8 +494,25 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
                            (size_t)D * sizeof(float));
         out_add(&o, "patch_embeddings", ARRAY_F32, B == 1 ? 2 : 3, B == 1 ? (int64_t[]){n, D} : (int64_t[]){B, n, D}, feat,
                 "vision_embed_tokens(image_patches) [n_patches, D]");
+    } else if (in.seq_mask) { /* DeepSeek-VL: inputs_embeds[images_seq_mask] = images_embeds[images_emb_mask] */
+        uint8_t *all = NULL;
+        const uint8_t *em = in.emb_mask ? in.emb_mask->data : NULL;
+        if (em && (size_t)named_array_numel(in.emb_mask) != vo.n_features) {
+            s = vlmc_fail(err, VLMC_ERR_FORMAT, "%s: images_emb_mask has %lld entries for %zu image embeddings", inputs_dir,
+                          (long long)named_array_numel(in.emb_mask), vo.n_features);
+            goto done;
+        }
+        if (!em && vo.n_features && !(em = all = malloc(vo.n_features))) {
+            s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (all) memset(all, 1, vo.n_features);
+        s = vlm_embed_masked(&m, in.ids->data, (size_t)B * T, in.seq_mask->data, feat, em,
+                             vo.n_features, embeds, err);
+        free(all);
+        if (s) goto done;
     } else if ((s = vlm_embed_at(&m, in.ids->data, (size_t)B * T, in.img_pos ? in.img_pos->data : NULL,
-                                 in.pixels ? feat : NULL, vo.n_features, 0, true, embeds, NULL, err))) {
+                                 feat, vo.n_features, 0, true, embeds, NULL, err))) {
         goto done;
     }
     /* PaliGemma's prefix LM: in training (labels) the image + prefix tokens (token_type_ids 0) are seen by every
@@ -380,6 +523,9 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         const int32_t *tt = in.token_types ? in.token_types->data : NULL, *lb = in.labels ? in.labels->data : NULL;
         for (size_t i = 0; i < (size_t)B * T; i++) prefix[i] = !lb ? 1 : tt ? tt[i] == 0 : lb[i] == -100;
     }
+    if (m.fam->original_inputs)
+        out_add(&o, "inputs_embeds", ARRAY_F32, 3, (int64_t[]){B, T, D}, embeds,
+                "token embeddings with the image embeddings spliced in [B, T, D]");
     if ((s = llama_ctx_init(&c, &m.lm, B, T + generate_n, T, err))) goto done;
     have_ctx = true;
     c.position_offset = m.fam->position_offset;
@@ -411,15 +557,25 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
             }
         }
     }
-    if ((s = llama_forward(&c, &li, &(llama_output){.logits = logits, .hidden_states = hidden}, err))) goto done;
+    if ((s = llama_forward(&c, &li,
+                           &(llama_output){.logits = logits, .hidden_states = hidden, .hidden_states_all = all_layers},
+                           err)))
+        goto done;
     if (generate_n) {
         llama_ctx_reset(&c);
         c.legacy_unmask_padding_on_decode = m.fam->legacy_unmask_padding;
         if ((s = llama_generate_greedy(&c, &li, generate_n, gen, steps, err))) goto done;
     }
+    if (m.fam->embeds_name)
+        out_add(&o, m.fam->embeds_name, ARRAY_F32, 3, (int64_t[]){B, T, D}, embeds,
+                "[B, T, D]: token embeddings with the image features in the image slots");
     out_add(&o, "logits", ARRAY_F32, 3, (int64_t[]){B, T, V}, logits, "[B, T, vocab]");
-    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){L + 1, B, T, D},
-            hidden, "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm output");
+    out_add(&o, m.has_vision ? "text_hidden_states" : "hidden_states", ARRAY_F32, 4, (int64_t[]){n_hidden, B, T, D},
+            hidden,
+            all_layers ? "[num_layers+2, B, T, D]; [0] = input embeddings (image features merged), [i] = output of "
+                         "layer i, last = final norm output"
+                       : "[num_layers+1, B, T, D]; [0] = input embeddings (image features merged), last = final RMSNorm "
+                         "output");
     if (generate_n) {
         out_add(&o, "generated_ids", ARRAY_I32, 2, (int64_t[]){B, generate_n}, gen,
                 "greedy continuation (KV-cache path, no EOS stop)");
@@ -454,22 +610,19 @@ vlmc_status vlmc_dump(const char *model_dir, const char *inputs_dir, const char 
         out_add(&o, "loss", ARRAY_F32, 1, (int64_t[]){1}, &loss,
                 "mean cross-entropy over non-ignored shifted labels (HF's ForCausalLMLoss)");
     }
-    meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(meta, "model", m.cfg.architecture[0] ? m.cfg.architecture : m.fam->hf_class);
-    cJSON_AddStringToObject(meta, "model_type", m.cfg.model_type);
-    cJSON_AddStringToObject(meta, "producer", "vlmc_dump");
-    s = arrays_write_dir(out_dir,
-                         "Each array is a raw little-endian C-order file <file> with no header; dtype is one of float32, "
-                         "int32, uint8; shape lists dimensions outermost first.",
-                         meta, o.a, o.n, err);
+    meta = dump_meta(&m);
+    s = arrays_write_dir(out_dir, dump_format, meta, o.a, o.n, err);
 done:
     free(grads_path);
     cJSON_Delete(meta);
+    vlm_dump_out_free(&extras);
+    vlm_prepared_free(&prep);
     if (have_ctx) llama_ctx_free(&c);
     if (loaded) vlm_free(&m);
     array_set_free(&set);
     free(buf); free(vh); free(vsel); free(vlast); free(vproj); free(feat); free(embeds);
     free(logits); free(hidden); free(steps); free(mbuf); free(gen); free(tiles); free(mpos); free(pos3); free(deltas);
-    free(prefix);
+    free(prefix); free(raw_pixels); free(raw_u8);
+    vlm_vision_out_free_extras(&vo);
     return s;
 }

@@ -12,6 +12,7 @@
 #include "formats/json.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "models/vlm.h"
 
 typedef enum component { COMP_VISION = 0, COMP_PROJECTOR, COMP_DECODER, COMP_COUNT } component;
 static const char *const component_names[COMP_COUNT] = {"vision_tower", "projector", "decoder"};
@@ -207,6 +208,10 @@ vlmc_status vlmc_info_json(const char *path, char **json_out, vlmc_error *err) {
     strbuf_json_string(&b, in.cfg.architecture[0] ? in.cfg.architecture : in.cfg.model_type);
     strbuf_puts(&b, ",\n  \"model_type\": ");
     strbuf_json_string(&b, in.cfg.model_type);
+    const vlm_family *fam = in.have_config ? vlm_family_find(&in.cfg) : NULL;
+    strbuf_puts(&b, ",\n  \"family\": ");
+    if (fam) strbuf_json_string(&b, fam->hf_class);
+    else strbuf_puts(&b, "null");
     strbuf_printf(&b, ",\n  \"parameters\": %lld,\n  \"components\": {", in.total_params);
     for (int c = 0; c < COMP_COUNT; c++)
         strbuf_printf(&b, "%s\"%s\": %lld", c ? ", " : "", component_names[c], in.params[c]);
@@ -274,6 +279,8 @@ vlmc_status vlmc_info_text(const char *path, char **text_out, vlmc_error *err) {
     if (in.have_config)
         strbuf_printf(&b, "architecture   %s (model_type %s)\n", in.cfg.architecture[0] ? in.cfg.architecture : "?",
                       in.cfg.model_type);
+    const vlm_family *fam = in.have_config ? vlm_family_find(&in.cfg) : NULL;
+    if (in.have_config) strbuf_printf(&b, "family         %s\n", fam ? fam->hf_class : "not supported by vlmc run");
     human_count(h, sizeof h, in.total_params);
     strbuf_printf(&b, "parameters     %lld (%s)\n", in.total_params, h);
     for (int c = 0; c < COMP_COUNT; c++) {

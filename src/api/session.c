@@ -67,8 +67,10 @@ vlmc_status vlmc_session_new(const vlmc_model *m, int n_ctx, vlmc_session **out,
     if (!s) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx ? n_ctx : m->n_ctx;
-    /* a prefix-LM prompt (PaliGemma) attends both ways, so it runs in one pass whatever its length */
-    const int pass = m->vm.fam->prefix_lm || m->n_batch > s->n_ctx ? s->n_ctx : m->n_batch;
+    /* a prefix-LM prompt (PaliGemma) attends both ways, so it runs in one pass whatever its length; so does a
+     * bidirectional prefix (moondream2's bos + image), whatever the batch size */
+    int pass = m->n_batch > m->vm.lm.prefix_attn ? m->n_batch : m->vm.lm.prefix_attn;
+    if (m->vm.fam->prefix_lm || pass > s->n_ctx) pass = s->n_ctx;
     vlmc_status st = llama_ctx_init(&s->ctx, &m->vm.lm, 1, s->n_ctx, pass, err);
     if (st) {
         free(s);
@@ -115,22 +117,36 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     if (!m->vm.has_vision)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: model_type \"%s\" takes no images", m->dir,
                          m->vm.cfg.model_type);
-    if (!m->proc)
+    const vlm_family *fam = m->vm.fam;
+    if (!m->proc && !fam->preprocess)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no preprocessor_config.json: cannot prepare images", m->dir);
     double t0 = gen_now();
     vlmc_preprocessed pp;
     memset(&pp, 0, sizeof pp);
-    vlmc_status st = vlmc_preprocess(m->proc, im, &pp, err);
-    if (st) return st;
-    int tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
-    vlm_images vi = {.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
-                     .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
-                     .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
-                     .pixel_mask = pp.pixel_attention_mask};
-    if (pp.has_grid_thw) { /* Qwen2-VL: patch rows and their grid */
-        vi.n_tiles = (int)pp.shape[0];
-        vi.height = vi.width = 0;
-        vi.grid_thw = pp.image_grid_thw;
+    vlmc_status st;
+    int tiles = 1;
+    vlm_images vi = {.n_images = 1, .n_tiles = 1, .tiles = &tiles};
+    vlm_prepared own = {0}; /* the family's own image processing (Yi-VL, Qwen-VL, moondream2's crops) */
+    if (fam->preprocess) {
+        if ((st = fam->preprocess(&m->vm, vlmc_image_rgb(im), vlmc_image_height(im), vlmc_image_width(im), &own, NULL,
+                                  err)))
+            return st;
+        pp.num_image_tokens = -1;
+        tiles = own.n_tiles;
+        vi = (vlm_images){.n_images = 1, .pixels = own.pixels, .n_tiles = tiles, .tiles = &tiles, .height = own.height,
+                          .width = own.width, .image_sizes = own.image_size[0] ? own.image_size : NULL};
+    } else {
+        if ((st = vlmc_preprocess(m->proc, im, &pp, err))) return st;
+        tiles = pp.ndim == 5 ? (int)pp.shape[1] : 1;
+        vi = (vlm_images){.n_images = 1, .pixels = pp.pixel_values, .n_tiles = tiles, .tiles = &tiles,
+                          .height = (int)pp.shape[pp.ndim - 2], .width = (int)pp.shape[pp.ndim - 1],
+                          .image_sizes = pp.has_image_sizes ? pp.image_sizes : NULL,
+                          .pixel_mask = pp.pixel_attention_mask};
+        if (pp.has_grid_thw) { /* Qwen2-VL: patch rows and their grid */
+            vi.n_tiles = (int)pp.shape[0];
+            vi.height = vi.width = 0;
+            vi.grid_thw = pp.image_grid_thw;
+        }
     }
     size_t n = 0;
     const size_t D = (size_t)m->vm.lm.dim;
@@ -162,6 +178,7 @@ vlmc_status vlmc_session_add_image(vlmc_session *s, const vlmc_image *im, vlmc_e
     s->n_pending++;
 done:
     vlmc_preprocessed_free(&pp);
+    vlm_prepared_free(&own);
     s->encode_s += gen_now() - t0;
     return st;
 }
@@ -219,6 +236,10 @@ static vlmc_status plain_prompt(vlmc_session *s, char **out, vlmc_error *err) {
     }
     *out = strbuf_take(&b);
     return *out ? VLMC_OK : vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+}
+
+static vlmc_status tokenize_plain(void *tok, const char *text, int32_t **ids, size_t *n, vlmc_error *err) {
+    return vlmc_tokenizer_encode(tok, text, strlen(text), 0, ids, n, err);
 }
 
 /* The rendered conversation with each "<image>" written as the family's processor writes it. */
@@ -280,16 +301,23 @@ static vlmc_status session_prompt(vlmc_session *s, vlmc_error *err) {
     char *text = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
-    vlmc_status st = build_prompt(s, &text, err);
-    if (st) return st;
-    /* one BOS: the post-processor's, unless the template wrote it already (a plain prompt has its own) */
-    int add_special = m->tpl ? 1 : 0;
-    int32_t bos = vlmc_tokenizer_bos_id(m->tok);
-    const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
-    if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
-    st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err);
-    free(text);
-    if (st) return st;
+    vlmc_status st;
+    if (m->vm.fam->conversation_ids) { /* the model's own prompt format (moondream2) */
+        if (!m->tok) return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no tokenizer.json: cannot generate text", m->dir);
+        if ((st = m->vm.fam->conversation_ids(&m->vm, s->messages, s->n_images, tokenize_plain, (void *)m->tok, &ids, &n,
+                                              err)))
+            return st;
+    } else {
+        if ((st = build_prompt(s, &text, err))) return st;
+        /* one BOS: the post-processor's, unless the template wrote it already (a plain prompt has its own) */
+        int add_special = m->tpl ? 1 : 0;
+        int32_t bos = vlmc_tokenizer_bos_id(m->tok);
+        const char *bos_s = bos >= 0 ? vlmc_tokenizer_id_to_token(m->tok, bos) : NULL;
+        if (bos_s && *bos_s && !strncmp(text, bos_s, strlen(bos_s))) add_special = 0;
+        st = vlmc_tokenizer_encode(m->tok, text, strlen(text), add_special, &ids, &n, err);
+        free(text);
+        if (st) return st;
+    }
     free(s->prompt);
     s->prompt = ids;
     s->n_prompt = n;
@@ -297,7 +325,7 @@ static vlmc_status session_prompt(vlmc_session *s, vlmc_error *err) {
     if (n >= (size_t)s->n_ctx)
         return vlmc_fail(err, VLMC_ERR_LIMIT, "the conversation needs %zu tokens; the context holds %d (-c)", n, s->n_ctx);
     size_t n_img = 0;
-    for (size_t i = 0; i < n; i++) n_img += m->vm.image_token_id >= 0 && ids[i] == m->vm.image_token_id;
+    for (size_t i = 0; i < n; i++) n_img += m->vm.has_vision && ids[i] == m->vm.image_token_id;
     if (m->vm.has_vision && n_img != s->n_features)
         return vlmc_fail(err, VLMC_ERR_ARG, "Image features and image tokens do not match: tokens: %zu, features %zu",
                          n_img, s->n_features);
@@ -310,14 +338,16 @@ static void session_reuse_cache(vlmc_session *s, size_t *k, size_t *first) {
     const int32_t *ids = s->prompt;
     const size_t n = s->n_prompt, cached = (size_t)s->ctx.kv.n_past;
     const int32_t img = s->m->vm.image_token_id;
+    const bool vision = s->m->vm.has_vision; /* moondream2's image slots are id -1 */
     size_t i = 0;
     while (i < cached && i < n && s->cached[i] == ids[i]) i++;
     if (i == n) i--;
+    if (i < (size_t)s->m->vm.lm.prefix_attn) i = 0; /* a bidirectional prefix is run whole */
     s->ctx.kv.n_past = (int)i;
     s->ctx.kv.n_valid[0] = (int32_t)i;
     *k = i;
     *first = 0;
-    for (size_t j = 0; j < i; j++) *first += img >= 0 && ids[j] == img;
+    for (size_t j = 0; j < i; j++) *first += vision && ids[j] == img;
 }
 
 /* Runs embeds [T, D] after the KV cache in passes of at most max_tokens; logits of every position into

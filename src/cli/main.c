@@ -22,6 +22,10 @@ static const struct {
     {"eval", cmd_eval, "Run benchmark tasks and score the answers (lmms-eval style results)"},
     {"serve", cmd_serve, "OpenAI-compatible chat server with images and a chat page"},
     {"train", cmd_train, "Fine-tune a model on conversations (full, LoRA, LLaVA stages)"},
+    {"init", cmd_init, "Write a random-weight model folder of a real architecture's shapes"},
+    {"quantize", cmd_quantize, "Write a model folder with Q8_0 / Q4_0 / Q4_K / Q6_K weights (model.gguf)"},
+    {"convert", cmd_convert, "Write a LLaVA / Idefics3 model as llama.cpp's GGUF pair (model.gguf + mmproj.gguf)"},
+    {"bench", cmd_bench, "Image-encode, prompt and generation speed against the machine's bounds"},
 };
 
 static void usage(FILE *f) {

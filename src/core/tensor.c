@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include "core/quant.h"
+
 #include <string.h>
 
 static const struct {
@@ -136,6 +138,11 @@ vlmc_status convert_to_f32(float *dst, const void *src, dtype type, size_t n, vl
         for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
         return VLMC_OK;
     }
+    case DT_Q8_0: case DT_Q4_0: case DT_Q4_K: case DT_Q6_K:
+        if (n % (size_t)dtype_block_size(type))
+            return vlmc_fail(err, VLMC_ERR_ARG, "%zu values are not a whole number of %s blocks", n, dtype_name(type));
+        dequantize_row(type, src, dst, (int64_t)n);
+        return VLMC_OK;
     default:
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "conversion of %s to F32 is not implemented", dtype_name(type));
     }
@@ -145,8 +152,9 @@ vlmc_status tensor_row_to_f32(float *dst, const tensor *t, int64_t row, vlmc_err
     if (t->ndim != 2 || row < 0 || row >= t->shape[0])
         return vlmc_fail(err, VLMC_ERR_ARG, "row %lld out of range", (long long)row);
     size_t n = (size_t)t->shape[1];
-    size_t esize = dtype_block_bytes(t->type);
-    if (dtype_block_size(t->type) != 1)
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "row access to quantized %s", dtype_name(t->type));
-    return convert_to_f32(dst, (const char *)t->data + (size_t)row * n * esize, t->type, n, err);
+    size_t bs = (size_t)dtype_block_size(t->type);
+    if (bs == 0 || n % bs)
+        return vlmc_fail(err, VLMC_ERR_ARG, "row of %zu values is not a whole number of %s blocks", n, dtype_name(t->type));
+    size_t row_bytes = n / bs * dtype_block_bytes(t->type);
+    return convert_to_f32(dst, (const char *)t->data + (size_t)row * row_bytes, t->type, n, err);
 }

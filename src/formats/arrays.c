@@ -7,6 +7,19 @@
 #include "core/file.h"
 #include "formats/json.h"
 
+named_array named_array_make(const char *name, array_dtype dt, int ndim, const int64_t *shape, void *data,
+                             const char *note) {
+    named_array a;
+    memset(&a, 0, sizeof a);
+    a.name = (char *)name;
+    a.note = (char *)note;
+    a.dtype = dt;
+    a.ndim = ndim < 0 ? 0 : ndim > ARRAYS_MAX_DIMS ? ARRAYS_MAX_DIMS : ndim;
+    memcpy(a.shape, shape, (size_t)a.ndim * sizeof(int64_t));
+    a.data = data;
+    return a;
+}
+
 const char *array_dtype_name(array_dtype t) {
     switch (t) {
     case ARRAY_F32: return "float32";

@@ -35,6 +35,10 @@ typedef struct array_set {
 } array_set;
 
 const char *array_dtype_name(array_dtype t);
+/* An array description for arrays_write_dir: name, note (may be NULL) and data are used as they are (not copied);
+ * ndim <= ARRAYS_MAX_DIMS. */
+named_array named_array_make(const char *name, array_dtype dt, int ndim, const int64_t *shape, void *data,
+                             const char *note);
 size_t array_dtype_size(array_dtype t);
 /* Number of elements; -1 on overflow or a negative dimension. */
 int64_t named_array_numel(const named_array *a);

@@ -459,6 +459,97 @@ static vlmc_status parse_fuyu(const cJSON *root, const char *path, hf_config *c,
     return VLMC_OK;
 }
 
+/* A list of token ids (a template) of at most HF_MAX_TEMPLATE_IDS entries. */
+static vlmc_status get_ids(const cJSON *arr, const char *key, const char *path, int *ids, int *n, vlmc_error *err) {
+    *n = 0;
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > HF_MAX_TEMPLATE_IDS)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"%s\" must be a list of at most %d token ids", path, key,
+                         HF_MAX_TEMPLATE_IDS);
+    for (const cJSON *e = arr->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > (1 << 30))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: \"%s\" holds something that is not a token id", path, key);
+        ids[(*n)++] = (int)e->valuedouble;
+    }
+    return VLMC_OK;
+}
+
+/* moondream2's HfConfig: {"model_type": "moondream1", "config": {"text": {...}, "vision": {...}, "region": {...},
+ * "tokenizer": {...}}}; an absent key takes MoondreamConfig's default (moondream/torch/config.py), so the published
+ * "config": {} is the full-size model. The decoder and the tower are described in the usual structs. */
+static vlmc_status parse_moondream(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
+    const cJSON *cfg = json_get(root, "config");
+    const cJSON *t = json_get(cfg, "text"), *v = json_get(cfg, "vision"), *tok = json_get(cfg, "tokenizer");
+    if ((t && !cJSON_IsObject(t)) || (v && !cJSON_IsObject(v)) || (tok && !cJSON_IsObject(tok)))
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.text / config.vision / config.tokenizer must be objects", path);
+    hf_text_config *tc = &c->text;
+    hf_vision_config *vc = &c->vision;
+    hf_moondream_config *md = &c->moondream;
+    memset(tc, 0, sizeof *tc);
+    memset(vc, 0, sizeof *vc);
+    copy_name(tc->model_type, "moondream1");
+    copy_name(vc->model_type, "moondream1");
+    vlmc_status s;
+    int dim, n_heads;
+    if ((s = get_pos_int(t, "dim", 2048, path, &dim, err)) ||
+        (s = get_pos_int(t, "ff_dim", 8192, path, &tc->intermediate_size, err)) ||
+        (s = get_pos_int(t, "n_layers", 24, path, &tc->num_hidden_layers, err)) ||
+        (s = get_pos_int(t, "vocab_size", 51200, path, &tc->vocab_size, err)) ||
+        (s = get_pos_int(t, "max_context", 2048, path, &tc->max_position_embeddings, err)) ||
+        (s = get_pos_int(t, "n_heads", 32, path, &n_heads, err)) ||
+        (s = get_pos_int(t, "n_kv_heads", 32, path, &tc->num_key_value_heads, err)))
+        return s;
+    if (dim % n_heads || n_heads % tc->num_key_value_heads)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.text: dim %d, n_heads %d and n_kv_heads %d do not divide", path,
+                         dim, n_heads, tc->num_key_value_heads);
+    tc->hidden_size = dim;
+    tc->num_attention_heads = n_heads;
+    tc->head_dim = dim / n_heads;
+    tc->layer_norm_eps = 1e-5; /* F.layer_norm's default eps */
+    tc->rope_theta = 10000.0;
+    tc->partial_rotary_factor = 0.5; /* rope.py rotates head_dim / 2 dimensions */
+    copy_name(tc->hidden_act, "gelu_pytorch_tanh");
+    tc->qkv_bias = tc->o_bias = tc->mlp_bias = true;
+    tc->pad_token_id = -1;
+    if ((s = get_pos_int(v, "enc_dim", 1152, path, &vc->hidden_size, err)) ||
+        (s = get_pos_int(v, "enc_patch_size", 14, path, &vc->patch_size, err)) ||
+        (s = get_pos_int(v, "enc_n_layers", 27, path, &vc->num_hidden_layers, err)) ||
+        (s = get_pos_int(v, "enc_ff_dim", 4304, path, &vc->intermediate_size, err)) ||
+        (s = get_pos_int(v, "enc_n_heads", 16, path, &vc->num_attention_heads, err)) ||
+        (s = get_pos_int(v, "proj_out_dim", 2048, path, &md->proj_out_dim, err)) ||
+        (s = get_pos_int(v, "crop_size", 378, path, &vc->image_size, err)) ||
+        (s = get_pos_int(v, "in_channels", 3, path, &vc->num_channels, err)) ||
+        (s = get_pos_int(v, "max_crops", 12, path, &md->max_crops, err)) ||
+        (s = get_pos_int(v, "proj_inner_dim", 8192, path, &md->proj_inner_dim, err)))
+        return s;
+    md->overlap_margin = (int)json_int(v, "overlap_margin", 4);
+    if (md->overlap_margin < 0 || md->overlap_margin > 1 << 16)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config.vision.overlap_margin must be >= 0", path);
+    vc->layer_norm_eps = 1e-5;
+    copy_name(vc->hidden_act, "gelu_pytorch_tanh");
+    int bos, eos;
+    if ((s = get_pos_int(tok, "bos_id", 50256, path, &bos, err)) || (s = get_pos_int(tok, "eos_id", 50256, path, &eos, err)))
+        return s;
+    tc->bos_token_id = bos;
+    tc->eos_token_ids[0] = eos;
+    tc->n_eos = 1;
+    md->n_query_prefix = md->n_query_suffix = -1;
+    const cJSON *templates = json_get(tok, "templates");
+    if (!templates) { /* TokenizerConfig's default query template (GPT-2 ids of "\n\nQuestion:", "\n\nAnswer:") */
+        static const int prefix[4] = {198, 198, 24361, 25}, suffix[4] = {198, 198, 33706, 25};
+        memcpy(md->query_prefix, prefix, sizeof prefix);
+        memcpy(md->query_suffix, suffix, sizeof suffix);
+        md->n_query_prefix = md->n_query_suffix = 4;
+    } else {
+        const cJSON *q = json_get(templates, "query");
+        if (cJSON_IsObject(q) &&
+            ((s = get_ids(json_get(q, "prefix"), "templates.query.prefix", path, md->query_prefix, &md->n_query_prefix, err)) ||
+             (s = get_ids(json_get(q, "suffix"), "templates.query.suffix", path, md->query_suffix, &md->n_query_suffix, err))))
+            return s;
+    }
+    c->has_text = c->has_vision = c->moondream_layout = true;
+    return VLMC_OK;
+}
+
 vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, vlmc_error *err) {
     memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(root)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a JSON object", path);
@@ -487,6 +578,17 @@ vlmc_status hf_config_parse(const cJSON *root, const char *path, hf_config *c, v
     if (!strcmp(mt, "qwen2_vl")) return parse_qwen2_vl(root, path, c, err);
     if (!strcmp(mt, "paligemma")) return parse_paligemma(root, path, c, err);
     if (!strcmp(mt, "fuyu")) return parse_fuyu(root, path, c, err);
+    /* DeepSeek-VL's MultiModalityConfig: the decoder is language_config (a LlamaConfig diff); vision_config and
+     * aligner_config (cls + params) are read by src/models/deepseek_vl.c. */
+    if (!strcmp(mt, "multi_modality")) {
+        const cJSON *lc = json_get(root, "language_config");
+        if (!cJSON_IsObject(lc)) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no \"language_config\" object", path);
+        c->has_text = true;
+        return hf_text_config_parse(lc, "llama", path, &c->text, err);
+    }
+    /* moondream2 since 2025-01 (HfMoondream); its 2024 revisions (architectures "Moondream", phi_config) are not
+     * this layout and stay unparsed. */
+    if (!strcmp(mt, "moondream1") && cJSON_IsObject(json_get(root, "config"))) return parse_moondream(root, path, c, err);
     /* Other families are recognised by their own model files; the generic facts still parse. */
     return VLMC_OK;
 }

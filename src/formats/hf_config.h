@@ -8,7 +8,7 @@
 
 #include "formats/json.h"
 
-enum { HF_NAME_MAX = 64, HF_MAX_EOS = 8, HF_MAX_PINPOINTS = 64, HF_MAX_FEATURE_LAYERS = 8 };
+enum { HF_NAME_MAX = 64, HF_MAX_EOS = 8, HF_MAX_PINPOINTS = 64, HF_MAX_FEATURE_LAYERS = 8, HF_MAX_TEMPLATE_IDS = 32 };
 
 typedef enum rope_type {
     ROPE_DEFAULT = 0,
@@ -49,7 +49,7 @@ typedef struct hf_text_config {
     double partial_rotary_factor; /* 1.0 unless the config says otherwise */
     hf_rope_scaling rope_scaling;
     char hidden_act[HF_NAME_MAX]; /* gemma: hidden_activation when set */
-    double layer_norm_eps; /* LayerNorm decoders: persimmon, kosmos-2 */
+    double layer_norm_eps; /* LayerNorm decoders: persimmon, kosmos-2, moondream2 */
     bool qk_layernorm;     /* persimmon */
     bool qkv_bias;         /* attention_bias (llama) or always (qwen2) */
     bool o_bias;           /* attention_bias (llama) */
@@ -84,6 +84,15 @@ typedef struct hf_vision_config {
     int spatial_merge_size, temporal_patch_size;
 } hf_vision_config;
 
+/* moondream2 (model_type "moondream1", architectures HfMoondream): the keys of its "config" dict (MoondreamConfig,
+ * defaults = the full-size model) that have no place in the text / vision structs. */
+typedef struct hf_moondream_config {
+    int max_crops, overlap_margin;  /* vision: overlap_crop_image's crop budget and margin (patches) */
+    int proj_inner_dim, proj_out_dim; /* vision proj_mlp */
+    int n_query_prefix, n_query_suffix; /* tokenizer.templates.query; -1 = null (the model takes no queries) */
+    int query_prefix[HF_MAX_TEMPLATE_IDS], query_suffix[HF_MAX_TEMPLATE_IDS];
+} hf_moondream_config;
+
 /* The whole model: a decoder-only LM, a vision tower alone, or a VLM with both. */
 typedef struct hf_config {
     char model_type[HF_NAME_MAX];
@@ -106,6 +115,8 @@ typedef struct hf_config {
     int latent_query_num; /* kosmos-2: image embeddings per image */
     int video_token_id, vision_start_token_id, vision_end_token_id; /* qwen2_vl */
     int projection_dim; /* paligemma: the projector's output width */
+    bool moondream_layout; /* model_type moondream1 with the HfMoondream "config" dict: text, vision, moondream set */
+    hf_moondream_config moondream;
 } hf_config;
 
 /* Parses a decoder config object; default_type picks the defaults when the object has no model_type. */

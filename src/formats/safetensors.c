@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "formats/gguf.h"
 #include "formats/json.h"
 
 /* The reference library refuses headers over 100 MB; so do we. */
@@ -27,6 +28,10 @@ struct safetensors {
     st_entry *entries;
     size_t n_entries;
     char *names; /* all entry names, NUL-separated */
+    gguf **ggs;  /* GGUF files whose tensors are entries (model.gguf of vlmc quantize, llama.cpp pairs) */
+    int n_ggs;
+    void **owned; /* tensor data the set owns (safetensors_put_owned) */
+    size_t n_owned;
 };
 
 static const struct { const char *name; dtype type; } st_dtypes[] = {
@@ -247,6 +252,10 @@ static void free_set(safetensors *st, size_t n_named) {
         cJSON_Delete(st->files[i].metadata);
     }
     free(st->files);
+    for (int i = 0; i < st->n_ggs; i++) gguf_close(st->ggs[i]);
+    free(st->ggs);
+    for (size_t i = 0; i < st->n_owned; i++) free(st->owned[i]);
+    free(st->owned);
     free(st);
 }
 
@@ -281,6 +290,89 @@ static vlmc_status add_file(safetensors *st, const char *path, vlmc_error *err) 
     f->size = f->map.size;
     f->path = strdup(path);
     if (!f->path) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    return VLMC_OK;
+}
+
+/* The tensors of a GGUF file as entries of the set, under the names rename gives them (NULL: the
+ * file's own names, as vlmc quantize writes them; rename returning false skips a tensor). */
+static vlmc_status add_gguf(safetensors *st, const char *path, safetensors_rename_fn rename, void *user, vlmc_error *err) {
+    gguf **ng = realloc(st->ggs, (size_t)(st->n_ggs + 1) * sizeof *ng);
+    st_file *nf = realloc(st->files, (size_t)(st->n_files + 1) * sizeof *nf);
+    if (ng) st->ggs = ng;
+    if (nf) st->files = nf;
+    if (!ng || !nf) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    memset(&st->files[st->n_files], 0, sizeof *st->files);
+    if (!(st->files[st->n_files].path = strdup(path))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    const int file = st->n_files++;
+    gguf *g = NULL;
+    vlmc_status s = gguf_open(path, &g, err);
+    if (s) return s;
+    st->ggs[st->n_ggs++] = g;
+    const size_t n = gguf_tensor_count(g);
+    st_entry *ne = realloc(st->entries, (st->n_entries + n + 1) * sizeof *ne);
+    if (!ne) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    st->entries = ne;
+    for (size_t i = 0; i < n; i++) {
+        const gguf_tensor *gt = gguf_tensor_at(g, i);
+        char name[512];
+        if (!rename) snprintf(name, sizeof name, "%s", gt->name);
+        else if (!rename(gt->name, file, name, sizeof name, user)) continue;
+        if (gt->t.type == DT_COUNT)
+            return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has GGML type %s, which vlmc does not read", path,
+                             gt->name, gguf_ggml_type_name(gt->ggml_type));
+        st_entry *e = &st->entries[st->n_entries];
+        memset(e, 0, sizeof *e);
+        if (!(e->name = strdup(name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->n_entries++;
+        e->t = gt->t;
+        e->begin = (size_t)gt->offset;
+        e->end = (size_t)gt->offset + gt->nbytes;
+        e->file = file;
+    }
+    if (st->n_entries > 1) qsort(st->entries, st->n_entries, sizeof *st->entries, cmp_entry_name);
+    for (size_t i = 1; i < st->n_entries; i++)
+        if (!strcmp(st->entries[i].name, st->entries[i - 1].name))
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: tensor '%s' is defined twice", path, st->entries[i].name);
+    return VLMC_OK;
+}
+
+vlmc_status safetensors_open_gguf(const char *const *paths, int n, safetensors_rename_fn rename, void *user,
+                                  safetensors **out, vlmc_error *err) {
+    *out = NULL;
+    safetensors *st = calloc(1, sizeof *st);
+    if (!st) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    vlmc_status s = VLMC_OK;
+    for (int i = 0; i < n && !s; i++) s = add_gguf(st, paths[i], rename, user, err);
+    if (s) {
+        safetensors_close(st);
+        return s;
+    }
+    *out = st;
+    return VLMC_OK;
+}
+
+vlmc_status safetensors_put_owned(safetensors *st, const char *name, const tensor *t, void *owned, vlmc_error *err) {
+    void **no = realloc(st->owned, (st->n_owned + 1) * sizeof *no);
+    if (!no) {
+        free(owned);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    }
+    st->owned = no;
+    st->owned[st->n_owned++] = owned;
+    st_entry *e = (st_entry *)safetensors_find(st, name);
+    if (!e) {
+        st_entry *ne = realloc(st->entries, (st->n_entries + 1) * sizeof *ne);
+        if (!ne) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->entries = ne;
+        e = &st->entries[st->n_entries];
+        memset(e, 0, sizeof *e);
+        if (!(e->name = strdup(name))) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+        st->n_entries++;
+    }
+    e->t = *t;
+    e->t.data = owned;
+    e->begin = e->end = 0;
+    qsort(st->entries, st->n_entries, sizeof *st->entries, cmp_entry_name);
     return VLMC_OK;
 }
 
@@ -350,13 +442,16 @@ static int ends_with(const char *s, const char *suffix) {
 static vlmc_status open_dir(safetensors *st, const char *dir, vlmc_error *err) {
     char *single = path_join(dir, "model.safetensors");
     char *index = path_join(dir, "model.safetensors.index.json");
+    char *gguf_path = path_join(dir, "model.gguf");
     vlmc_status s;
-    if (!single || !index) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
+    if (!single || !index || !gguf_path) s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     else if (file_exists(single)) {
         s = add_file(st, single, err);
         if (!s) s = finish_set(st, err);
     } else if (file_exists(index)) {
         s = open_index(st, index, err);
+    } else if (file_exists(gguf_path)) {
+        s = add_gguf(st, gguf_path, NULL, NULL, err);
     } else {
         DIR *d = opendir(dir);
         char **names = NULL;
@@ -387,6 +482,7 @@ static vlmc_status open_dir(safetensors *st, const char *dir, vlmc_error *err) {
     }
     free(single);
     free(index);
+    free(gguf_path);
     return s;
 }
 
@@ -397,6 +493,7 @@ vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *er
     vlmc_status s;
     if (file_is_dir(path)) s = open_dir(st, path, err);
     else if (ends_with(path, ".json")) s = open_index(st, path, err);
+    else if (ends_with(path, ".gguf")) s = add_gguf(st, path, NULL, NULL, err);
     else {
         s = add_file(st, path, err);
         if (!s) s = finish_set(st, err);
@@ -476,6 +573,11 @@ vlmc_status safetensors_get(const safetensors *st, const char *name, int expect_
 
 vlmc_status safetensors_write(const char *path, size_t n, const char *const *names, const tensor *tensors,
                               const char *metadata_json, vlmc_error *err) {
+    return safetensors_write_fill(path, n, names, tensors, metadata_json, NULL, NULL, err);
+}
+
+vlmc_status safetensors_write_fill(const char *path, size_t n, const char *const *names, const tensor *tensors,
+                                   const char *metadata_json, safetensors_fill_fn fill, void *user, vlmc_error *err) {
     cJSON *hdr = cJSON_CreateObject();
     if (!hdr) return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
     vlmc_status s = VLMC_OK;
@@ -516,11 +618,19 @@ vlmc_status safetensors_write(const char *path, size_t n, const char *const *nam
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(txt, 1, hl, fp) == hl;
     for (size_t i = hl; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
-    for (size_t i = 0; ok && i < n; i++) {
+    for (size_t i = 0; ok && s == VLMC_OK && i < n; i++) {
         size_t nb = tensor_nbytes(&tensors[i]);
-        ok = nb == 0 || fwrite(tensors[i].data, 1, nb, fp) == nb;
+        if (nb == 0) continue;
+        if (!fill) {
+            ok = fwrite(tensors[i].data, 1, nb, fp) == nb;
+            continue;
+        }
+        void *buf = malloc(nb);
+        if (!buf) s = vlmc_fail(err, VLMC_ERR_NOMEM, "%s: out of memory for tensor '%s'", path, names[i]);
+        else if (!(s = fill(i, buf, user, err))) ok = fwrite(buf, 1, nb, fp) == nb;
+        free(buf);
     }
     free(txt);
-    if (fclose(fp) != 0 || !ok) s = vlmc_fail(err, VLMC_ERR_IO, "%s: write failed", path);
+    if ((fclose(fp) != 0 || !ok) && s == VLMC_OK) s = vlmc_fail(err, VLMC_ERR_IO, "%s: write failed", path);
     return s;
 }

@@ -9,6 +9,7 @@
 #ifndef VLMC_FORMATS_SAFETENSORS_H
 #define VLMC_FORMATS_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,9 +24,20 @@ typedef struct st_entry {
 
 typedef struct safetensors safetensors;
 
-/* Opens path: a .safetensors file, a model.safetensors.index.json, or a folder
- * (model.safetensors, else the index, else every *.safetensors in it). */
+/* Opens path: a .safetensors file, a model.safetensors.index.json, a .gguf file whose
+ * tensors carry the checkpoint's own names (what `vlmc quantize` writes; they may be
+ * block-quantized), or a folder (model.safetensors, else the index, else model.gguf,
+ * else every *.safetensors in it). */
 vlmc_status safetensors_open(const char *path, safetensors **out, vlmc_error *err);
+/* A set made of the tensors of GGUF files (e.g. llama.cpp's model + mmproj pair), renamed by rename
+ * (write the set's name for tensor `name` of paths[file] into out; false = leave it out). */
+typedef bool (*safetensors_rename_fn)(const char *name, int file, char *out, size_t cap, void *user);
+vlmc_status safetensors_open_gguf(const char *const *paths, int n, safetensors_rename_fn rename, void *user,
+                                  safetensors **out, vlmc_error *err);
+/* Gives the set a tensor whose data (malloc'ed) it owns and frees on close: a new entry, or new data for
+ * an existing one (e.g. rows reordered). owned is freed on failure too. */
+vlmc_status safetensors_put_owned(safetensors *st, const char *name, const tensor *t, void *owned, vlmc_error *err);
+
 /* Opens one file from memory that the caller keeps alive (fuzzing, tests). */
 vlmc_status safetensors_open_memory(const void *data, size_t size, const char *name, safetensors **out,
                                     vlmc_error *err);
@@ -50,5 +62,10 @@ vlmc_status safetensors_get(const safetensors *st, const char *name, int expect_
  * Tensors are written in the order given, 8-byte aligned as the reference library does. */
 vlmc_status safetensors_write(const char *path, size_t n, const char *const *names, const tensor *tensors,
                               const char *metadata_json, vlmc_error *err);
+/* The same, with each tensor's bytes made by fill(i, buf) into a buffer of its size, one tensor at
+ * a time (tensors[i].data is not read): files larger than memory. */
+typedef vlmc_status (*safetensors_fill_fn)(size_t i, void *buf, void *user, vlmc_error *err);
+vlmc_status safetensors_write_fill(const char *path, size_t n, const char *const *names, const tensor *tensors,
+                                   const char *metadata_json, safetensors_fill_fn fill, void *user, vlmc_error *err);
 
 #endif

@@ -20,7 +20,7 @@ void layernorm_forward_train(float *out, float *mean, float *rstd, const float *
         float rs = (float)(1.0 / sqrt(var + (double)eps));
         float m = (float)mu;
         for (size_t i = 0; i < C; i++) {
-            float v = (x[i] - m) * rs * weight[i];
+            float v = weight ? (x[i] - m) * rs * weight[i] : (x[i] - m) * rs;
             o[i] = bias ? v + bias[i] : v;
         }
         if (mean) mean[n] = m;

@@ -7,6 +7,9 @@
 
 #include <cblas.h>
 
+#include "core/quant.h"
+#include "kernels/qdot.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -133,6 +136,10 @@ static float dot_any(bool avx, const float *x, const void *w, dtype t, int64_t n
 }
 
 static void row_to_f32(bool avx, float *dst, const void *src, dtype t, int64_t n) {
+    if (dtype_is_quantized(t)) {
+        dequantize_row(t, src, dst, n);
+        return;
+    }
 #if VLMC_X86
     if (avx) { row_to_f32_avx2(dst, src, t, n); return; }
 #endif
@@ -149,29 +156,66 @@ void axpy_f32(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-int matmul_dtype_ok(dtype t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
+int matmul_dtype_ok(dtype t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16 || dtype_is_quantized(t); }
 
-/* A tile of up to 4 MiB of f32 weight rows, at least one row. */
+/* A tile of up to 4 MiB of f32 weight rows, at least 16 rows. This is also always enough for
+ * MATMUL_GEMV_MAX_M quantized activation rows (at most 292 bytes per 256 values). */
 size_t matmul_scratch_floats(int64_t K) {
     size_t rows = ((size_t)1 << 20) / (size_t)(K > 0 ? K : 1);
     if (rows < 16) rows = 16;
     return rows * (size_t)K;
 }
 
-static size_t elem_size(dtype t) { return t == DT_F32 ? 4 : 2; }
+/* Bytes of one weight row of K values. */
+static size_t row_bytes(dtype t, int64_t K) { return (size_t)(K / dtype_block_size(t)) * dtype_block_bytes(t); }
+
+/* dot(x, quantized row) without quantizing x: the row is dequantized 256 values at a time
+ * (a multiple of every block size) on the stack. For callers without scratch. */
+static float dot_dequantized(bool avx, const float *x, const void *row, dtype t, int64_t K) {
+    float buf[256], r = 0.0f;
+    const size_t chunk_bytes = row_bytes(t, 256);
+    for (int64_t i = 0; i < K; i += 256) {
+        int64_t c = K - i < 256 ? K - i : 256;
+        dequantize_row(t, (const char *)row + (size_t)(i / 256) * chunk_bytes, buf, c);
+        r += dot_any(avx, x + i, buf, DT_F32, c);
+    }
+    return r;
+}
+
+/* The M input rows quantized for dot products with weights of type t, in scratch; NULL when t
+ * is not quantized or scratch is too small (then quantized rows go through dot_dequantized). */
+static const void *quantize_inputs(const float *X, int64_t M, dtype t, int64_t K, float *scratch, size_t scratch_n) {
+    if (!dtype_is_quantized(t) || !scratch || (size_t)M * qdot_act_bytes(t, K) > scratch_n * sizeof(float)) return NULL;
+    const size_t stride = qdot_act_bytes(t, K);
+    for (int64_t m = 0; m < M; m++) qdot_quantize_act(t, X + m * K, (char *)scratch + (size_t)m * stride, K);
+    return scratch;
+}
+
+/* Y[m * N + n] for m < M: weight row n of W against the M inputs (X in f32, or act: X
+ * quantized by quantize_inputs). */
+static void gemv_one_row(float *Y, int64_t N, const float *X, const void *act, int64_t M, const tensor *W, int64_t n,
+                         bool avx) {
+    const int64_t K = W->shape[1];
+    const dtype t = W->type;
+    const void *row = (const char *)W->data + (size_t)n * row_bytes(t, K);
+    if (act) {
+        const size_t stride = qdot_act_bytes(t, K);
+        const qdot_isa isa = avx ? QDOT_AVX2 : QDOT_PORTABLE;
+        for (int64_t m = 0; m < M; m++) Y[m * N + n] = qdot_row(t, row, (const char *)act + (size_t)m * stride, K, isa);
+    } else if (dtype_is_quantized(t)) {
+        for (int64_t m = 0; m < M; m++) Y[m * N + n] = dot_dequantized(avx, X + m * K, row, t, K);
+    } else {
+        for (int64_t m = 0; m < M; m++) Y[m * N + n] = dot_any(avx, X + m * K, row, t, K);
+    }
+}
 
 /* Matrix-vector (M small): each thread takes a block of weight rows and, for every
  * row, computes its dot with each of the M inputs while the row is in cache. */
-static void gemv_rows(float *Y, const float *X, int64_t M, const tensor *W, bool avx) {
-    const int64_t N = W->shape[0], K = W->shape[1];
-    const dtype t = W->type;
-    const char *wd = W->data;
-    const size_t rs = (size_t)K * elem_size(t);
+static void gemv_rows(float *Y, const float *X, int64_t M, const tensor *W, bool avx, float *scratch, size_t scratch_n) {
+    const int64_t N = W->shape[0];
+    const void *act = quantize_inputs(X, M, W->type, W->shape[1], scratch, scratch_n);
     #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const void *row = wd + (size_t)n * rs;
-        for (int64_t m = 0; m < M; m++) Y[m * N + n] = dot_any(avx, X + m * K, row, t, K);
-    }
+    for (int64_t n = 0; n < N; n++) gemv_one_row(Y, N, X, act, M, W, n, avx);
 }
 
 static void add_bias(float *Y, int64_t M, int64_t N, const tensor *bias) {
@@ -184,7 +228,9 @@ static void add_bias(float *Y, int64_t M, int64_t N, const tensor *bias) {
 
 void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const tensor *const *W,
                       const tensor *const *bias, float *scratch, size_t scratch_n) {
-    if (M > MATMUL_GEMV_MAX_M || n > 4) {
+    bool same_type = true;
+    for (int i = 1; i < n; i++) same_type = same_type && W[i]->type == W[0]->type;
+    if (M > MATMUL_GEMV_MAX_M || n > 4 || !same_type) {
         for (int i = 0; i < n; i++) matmul_f32(Y[i], X, M, W[i], bias[i], scratch, scratch_n);
         return;
     }
@@ -192,21 +238,18 @@ void matmul_f32_group(int n, float *const *Y, const float *X, int64_t M, const t
     const bool avx = have_avx2();
     int64_t start[5] = {0};
     for (int i = 0; i < n; i++) start[i + 1] = start[i] + W[i]->shape[0];
-    const int64_t K = W[0]->shape[1];
+    const void *act = quantize_inputs(X, M, W[0]->type, W[0]->shape[1], scratch, scratch_n);
     #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < start[n]; r++) {
         int i = 0;
         while (r >= start[i + 1]) i++;
-        const tensor *w = W[i];
-        const int64_t N = w->shape[0], row = r - start[i];
-        const void *wr = (const char *)w->data + (size_t)row * (size_t)K * elem_size(w->type);
-        for (int64_t m = 0; m < M; m++) Y[i][m * N + row] = dot_any(avx, X + m * K, wr, w->type, K);
+        gemv_one_row(Y[i], W[i]->shape[0], X, act, M, W[i], r - start[i], avx);
     }
     for (int i = 0; i < n; i++) add_bias(Y[i], M, W[i]->shape[0], bias[i]);
 }
 
 void matmul_f32_portable(float *Y, const float *X, int64_t M, const tensor *W, const tensor *bias) {
-    gemv_rows(Y, X, M, W, false);
+    gemv_rows(Y, X, M, W, false, NULL, 0);
     add_bias(Y, M, W->shape[0], bias);
 }
 
@@ -216,16 +259,16 @@ void matmul_f32(float *Y, const float *X, int64_t M, const tensor *W, const tens
     const bool avx = have_avx2();
     if (M <= 0) return;
     if (M <= MATMUL_GEMV_MAX_M) {
-        gemv_rows(Y, X, M, W, avx);
+        gemv_rows(Y, X, M, W, avx, scratch, scratch_n);
     } else if (W->type == DT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, X, (int)K,
                     (const float *)W->data, (int)K, 0.0f, Y, (int)N);
     } else if (!scratch || scratch_n < (size_t)K) {
-        gemv_rows(Y, X, M, W, avx);
+        gemv_rows(Y, X, M, W, avx, NULL, 0);
     } else {
         /* Convert a tile of rows to f32, then one sgemm per tile: Y[:, n0:n0+nt]. */
         const int64_t tile = (int64_t)(scratch_n / (size_t)K);
-        const size_t rs = (size_t)K * elem_size(W->type);
+        const size_t rs = row_bytes(W->type, K);
         for (int64_t n0 = 0; n0 < N; n0 += tile) {
             int64_t nt = N - n0 < tile ? N - n0 : tile;
             const char *src = (const char *)W->data + (size_t)n0 * rs;

@@ -1,13 +1,16 @@
 /* Matrix products against weights stored as torch Linear does: W is [N, K]
- * (out_features x in_features), row-major, dtype f32, f16 or bf16, read in place
+ * (out_features x in_features), row-major, dtype f32, f16, bf16 or a GGUF block type
+ * (Q8_0, Q4_0, Q4_K, Q6_K: see core/quant.h), read in place
  * (usually a view into a mmapped safetensors file). Activations are f32.
  *
  *   Y[M, N] = X[M, K] . W^T (+ bias[N])
  *
  * Small M (decoding: one token per sequence) goes through a threaded (OpenMP)
  * matrix-vector kernel that reads the weight rows directly (AVX2+FMA+F16C when
- * the CPU has them, a portable loop otherwise). Larger M goes through OpenBLAS
- * sgemm; f16/bf16 weights are converted tile by tile into the caller's scratch. */
+ * the CPU has them, a portable loop otherwise); with block-quantized weights the
+ * inputs are first quantized to int8 blocks in the scratch (kernels/qdot.h).
+ * Larger M goes through OpenBLAS sgemm; f16/bf16/quantized weights are converted
+ * tile by tile into the caller's scratch. */
 #ifndef VLMC_KERNELS_MATMUL_H
 #define VLMC_KERNELS_MATMUL_H
 
@@ -23,7 +26,7 @@ enum { MATMUL_GEMV_MAX_M = 8 };
  * rows converted to f32 (0 needed for f32 weights, but any size works). */
 size_t matmul_scratch_floats(int64_t K);
 
-/* True when W is a 2-D f32/f16/bf16 tensor the kernels accept. */
+/* True when W's dtype is one the kernels accept (f32, f16, bf16, Q8_0, Q4_0, Q4_K, Q6_K). */
 int matmul_dtype_ok(dtype t);
 
 /* Y[M,N] = X[M,K] . W^T + bias. W: [N,K] tensor; bias: NULL or a 1-D [N] float tensor.

@@ -1,11 +1,13 @@
 #include "kernels/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cblas.h>
 #include <omp.h>
 
+#include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 
 void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, float eps) {
@@ -24,6 +26,17 @@ void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const te
             for (int64_t i = 0; i < dim; i++) o[i] = tensor_get_f32(w, i) * (xr[i] * inv);
         }
     }
+}
+
+void layernorm_tensor_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, const tensor *b,
+                          float eps) {
+    const bool direct = w->type == DT_F32 && (!b || b->type == DT_F32);
+    layernorm_forward(out, x, direct ? w->data : NULL, direct && b ? b->data : NULL, (size_t)rows, (size_t)dim, eps);
+    if (direct) return;
+    /* half-precision scale and shift: applied after the normalisation, in the same order ((x - mean) * rstd * w + b) */
+    #pragma omp parallel for schedule(static) if (rows * dim > 32768)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < dim; i++) out[r * dim + i] = out[r * dim + i] * tensor_get_f32(w, i) + (b ? tensor_get_f32(b, i) : 0.0f);
 }
 
 void rope_apply_f32(float *x, int64_t rows, int n_heads, int head_dim, int rot_dim, const float *cos_t,

@@ -10,6 +10,11 @@
 /* out[r] = (x[r] * rsqrt(mean(x[r]^2) + eps)) * w, for rows r of dim values (out may be x). */
 void rmsnorm_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, float eps);
 
+/* out[r] = LayerNorm(x[r]) * w + b over rows of dim values (torch.nn.LayerNorm; statistics as layernorm_forward);
+ * w, b: f32 / f16 / bf16 [dim] tensors read in place (b may be NULL). out may be x. */
+void layernorm_tensor_f32(float *out, const float *x, int64_t rows, int64_t dim, const tensor *w, const tensor *b,
+                          float eps);
+
 /* Rotary embedding, "rotate_half" layout (transformers' Llama): for each row r and
  * head h, the first rot_dim values of x[r, h*head_dim ...] are rotated pairwise
  * (i, i + rot_dim/2) by cos[r, i], sin[r, i] (rot_dim/2 values per row). */

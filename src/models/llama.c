@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "core/quant.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -19,8 +20,8 @@
 
 /* ---- weights ---------------------------------------------------------------------- */
 
-static vlmc_status get_w(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0,
-                         int64_t d1, bool optional, tensor *out, vlmc_error *err) {
+vlmc_status llama_weight(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
+                         bool optional, tensor *out, vlmc_error *err) {
     char full[512];
     int n = snprintf(full, sizeof full, "%s%s", prefix, name);
     if (n < 0 || (size_t)n >= sizeof full) return vlmc_fail(err, VLMC_ERR_ARG, "tensor name too long: %s%s", prefix, name);
@@ -29,9 +30,9 @@ static vlmc_status get_w(const safetensors *st, const char *prefix, const char *
     int64_t shape[2] = {d0, d1};
     vlmc_status s = safetensors_get(st, full, ndim, shape, out, err);
     if (s) return s;
-    if (!matmul_dtype_ok(out->type)) {
+    if (!matmul_dtype_ok(out->type) || (ndim == 1 && dtype_is_quantized(out->type))) {
         const st_entry *e = safetensors_find(st, full);
-        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the decoder reads F32, F16 or BF16",
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; the decoder reads F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                          safetensors_file_path(st, e ? e->file : 0), full, dtype_name(out->type));
     }
     return VLMC_OK;
@@ -55,8 +56,7 @@ static vlmc_status own_f32(llama_model *m, tensor *t, float add, vlmc_error *err
     return VLMC_OK;
 }
 
-/* Sizes and options shared by both loaders; the layer array (the loaders fill it). */
-static vlmc_status model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
+vlmc_status llama_model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     vlmc_status s = act_from_name(cfg->hidden_act, "config.json hidden_act", &m->act, err);
@@ -85,12 +85,12 @@ static vlmc_status load_lm_head(llama_model *m, const safetensors *st, const cha
         m->lm_head = m->tok_emb;
         return VLMC_OK;
     }
-    return get_w(st, "", lm_head_name, 2, m->vocab, m->dim, false, &m->lm_head, err);
+    return llama_weight(st, "", lm_head_name, 2, m->vocab, m->dim, false, &m->lm_head, err);
 }
 
 vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                              const char *lm_head_name, vlmc_error *err) {
-    vlmc_status s = model_dims(m, cfg, err);
+    vlmc_status s = llama_model_dims(m, cfg, err);
     if (s) return s;
     const bool gemma = !strcmp(cfg->model_type, "gemma");
     if (m->act == ACT_RELU2) {
@@ -100,8 +100,8 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
     }
     const int64_t D = m->dim, QD = (int64_t)m->n_heads * m->head_dim, KD = (int64_t)m->n_kv_heads * m->head_dim,
                   I = m->ffn_dim, V = m->vocab;
-    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
-        (s = get_w(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)) ||
+    if ((s = llama_weight(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = llama_weight(st, prefix, "norm.weight", 1, D, 0, false, &m->final_norm, err)) ||
         (gemma && (s = own_f32(m, &m->final_norm, 1.0f, err))) || (s = load_lm_head(m, st, lm_head_name, err))) {
         llama_model_free(m);
         return s;
@@ -118,22 +118,22 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
         char p[400];
         snprintf(p, sizeof p, "%slayers.%d.", prefix, l);
         bool qkvb = cfg->qkv_bias, ob = cfg->o_bias, mb = cfg->mlp_bias;
-        if ((s = get_w(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
-            (s = get_w(st, p, "self_attn.q_proj.weight", 2, QD, D, false, &L->wq, err)) ||
-            (s = get_w(st, p, "self_attn.k_proj.weight", 2, KD, D, false, &L->wk, err)) ||
-            (s = get_w(st, p, "self_attn.v_proj.weight", 2, KD, D, false, &L->wv, err)) ||
-            (s = get_w(st, p, "self_attn.o_proj.weight", 2, D, QD, false, &L->wo, err)) ||
-            (qkvb && (s = get_w(st, p, "self_attn.q_proj.bias", 1, QD, 0, false, &L->bq, err))) ||
-            (qkvb && (s = get_w(st, p, "self_attn.k_proj.bias", 1, KD, 0, false, &L->bk, err))) ||
-            (qkvb && (s = get_w(st, p, "self_attn.v_proj.bias", 1, KD, 0, false, &L->bv, err))) ||
-            (ob && (s = get_w(st, p, "self_attn.o_proj.bias", 1, D, 0, false, &L->bo, err))) ||
-            (s = get_w(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
-            (s = get_w(st, p, "mlp.gate_proj.weight", 2, I, D, false, &L->w_gate, err)) ||
-            (s = get_w(st, p, "mlp.up_proj.weight", 2, I, D, false, &L->w_up, err)) ||
-            (s = get_w(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
-            (mb && (s = get_w(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
-            (mb && (s = get_w(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
-            (mb && (s = get_w(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err))) ||
+        if ((s = llama_weight(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
+            (s = llama_weight(st, p, "self_attn.q_proj.weight", 2, QD, D, false, &L->wq, err)) ||
+            (s = llama_weight(st, p, "self_attn.k_proj.weight", 2, KD, D, false, &L->wk, err)) ||
+            (s = llama_weight(st, p, "self_attn.v_proj.weight", 2, KD, D, false, &L->wv, err)) ||
+            (s = llama_weight(st, p, "self_attn.o_proj.weight", 2, D, QD, false, &L->wo, err)) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.q_proj.bias", 1, QD, 0, false, &L->bq, err))) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.k_proj.bias", 1, KD, 0, false, &L->bk, err))) ||
+            (qkvb && (s = llama_weight(st, p, "self_attn.v_proj.bias", 1, KD, 0, false, &L->bv, err))) ||
+            (ob && (s = llama_weight(st, p, "self_attn.o_proj.bias", 1, D, 0, false, &L->bo, err))) ||
+            (s = llama_weight(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
+            (s = llama_weight(st, p, "mlp.gate_proj.weight", 2, I, D, false, &L->w_gate, err)) ||
+            (s = llama_weight(st, p, "mlp.up_proj.weight", 2, I, D, false, &L->w_up, err)) ||
+            (s = llama_weight(st, p, "mlp.down_proj.weight", 2, D, I, false, &L->w_down, err)) ||
+            (mb && (s = llama_weight(st, p, "mlp.gate_proj.bias", 1, I, 0, false, &L->b_gate, err))) ||
+            (mb && (s = llama_weight(st, p, "mlp.up_proj.bias", 1, I, 0, false, &L->b_up, err))) ||
+            (mb && (s = llama_weight(st, p, "mlp.down_proj.bias", 1, D, 0, false, &L->b_down, err))) ||
             (gemma && ((s = own_f32(m, &L->attn_norm, 1.0f, err)) || (s = own_f32(m, &L->ffn_norm, 1.0f, err))))) {
             llama_model_free(m);
             return s;
@@ -144,7 +144,7 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
 
 vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                                  const char *lm_head_name, vlmc_error *err) {
-    vlmc_status s = model_dims(m, cfg, err);
+    vlmc_status s = llama_model_dims(m, cfg, err);
     if (s) return s;
     m->layer_norm = true;
     m->eps = (float)cfg->layer_norm_eps;
@@ -154,9 +154,9 @@ vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, cons
                          m->n_heads, m->head_dim, m->dim);
     }
     const int64_t D = m->dim, I = m->ffn_dim, V = m->vocab, hd = m->head_dim;
-    if ((s = get_w(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
-        (s = get_w(st, prefix, "final_layernorm.weight", 1, D, 0, false, &m->final_norm, err)) ||
-        (s = get_w(st, prefix, "final_layernorm.bias", 1, D, 0, false, &m->final_norm_b, err)) ||
+    if ((s = llama_weight(st, prefix, "embed_tokens.weight", 2, V, D, false, &m->tok_emb, err)) ||
+        (s = llama_weight(st, prefix, "final_layernorm.weight", 1, D, 0, false, &m->final_norm, err)) ||
+        (s = llama_weight(st, prefix, "final_layernorm.bias", 1, D, 0, false, &m->final_norm_b, err)) ||
         (s = own_f32(m, &m->final_norm, 0.0f, err)) || (s = own_f32(m, &m->final_norm_b, 0.0f, err)) ||
         (s = load_lm_head(m, st, lm_head_name, err))) {
         llama_model_free(m);
@@ -167,22 +167,22 @@ vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, cons
         char p[400];
         snprintf(p, sizeof p, "%slayers.%d.", prefix, l);
         const bool qkn = cfg->qk_layernorm;
-        if ((s = get_w(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
-            (s = get_w(st, p, "input_layernorm.bias", 1, D, 0, false, &L->attn_norm_b, err)) ||
-            (s = get_w(st, p, "self_attn.query_key_value.weight", 2, 3 * D, D, false, &L->wqkv, err)) ||
-            (s = get_w(st, p, "self_attn.query_key_value.bias", 1, 3 * D, 0, false, &L->bqkv, err)) ||
-            (qkn && (s = get_w(st, p, "self_attn.q_layernorm.weight", 1, hd, 0, false, &L->q_norm, err))) ||
-            (qkn && (s = get_w(st, p, "self_attn.q_layernorm.bias", 1, hd, 0, false, &L->q_norm_b, err))) ||
-            (qkn && (s = get_w(st, p, "self_attn.k_layernorm.weight", 1, hd, 0, false, &L->k_norm, err))) ||
-            (qkn && (s = get_w(st, p, "self_attn.k_layernorm.bias", 1, hd, 0, false, &L->k_norm_b, err))) ||
-            (s = get_w(st, p, "self_attn.dense.weight", 2, D, D, false, &L->wo, err)) ||
-            (s = get_w(st, p, "self_attn.dense.bias", 1, D, 0, false, &L->bo, err)) ||
-            (s = get_w(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
-            (s = get_w(st, p, "post_attention_layernorm.bias", 1, D, 0, false, &L->ffn_norm_b, err)) ||
-            (s = get_w(st, p, "mlp.dense_h_to_4h.weight", 2, I, D, false, &L->w_up, err)) ||
-            (s = get_w(st, p, "mlp.dense_h_to_4h.bias", 1, I, 0, false, &L->b_up, err)) ||
-            (s = get_w(st, p, "mlp.dense_4h_to_h.weight", 2, D, I, false, &L->w_down, err)) ||
-            (s = get_w(st, p, "mlp.dense_4h_to_h.bias", 1, D, 0, false, &L->b_down, err))) {
+        if ((s = llama_weight(st, p, "input_layernorm.weight", 1, D, 0, false, &L->attn_norm, err)) ||
+            (s = llama_weight(st, p, "input_layernorm.bias", 1, D, 0, false, &L->attn_norm_b, err)) ||
+            (s = llama_weight(st, p, "self_attn.query_key_value.weight", 2, 3 * D, D, false, &L->wqkv, err)) ||
+            (s = llama_weight(st, p, "self_attn.query_key_value.bias", 1, 3 * D, 0, false, &L->bqkv, err)) ||
+            (qkn && (s = llama_weight(st, p, "self_attn.q_layernorm.weight", 1, hd, 0, false, &L->q_norm, err))) ||
+            (qkn && (s = llama_weight(st, p, "self_attn.q_layernorm.bias", 1, hd, 0, false, &L->q_norm_b, err))) ||
+            (qkn && (s = llama_weight(st, p, "self_attn.k_layernorm.weight", 1, hd, 0, false, &L->k_norm, err))) ||
+            (qkn && (s = llama_weight(st, p, "self_attn.k_layernorm.bias", 1, hd, 0, false, &L->k_norm_b, err))) ||
+            (s = llama_weight(st, p, "self_attn.dense.weight", 2, D, D, false, &L->wo, err)) ||
+            (s = llama_weight(st, p, "self_attn.dense.bias", 1, D, 0, false, &L->bo, err)) ||
+            (s = llama_weight(st, p, "post_attention_layernorm.weight", 1, D, 0, false, &L->ffn_norm, err)) ||
+            (s = llama_weight(st, p, "post_attention_layernorm.bias", 1, D, 0, false, &L->ffn_norm_b, err)) ||
+            (s = llama_weight(st, p, "mlp.dense_h_to_4h.weight", 2, I, D, false, &L->w_up, err)) ||
+            (s = llama_weight(st, p, "mlp.dense_h_to_4h.bias", 1, I, 0, false, &L->b_up, err)) ||
+            (s = llama_weight(st, p, "mlp.dense_4h_to_h.weight", 2, D, I, false, &L->w_down, err)) ||
+            (s = llama_weight(st, p, "mlp.dense_4h_to_h.bias", 1, D, 0, false, &L->b_down, err))) {
             llama_model_free(m);
             return s;
         }
@@ -327,11 +327,42 @@ static void rope_dynamic_update(llama_ctx *c, int seq_len) {
     }
 }
 
+/* Qwen's dynamic NTK (QWenModel.get_ntk_alpha, RotaryEmbedding.update_rotary_pos_emb_cache): for a prefill of
+ * len tokens, alpha = max(2^ceil(log2(len / seq_length) + 1) - 1, 1) in double, base' = base · alpha^(d / (d-2)),
+ * inv_freq = 1 / base'^(arange(0, d, 2) / d) in f32 as torch computes it. */
+static void qwen_ntk_update(llama_ctx *c, int len) {
+    const llama_model *m = c->m;
+    double alpha = pow(2.0, ceil(log2((double)len / m->qwen_seq_length) + 1.0)) - 1.0;
+    if (alpha < 1.0) alpha = 1.0;
+    const int d = m->rot_dim;
+    const float base = (float)(m->cfg.rope_theta * pow(alpha, (double)d / (double)(d - 2)));
+    for (int i = 0; i < d / 2; i++) {
+        float e = (float)(2 * i) / (float)d;
+        c->inv_freq[i] = 1.0f / (float)pow((double)base, (double)e);
+    }
+    c->attn_factor = 1.0f;
+}
+
+/* Qwen's logn attention: q rows of the R new tokens (slot n_past + t of each sequence) times
+ * log(p+1) / log(seq_length) (Python's math.log(p+1, seq_length), then f32) past seq_length. */
+static void qwen_logn_scale(llama_ctx *c, float *q, int B, int T, int64_t QD) {
+    const int n0 = c->kv.n_past, S = c->m->qwen_seq_length;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = n0 + t + 1;
+            if (i <= S) continue;
+            float f = (float)(log((double)i) / log((double)S));
+            float *row = q + ((size_t)b * T + t) * QD;
+            for (int64_t j = 0; j < QD; j++) row[j] *= f;
+        }
+}
+
 /* ---- forward ------------------------------------------------------------------------ */
 
-/* out[R, D] = RMSNorm(x) (Llama; Gemma's weights are 1 + w already), or LayerNorm(x) with bias (Persimmon) */
+/* out[R, D] = RMSNorm(x) (Llama; Gemma's weights are 1 + w already), or LayerNorm(x) with bias (Persimmon;
+ * moondream2, whose f16 weights are read in place) */
 static void norm_rows(const llama_model *m, float *out, const float *x, int64_t R, const tensor *w, const tensor *b) {
-    if (m->layer_norm) layernorm_forward(out, x, w->data, b->data, (size_t)R, (size_t)m->dim, m->eps);
+    if (m->layer_norm) layernorm_tensor_f32(out, x, R, m->dim, w, b && b->data ? b : NULL, m->eps);
     else rmsnorm_f32(out, x, R, m->dim, w, m->eps);
 }
 
@@ -357,6 +388,11 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
                          c->max_tokens);
     if (!in->tokens && !in->embeds) return vlmc_fail(err, VLMC_ERR_ARG, "decoder: neither tokens nor embeddings given");
     if ((s = kv_cache_reserve(kv, T, err))) return s;
+    const int prefix_attn = c->m->prefix_attn;
+    if (kv->n_past < prefix_attn && (kv->n_past > 0 || T < prefix_attn))
+        return vlmc_fail(err, VLMC_ERR_ARG,
+                         "decoder: the first %d positions attend to each other both ways and must be run in one call "
+                         "(this one runs positions %d..%d)", prefix_attn, kv->n_past, kv->n_past + T - 1);
 
     /* x[R, D]: token embeddings, or the caller's (VLM: text + image features); Gemma scales them */
     if (in->tokens) {
@@ -365,15 +401,15 @@ vlmc_status llama_forward_start(llama_ctx *c, const llama_input *in, vlmc_error 
         memcpy(c->x, in->embeds, (size_t)R * D * sizeof(float));
     }
     if (c->m->embed_scale) scale_f32(c->x, c->m->embed_scale, R * D);
-    /* slots n_past..n_past+T-1: padding mask (2 = prefix-LM prefix), and the count of real tokens so far (0 for
-     * padding) */
+    /* slots n_past..n_past+T-1: padding mask (2 = prefix-LM prefix: in->prefix_mask, or moondream2's first
+     * prefix_attn slots), and the count of real tokens so far (0 for padding) */
     for (int b = 0; b < B; b++) {
         c->prefix_end[b] = 0;
         for (int t = 0; t < T; t++) {
             const size_t r = (size_t)b * T + t;
             const int slot = kv->n_past + t;
             int mk = in->attention_mask ? in->attention_mask[r] != 0 : 1;
-            if (mk && in->prefix_mask && in->prefix_mask[r]) {
+            if (mk && (in->prefix_mask ? in->prefix_mask[r] != 0 : slot < prefix_attn)) {
                 mk = 2;
                 c->prefix_end[b] = slot + 1;
             }
@@ -393,9 +429,9 @@ void llama_forward_finish(llama_ctx *c, int T, const llama_output *out) {
         if (out->logits_last_only) {
             for (int b = 0; b < B; b++)
                 memcpy(c->last + (size_t)b * D, c->xn + ((size_t)b * T + T - 1) * D, (size_t)D * sizeof(float));
-            matmul_f32(out->logits, c->last, B, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->last, B, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         } else {
-            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, NULL, c->scratch, c->scratch_n);
+            matmul_f32(out->logits, c->xn, (int64_t)B * T, &m->lm_head, &m->lm_head_b, c->scratch, c->scratch_n);
         }
     }
     c->kv.n_past += T;
@@ -449,6 +485,12 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         if (in->mrope_pos && seq_max != INT32_MIN) c->pos_offset[b] = seq_max + 1 - kv->n_valid[b];
     }
     if (m->cfg.rope_scaling.type == ROPE_DYNAMIC) rope_dynamic_update(c, max_pos + 1);
+    if (m->qwen_dynamic_ntk && kv->n_past == 0) {
+        /* Qwen takes the real length of each sequence (mask ones); one base for the batch here: the longest */
+        int len = in->prompt_len;
+        for (int b = 0; b < B; b++) len = kv->n_valid[b] > len ? kv->n_valid[b] : len;
+        qwen_ntk_update(c, len);
+    }
     if (mrope)
         rope_tables_mrope(c->inv_freq, (int)half, c->attn_factor, m->cfg.rope_scaling.mrope_section, c->pos, (int)R,
                           c->cos_t, c->sin_t);
@@ -461,7 +503,7 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
     const attn_args aa = {.B = B, .T = T, .n_past = kv->n_past, .n_ctx = c->n_ctx, .n_heads = (int)H,
                           .n_kv_heads = (int)KVH, .head_dim = (int)hd, .window = m->cfg.sliding_window,
                           .scale = 1.0f / sqrtf((float)hd), .n_threads = c->n_threads,
-                          .prefix_end = in->prefix_mask ? c->prefix_end : NULL};
+                          .prefix_end = in->prefix_mask || m->prefix_attn ? c->prefix_end : NULL};
     for (int l = 0; l < L; l++) {
         const llama_layer *w = &m->layers[l];
         /* attention block: xn = norm(x); q,k,v = xn W^T (+b); [Persimmon: layernorm(q), layernorm(k) per head];
@@ -482,12 +524,14 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         }
         rope_apply_f32(c->q, R, (int)H, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
         rope_apply_f32(c->k, R, (int)KVH, (int)hd, m->rot_dim, c->cos_t, c->sin_t);
+        if (m->qwen_logn_attn) qwen_logn_scale(c, c->q, B, T, H * hd);
         /* att[R, H*hd] = softmax(q k^T / sqrt(hd) + mask) v ; x += att Wo^T */
         llama_attention(c, l, &aa);
         matmul_f32(c->tmp, c->att, R, &w->wo, &w->bo, c->scratch, c->scratch_n);
         add_f32(c->x, c->tmp, R * D);
-        /* MLP block: x += (act(xn Wg^T) * (xn Wu^T)) Wd^T, or (Persimmon) x += act(xn Wu^T + bu) Wd^T + bd */
-        norm_rows(m, c->xn, c->x, R, &w->ffn_norm, &w->ffn_norm_b);
+        /* MLP block: x += (act(xn Wg^T) * (xn Wu^T)) Wd^T, or (Persimmon, moondream2) x += act(xn Wu^T + bu) Wd^T + bd;
+         * a parallel block (moondream2) reuses the attention's xn: x = (x + attn) + mlp, torch's order */
+        if (!m->parallel_block) norm_rows(m, c->xn, c->x, R, &w->ffn_norm, &w->ffn_norm_b);
         float *h = c->gate; /* [R, I] */
         if (w->w_gate.data) {
             matmul_f32_group(2, (float *const[]){c->gate, c->up}, c->xn, R,
@@ -501,11 +545,12 @@ vlmc_status llama_forward(llama_ctx *c, const llama_input *in, const llama_outpu
         }
         matmul_f32(c->tmp, h, R, &w->w_down, &w->b_down, c->scratch, c->scratch_n); /* [R, D] */
         add_f32(c->x, c->tmp, R * D);
-        if (hs && l + 1 < L) memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
+        if (hs && (l + 1 < L || out->hidden_states_all))
+            memcpy(hs + (size_t)(l + 1) * R * D, c->x, (size_t)R * D * sizeof(float));
     }
-    /* final norm; logits = xn lm_head^T */
+    /* final norm; logits = xn lm_head^T (+ bias) */
     norm_rows(m, c->xn, c->x, R, &m->final_norm, &m->final_norm_b);
-    if (hs) memcpy(hs + (size_t)L * R * D, c->xn, (size_t)R * D * sizeof(float));
+    if (hs) memcpy(hs + (size_t)(out->hidden_states_all ? L + 1 : L) * R * D, c->xn, (size_t)R * D * sizeof(float));
     llama_forward_finish(c, T, out);
     return VLMC_OK;
 }

@@ -70,6 +70,21 @@ typedef struct llama_model {
     const void *arch;
     float **owned;     /* f32 vectors made at load (Gemma's 1 + w, LayerNorm weights of other dtypes) */
     int n_owned;
+    /* Qwen (v1) QWenModel's extras, off (0) for every other decoder: with dynamic_ntk, a prefill into an empty
+     * cache picks the rotary base from its length (decode steps keep it); with logn_attn, the query at 0-based
+     * position p is scaled by log(p+1) / log(seq_length) once p+1 > seq_length. */
+    int qwen_seq_length;
+    bool qwen_dynamic_ntk, qwen_logn_attn;
+    /* The Phi-style variant (moondream2's text model; its family loader sets these, llama_model_load leaves them
+     * off), with layer_norm and a plain MLP (w_gate absent, act):
+     *   parallel_block  x = x + attn(n(x)) + mlp(n(x)) with the one norm attn_norm (ffn_norm unused)
+     *   lm_head_b       LM head bias (data == NULL: none)
+     *   prefix_attn     the first prefix_attn positions attend to each other both ways (bos + image: slots of mask
+     *                   value 2, as a prefix-LM prefix), the rest causally; a forward call that starts inside the
+     *                   prefix must hold all of it */
+    bool parallel_block;
+    tensor lm_head_b;
+    int prefix_attn;
 } llama_model;
 
 /* Takes views of the tensors `<prefix>embed_tokens.weight`, `<prefix>layers.<i>.…`,
@@ -84,6 +99,14 @@ vlmc_status llama_model_load(llama_model *m, const hf_text_config *cfg, const sa
 vlmc_status persimmon_model_load(llama_model *m, const hf_text_config *cfg, const safetensors *st, const char *prefix,
                                  const char *lm_head_name, vlmc_error *err);
 void llama_model_free(llama_model *m);
+/* The first step of llama_model_load: the config and the dimensions, checked, and the (zeroed) layer array; no
+ * tensors. For decoders whose weights are named otherwise (Qwen's transformer.h.*, moondream2's), which then set
+ * the tensor views themselves. */
+vlmc_status llama_model_dims(llama_model *m, const hf_text_config *cfg, vlmc_error *err);
+/* A view of the tensor <prefix><name> of shape [d0] (ndim 1) or [d0, d1] in a dtype the decoder's matmuls read
+ * (F32, F16, BF16); with optional, an absent tensor leaves *out zeroed. */
+vlmc_status llama_weight(const safetensors *st, const char *prefix, const char *name, int ndim, int64_t d0, int64_t d1,
+                         bool optional, tensor *out, vlmc_error *err);
 
 /* Token embeddings: out[n, D] = embed_tokens[ids[i]]. Fails on an id outside the vocabulary. */
 vlmc_status llama_embed_tokens(const llama_model *m, const int32_t *ids, int64_t n, float *out, vlmc_error *err);
@@ -138,6 +161,8 @@ typedef struct llama_input {
     const int32_t *attention_mask; /* [B, T] 1 = token, 0 = (left) padding; NULL = all 1 */
     const int32_t *position_ids;   /* [B, T] or NULL: generate()'s rule, cumsum(mask) - 1 (+ position_offset),
                                       padding 1 */
+    int prompt_len;                /* a prompt run in several passes: its whole length (0 = this pass), which
+                                      Qwen's dynamic NTK sizes the rotary base by */
     /* M-RoPE (rope_scaling.mrope_section, Qwen2-VL): [B, T, 3] (temporal, height, width) positions per token, as
      * get_rope_index computes them for a prompt; NULL = position_ids or the default rule on all three axes. A call
      * with them also sets each sequence's offset (rope_deltas, relative to the default rule) so that the tokens
@@ -152,6 +177,7 @@ typedef struct llama_output {
     float *logits;         /* [B, T, vocab], or [B, vocab] when logits_last_only; NULL = none */
     bool logits_last_only;
     float *hidden_states;  /* [n_layers + 1, B, T, D] or NULL: [0] embeddings, [L] final norm output */
+    bool hidden_states_all; /* [n_layers + 2, B, T, D] instead: [L] last layer output, [L+1] final norm output */
 } llama_output;
 
 /* Runs T new tokens of each of the n_batch sequences through the decoder, appending

@@ -23,16 +23,6 @@ static vlmc_status llava_load(vlm_model *m, vlmc_error *err) {
     return vlm_load_llava_parts(m, err);
 }
 
-static vlmc_status llava_features_len(const vlm_model *m, const vlm_images *im, size_t *n, vlmc_error *err) {
-    vit_outputs o = {0};
-    vlmc_status s = vit_select_from_config(&m->cfg, NULL, &o, err);
-    if (s) return s;
-    int tokens, feat;
-    vit_selected_shape(&m->vit, &o, im->height, im->width, &tokens, &feat);
-    *n = (size_t)im->n_tiles * (size_t)tokens;
-    return VLMC_OK;
-}
-
 static vlmc_status llava_encode(const vlm_model *m, const vlm_images *im, vlm_vision_out *out, vlmc_error *err) {
     for (int i = 0; i < im->n_images; i++)
         if (im->tiles[i] != 1)
@@ -67,7 +57,7 @@ const vlm_family vlm_family_llava = {
     .hf_class = "LlavaForConditionalGeneration",
     .legacy_unmask_padding = true,
     .load = llava_load,
-    .features_len = llava_features_len,
+    .features_len = vlm_llava_features_len,
     .encode = llava_encode,
     .image_prompt = llava_image_prompt,
 };

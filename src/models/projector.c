@@ -4,13 +4,18 @@
  *                           image_size_to_num_patches, unpad_image; image_processing_utils.select_best_resolution
  *   modeling_idefics3.py    Idefics3Connector (pixel_shuffle), Idefics3SimpleMLP (proj, no bias)
  *   modeling_paligemma.py   PaliGemmaMultiModalProjector (one Linear with bias)
- *   modeling_fuyu.py        FuyuForCausalLM.vision_embed_tokens (one Linear with bias on flattened patches) */
+ *   modeling_fuyu.py        FuyuForCausalLM.vision_embed_tokens (one Linear with bias on flattened patches)
+ * and Yi-VL's mlp2x_gelu_Norm (github 01-ai/Yi, VL/llava/model/multimodal_projector/builder.py). */
 #include "models/projector.h"
+
+#include "core/quant.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/layernorm.h"
 
 static vlmc_status name_of(char *buf, size_t cap, const char *prefix, const char *name, vlmc_error *err) {
     int k = snprintf(buf, cap, "%s%s", prefix, name);
@@ -19,8 +24,9 @@ static vlmc_status name_of(char *buf, size_t cap, const char *prefix, const char
 }
 
 static vlmc_status float_dtype(const projector *p, const char *name, const tensor *t, vlmc_error *err) {
-    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16) return VLMC_OK;
-    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; projector weights must be F32, F16 or BF16",
+    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16 || dtype_is_quantized(t->type)) return VLMC_OK;
+    return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
+                     "%s: tensor '%s' has dtype %s; projector weights must be F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                      p->file, name, dtype_name(t->type));
 }
 
@@ -74,7 +80,7 @@ vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_c
         if (cfg->n_vision_feature_layers < 1)
             return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: config has no vision_feature_layer", p->file);
         p->in_dim = Dv * cfg->n_vision_feature_layers;
-        p->out_dim = Dt;
+        p->out_dim = p->hidden_dim = Dt;
         if ((s = act_from_name(cfg->projector_hidden_act, "config.json projector_hidden_act", &p->act, err)) ||
             (s = get_mat(st, p, prefix, "multi_modal_projector.linear_1.weight", Dt, p->in_dim, &p->w1, err)) ||
             (s = get_mat(st, p, prefix, "multi_modal_projector.linear_2.weight", Dt, Dt, &p->w2, err)))
@@ -129,10 +135,78 @@ fail:
     return s;
 }
 
+vlmc_status projector_load_mlp(const safetensors *st, const char *w1, const char *b1, const char *w2, const char *b2,
+                               int in_dim, int hidden_dim, int out_dim, act_kind act, projector *p, vlmc_error *err) {
+    memset(p, 0, sizeof *p);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(p->file, sizeof p->file, "%s", where);
+    p->kind = PROJ_LLAVA;
+    p->in_dim = in_dim;
+    p->hidden_dim = hidden_dim;
+    p->out_dim = out_dim;
+    p->act = act;
+    vlmc_status s;
+    if ((s = get_mat(st, p, "", w1, hidden_dim, in_dim, &p->w1, err)) ||
+        (s = get_mat(st, p, "", w2, out_dim, hidden_dim, &p->w2, err)) ||
+        (b1 && (s = get_vec(st, p, "", b1, hidden_dim, &p->b1, err))) ||
+        (b2 && (s = get_vec(st, p, "", b2, out_dim, &p->b2, err))))
+        projector_free(p);
+    return s;
+}
+
 void projector_free(projector *p) {
     if (!p) return;
     for (int i = 0; i < p->n_owned; i++) free(p->owned[i]);
     p->n_owned = 0;
+}
+
+vlmc_status projector_load_mlp_norm(const safetensors *st, const char *prefix, int in_dim, int out_dim, float ln_eps,
+                                    projector *p, vlmc_error *err) {
+    memset(p, 0, sizeof *p);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(p->file, sizeof p->file, "%s", where);
+    if (in_dim <= 0 || out_dim <= 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: projector sizes %d -> %d", p->file, in_dim, out_dim);
+    p->kind = PROJ_MLP_NORM;
+    p->in_dim = in_dim;
+    p->out_dim = out_dim;
+    p->act = ACT_GELU; /* nn.GELU(): the erf form */
+    p->ln_eps = ln_eps;
+    vlmc_status s;
+    if ((s = get_mat(st, p, prefix, "0.weight", out_dim, in_dim, &p->w1, err)) ||
+        (s = get_vec(st, p, prefix, "0.bias", out_dim, &p->b1, err)) ||
+        (s = get_vec(st, p, prefix, "1.weight", out_dim, &p->ln1_w, err)) ||
+        (s = get_vec(st, p, prefix, "1.bias", out_dim, &p->ln1_b, err)) ||
+        (s = get_mat(st, p, prefix, "3.weight", out_dim, out_dim, &p->w2, err)) ||
+        (s = get_vec(st, p, prefix, "3.bias", out_dim, &p->b2, err)) ||
+        (s = get_vec(st, p, prefix, "4.weight", out_dim, &p->ln2_w, err)) ||
+        (s = get_vec(st, p, prefix, "4.bias", out_dim, &p->ln2_b, err))) {
+        projector_free(p);
+        return s;
+    }
+    return VLMC_OK;
+}
+
+vlmc_status projector_mlp_norm_forward(const projector *p, const float *in, size_t rows, float *out,
+                                       float *const *steps, vlmc_error *err) {
+    const size_t E = (size_t)p->out_dim;
+    float *scratch = malloc((p->scratch_floats ? p->scratch_floats : 1) * sizeof(float));
+    float *a = malloc(rows * E * sizeof(float)), *b = malloc(rows * E * sizeof(float));
+    if (!scratch || !a || !b) {
+        free(scratch); free(a); free(b);
+        return vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory for the projector (%zu rows)", rows);
+    }
+    vision_linear(a, in, rows, &p->w1, p->b1, scratch, false);               /* 0: Linear */
+    if (steps && steps[0]) memcpy(steps[0], a, rows * E * sizeof(float));
+    layernorm_forward(b, a, p->ln1_w, p->ln1_b, rows, E, p->ln_eps);          /* 1: LayerNorm */
+    if (steps && steps[1]) memcpy(steps[1], b, rows * E * sizeof(float));
+    act_forward(p->act, b, b, rows * E);                                      /* 2: GELU */
+    if (steps && steps[2]) memcpy(steps[2], b, rows * E * sizeof(float));
+    vision_linear(a, b, rows, &p->w2, p->b2, scratch, false);                /* 3: Linear */
+    if (steps && steps[3]) memcpy(steps[3], a, rows * E * sizeof(float));
+    layernorm_forward(out, a, p->ln2_w, p->ln2_b, rows, E, p->ln_eps);        /* 4: LayerNorm */
+    free(scratch); free(a); free(b);
+    return VLMC_OK;
 }
 
 vlmc_status vlm_vision_load(const safetensors *st, const hf_config *cfg, vit_model *vit, projector *proj,
@@ -210,8 +284,9 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
         return vlmc_fail(err, VLMC_ERR_ARG, "%s: projector takes %d features per token, got %d", p->file, want,
                          in_features);
     const size_t rows = (size_t)n * tout;
+    if (p->kind == PROJ_MLP_NORM) return projector_mlp_norm_forward(p, in, rows, out, NULL, err);
     float *scratch = malloc((p->scratch_floats ? p->scratch_floats : 1) * sizeof(float));
-    float *tmp = malloc(rows * (size_t)(p->kind == PROJ_LLAVA ? p->out_dim : p->in_dim) * sizeof(float));
+    float *tmp = malloc(rows * (size_t)(p->kind == PROJ_LLAVA ? p->hidden_dim : p->in_dim) * sizeof(float));
     vlmc_status s = VLMC_OK;
     if (!scratch || !tmp) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory");
@@ -219,7 +294,7 @@ vlmc_status projector_forward(const projector *p, const float *in, int n, int to
         vision_linear(out, in, rows, &p->w1, p->b1, scratch, false);
     } else if (p->kind == PROJ_LLAVA) {
         vision_linear(tmp, in, rows, &p->w1, p->b1, scratch, false);      /* linear_1 */
-        act_forward(p->act, tmp, tmp, rows * (size_t)p->out_dim);          /* act */
+        act_forward(p->act, tmp, tmp, rows * (size_t)p->hidden_dim);       /* act */
         vision_linear(out, tmp, rows, &p->w2, p->b2, scratch, false);     /* linear_2 */
     } else {
         int side = (int)lround(sqrt((double)tokens));

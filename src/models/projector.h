@@ -7,6 +7,8 @@
  *   idefics3           Idefics3Connector: pixel_shuffle(scale_factor) then modality_projection.proj (no bias)
  *   paligemma, fuyu    one Linear with bias (PROJ_LINEAR): multi_modal_projector.linear on the SigLIP last hidden
  *                      state; Fuyu's vision_embed_tokens on flattened image patches [patch² · C]
+ *   mlp2x_gelu_Norm    the original LLaVA code's builder as Yi-VL extends it (llava/model/multimodal_projector/
+ *                      builder.py): nn.Sequential(Linear, LayerNorm, GELU, Linear, LayerNorm) = mm_projector.{0,1,3,4}
  *
  * Weights are views into the mmapped safetensors (F32, F16, BF16); matrices that are not aligned F32 are
  * converted into one scratch of the largest matrix's size per call (e.g. 4096×4096 floats = 64 MiB for a
@@ -22,15 +24,18 @@
 #include "kernels/gelu.h"
 #include "models/vit.h"
 
-typedef enum projector_kind { PROJ_LLAVA = 0, PROJ_IDEFICS3, PROJ_LINEAR } projector_kind;
+typedef enum projector_kind { PROJ_LLAVA = 0, PROJ_IDEFICS3, PROJ_LINEAR, PROJ_MLP_NORM } projector_kind;
 
 typedef struct projector {
     projector_kind kind;
     char file[512];
     int in_dim, out_dim;        /* per-token features in (after the pixel shuffle for Idefics3) and out */
-    act_kind act;               /* llava */
-    tensor w1, w2;              /* llava linear_1 [out, in], linear_2 [out, out]; idefics3: w1 = proj [out, in] */
+    int hidden_dim;             /* llava: linear_1's outputs (= out_dim; moondream2's proj_mlp: its inner dim) */
+    act_kind act;               /* llava, mlp2x_gelu_Norm (GELU) */
+    tensor w1, w2;              /* llava linear_1 [hidden, in], linear_2 [out, hidden]; idefics3: w1 = proj [out, in] */
     const float *b1, *b2;       /* NULL without multimodal_projector_bias */
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* mlp2x_gelu_Norm's LayerNorms [out] */
+    float ln_eps;
     int scale_factor;           /* idefics3 */
     /* llava_next anyres packing */
     const float *image_newline; /* [out_dim], NULL for llava / idefics3 */
@@ -39,7 +44,7 @@ typedef struct projector {
     int n_pinpoints;
     int pinpoints[HF_MAX_PINPOINTS][2]; /* [height, width] */
     size_t scratch_floats;
-    float *owned[4];
+    float *owned[8];
     int n_owned;
 } projector;
 
@@ -49,6 +54,19 @@ typedef struct projector {
 vlmc_status projector_load(const safetensors *st, const char *prefix, const hf_config *cfg, projector *out,
                            vlmc_error *err);
 void projector_free(projector *p);
+/* mlp2x_gelu_Norm from tensors <prefix>{0,1,3,4}.{weight,bias} (Yi-VL: prefix "model.mm_projector."), in_dim →
+ * out_dim, LayerNorm eps (nn.LayerNorm's default 1e-5 in Yi-VL). */
+vlmc_status projector_load_mlp_norm(const safetensors *st, const char *prefix, int in_dim, int out_dim, float ln_eps,
+                                    projector *out, vlmc_error *err);
+/* mlp2x_gelu_Norm on in [rows, in_dim] → out [rows, out_dim]; steps (NULL, or 4 arrays [rows, out_dim], each may
+ * be NULL) receive the outputs of linear_1, layernorm_1, gelu, linear_2 (out is layernorm_2's). */
+vlmc_status projector_mlp_norm_forward(const projector *p, const float *in, size_t rows, float *out,
+                                       float *const *steps, vlmc_error *err);
+
+/* The LLaVA-shaped MLP (w1 → act → w2, biases b1 / b2 when their names are not NULL) under other tensor names, with
+ * its own widths: moondream2's proj_mlp. file names the checkpoint in messages. */
+vlmc_status projector_load_mlp(const safetensors *st, const char *w1, const char *b1, const char *w2, const char *b2,
+                               int in_dim, int hidden_dim, int out_dim, act_kind act, projector *out, vlmc_error *err);
 
 /* Loads the vision tower and the projector of a VLM config, finding the tensor-name layout in st
  * (transformers 4.47's, or the llava layout of transformers >= 4.52). */

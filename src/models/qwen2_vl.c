@@ -107,12 +107,7 @@ static vlmc_status tower_load(vlm_model *m, const char *prefix, vlmc_error *err)
             (s = vit_load_vector(v, m->st, b[3], D, &ly->fc2_b, err)))
             return s;
         /* qkv(x).reshape(N, 3, H, hd): rows [0, D) are q, [D, 2D) k, [2D, 3D) v */
-        ly->q_w = vit_row_slice(&qkv, 0, D);
-        ly->k_w = vit_row_slice(&qkv, D, D);
-        ly->v_w = vit_row_slice(&qkv, 2 * D, D);
-        ly->q_b = qkv_b;
-        ly->k_b = qkv_b + D;
-        ly->v_b = qkv_b + 2 * D;
+        vit_layer_split_qkv(ly, &qkv, qkv_b, D);
     }
     char mn[6][512];
     static const char *const msub[6] = {"ln_q.weight", "ln_q.bias", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight",
@@ -226,7 +221,7 @@ static vlmc_status qwen2_vl_encode(const vlm_model *m, const vlm_images *im, vlm
     float *f = malloc(N * (F > D ? F : D) * sizeof(float)), *cos_t = malloc(N * half * sizeof(float));
     float *sin_t = malloc(N * half * sizeof(float));
     float *angles = out->rotary_freqs ? out->rotary_freqs : malloc(N * half * sizeof(float));
-    float *scores = malloc((size_t)nt * ATT_QB * (size_t)max_frame * sizeof(float));
+    float *scores = malloc((size_t)nt * VISION_ATT_QB * (size_t)max_frame * sizeof(float));
     float *scratch = malloc((v->scratch_floats ? v->scratch_floats : 1) * sizeof(float));
     if (!x || !h || !q || !k || !vv || !a || !f || !cos_t || !sin_t || !angles || !scores || !scratch) {
         s = vlmc_fail(err, VLMC_ERR_NOMEM, "qwen2_vl: out of memory for %zu patches", N);

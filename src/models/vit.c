@@ -17,6 +17,8 @@
  */
 #include "models/vit.h"
 
+#include "core/quant.h"
+
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -46,8 +48,9 @@ static vlmc_status full_name(loader *ld, const char *name, char *buf, size_t cap
 }
 
 static vlmc_status check_float_dtype(loader *ld, const char *name, const tensor *t) {
-    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16) return VLMC_OK;
-    return vlmc_fail(ld->err, VLMC_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s; vision weights must be F32, F16 or BF16",
+    if (t->type == DT_F32 || t->type == DT_F16 || t->type == DT_BF16 || dtype_is_quantized(t->type)) return VLMC_OK;
+    return vlmc_fail(ld->err, VLMC_ERR_UNSUPPORTED,
+                     "%s: tensor '%s' has dtype %s; vision weights must be F32, F16, BF16 or Q8_0/Q4_0/Q4_K/Q6_K",
                      ld->m->file, name, dtype_name(t->type));
 }
 
@@ -119,10 +122,35 @@ static bool has_tensor(loader *ld, const char *name) {
     return safetensors_find(ld->st, full) != NULL;
 }
 
+/* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view. */
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows) {
-    size_t esize = dtype_block_bytes(t->type);
-    int64_t sh[2] = {rows, t->shape[1]};
-    return tensor_view(t->type, (char *)t->data + (size_t)r0 * (size_t)t->shape[1] * esize, 2, sh);
+    /* a row of a quantized matrix is whole blocks; 1-D tensors (biases) are never quantized */
+    int64_t cols = t->ndim == 2 ? t->shape[1] : 1, sh[2] = {rows, cols};
+    size_t row_bytes = (size_t)(cols / dtype_block_size(t->type)) * dtype_block_bytes(t->type);
+    return tensor_view(t->type, (char *)t->data + (size_t)r0 * row_bytes, t->ndim == 2 ? 2 : 1, sh);
+}
+
+void vit_layer_split_qkv(vit_layer *ly, const tensor *qkv, const float *qkv_b, int64_t D) {
+    ly->q_w = vit_row_slice(qkv, 0, D);
+    ly->k_w = vit_row_slice(qkv, D, D);
+    ly->v_w = vit_row_slice(qkv, 2 * D, D);
+    ly->q_b = qkv_b;
+    ly->k_b = qkv_b + D;
+    ly->v_b = qkv_b + 2 * D;
+}
+
+vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const float **out, vlmc_error *err) {
+    loader ld = {st, "", m, err};
+    return get_f32(&ld, name, ndim, shape, out);
+}
+
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    m->kind = kind;
+    return vit_init_dims(m, cfg, err);
 }
 
 vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err) {
@@ -150,16 +178,15 @@ vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error 
 
 vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *m,
                      vlmc_error *err) {
-    memset(m, 0, sizeof *m);
-    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
-    snprintf(m->file, sizeof m->file, "%s", where);
-    if (!strcmp(cfg->model_type, "clip_vision_model")) m->kind = VIT_CLIP;
-    else if (!strcmp(cfg->model_type, "siglip_vision_model")) m->kind = VIT_SIGLIP;
-    else if (!strcmp(cfg->model_type, "idefics3_vision")) m->kind = VIT_IDEFICS3;
-    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT", m->file,
+    vit_kind kind;
+    if (!strcmp(cfg->model_type, "clip_vision_model")) kind = VIT_CLIP;
+    else if (!strcmp(cfg->model_type, "siglip_vision_model")) kind = VIT_SIGLIP;
+    else if (!strcmp(cfg->model_type, "idefics3_vision")) kind = VIT_IDEFICS3;
+    else return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: vision model_type \"%s\" is not a supported ViT",
+                          safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors",
                           cfg->model_type);
-    vlmc_status s;
-    if ((s = vit_init_dims(m, cfg, err))) return s;
+    vlmc_status s = vit_init(st, cfg, kind, m, err);
+    if (s) return s;
 
     loader ld = {st, prefix ? prefix : "", m, err};
     const int64_t D = m->D, F = m->F;
@@ -235,6 +262,78 @@ vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *nam
     return vec(&ld, name, n, out);
 }
 
+/* timm's VisionTransformer as DeepSeek-VL builds it (siglip_vit.create_siglip_vit: class_token False, no pre-norm,
+ * LayerNorm eps 1e-6, exact GELU, fused qkv with bias; the attn_pool head is built but unused, ignore_head=True):
+ *   patch_embed.proj.{weight,bias} [D, C, P, P], pos_embed [1, side², D], blocks.<i>.{norm1, attn.qkv, attn.proj,
+ *   norm2, mlp.fc1, mlp.fc2}, norm.
+ * The qkv weight [3D, D] is seen as three row slices; the forward is then SigLIP's (vit_encode, kind VIT_SIGLIP:
+ * norm(blocks(patch_embed(x) + pos_embed)) = last_hidden_state). D, P, F and the grid come from the tensors;
+ * heads and layers are not in the checkpoint's shapes and are given. */
+vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_size, int heads, int layers,
+                          vit_model *m, vlmc_error *err) {
+    memset(m, 0, sizeof *m);
+    const char *where = safetensors_count(st) ? safetensors_file_path(st, safetensors_at(st, 0)->file) : "safetensors";
+    snprintf(m->file, sizeof m->file, "%s", where);
+    loader ld = {st, prefix ? prefix : "", m, err};
+    char full[512];
+    vlmc_status s;
+    if ((s = full_name(&ld, "patch_embed.proj.weight", full, sizeof full))) return s;
+    const st_entry *pe = safetensors_find(st, full);
+    if (!pe || pe->t.ndim != 4 || pe->t.shape[2] != pe->t.shape[3] || pe->t.shape[2] < 1)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no 4-D square patch embedding '%s'", m->file, full);
+    if ((s = full_name(&ld, "blocks.0.mlp.fc1.weight", full, sizeof full))) return s;
+    const st_entry *fc1 = safetensors_find(st, full);
+    if (!fc1 || fc1->t.ndim != 2) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: no tensor '%s'", m->file, full);
+    m->kind = VIT_SIGLIP;
+    m->act = ACT_GELU;
+    m->D = (int)pe->t.shape[0];
+    m->C = (int)pe->t.shape[1];
+    m->P = (int)pe->t.shape[2];
+    m->F = (int)fc1->t.shape[0];
+    m->H = heads;
+    m->L = layers;
+    m->image_size = image_size;
+    if (m->D <= 0 || heads <= 0 || m->D % heads || layers <= 0 || image_size < m->P || m->F <= 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: inconsistent timm ViT (width %d, heads %d, layers %d, image %d, patch %d)",
+                         m->file, m->D, heads, layers, image_size, m->P);
+    m->head_dim = m->D / heads;
+    m->side = image_size / m->P;
+    m->n_pos = m->side * m->side;
+    m->eps = 1e-6f;
+    m->batch_tokens = 4096;
+    const int64_t D = m->D, F = m->F;
+    int64_t pshape[4] = {D, m->C, m->P, m->P}, posshape[3] = {1, m->n_pos, D};
+    if ((s = get_mat(&ld, "patch_embed.proj.weight", 4, pshape, &m->patch_w)) ||
+        (s = vec(&ld, "patch_embed.proj.bias", D, &m->patch_b)) ||
+        (s = get_f32(&ld, "pos_embed", 3, posshape, &m->pos_emb)) || (s = vec(&ld, "norm.weight", D, &m->post_ln_w)) ||
+        (s = vec(&ld, "norm.bias", D, &m->post_ln_b)))
+        goto fail;
+    m->layers = calloc((size_t)m->L, sizeof *m->layers);
+    if (!m->layers) { s = vlmc_fail(err, VLMC_ERR_NOMEM, "out of memory"); goto fail; }
+    for (int l = 0; l < m->L; l++) {
+        vit_layer *ly = &m->layers[l];
+        char n[12][96];
+        static const char *const sub[12] = {"norm1.weight",    "norm1.bias",     "norm2.weight",   "norm2.bias",
+                                            "attn.qkv.weight", "attn.qkv.bias",  "attn.proj.weight", "attn.proj.bias",
+                                            "mlp.fc1.weight",  "mlp.fc1.bias",   "mlp.fc2.weight", "mlp.fc2.bias"};
+        for (int i = 0; i < 12; i++) snprintf(n[i], sizeof n[i], "blocks.%d.%s", l, sub[i]);
+        tensor qkv;
+        const float *qkv_b;
+        if ((s = vec(&ld, n[0], D, &ly->ln1_w)) || (s = vec(&ld, n[1], D, &ly->ln1_b)) ||
+            (s = vec(&ld, n[2], D, &ly->ln2_w)) || (s = vec(&ld, n[3], D, &ly->ln2_b)) ||
+            (s = mat2(&ld, n[4], 3 * D, D, &qkv)) || (s = vec(&ld, n[5], 3 * D, &qkv_b)) ||
+            (s = mat2(&ld, n[6], D, D, &ly->o_w)) || (s = vec(&ld, n[7], D, &ly->o_b)) ||
+            (s = mat2(&ld, n[8], F, D, &ly->fc1_w)) || (s = vec(&ld, n[9], F, &ly->fc1_b)) ||
+            (s = mat2(&ld, n[10], D, F, &ly->fc2_w)) || (s = vec(&ld, n[11], D, &ly->fc2_b)))
+            goto fail;
+        vit_layer_split_qkv(ly, &qkv, qkv_b, D);
+    }
+    return VLMC_OK;
+fail:
+    vit_free(m);
+    return s;
+}
+
 void vit_free(vit_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
@@ -252,9 +351,14 @@ int vit_tokens(const vit_model *m, int height, int width) {
 
 /* ---- building blocks ---------------------------------------------------------------------------------- */
 
-/* dst[0..n) = f32 values of a float tensor's elements (bf16 / f16 / f32), threaded. */
+/* dst[0..n) = f32 values of a float tensor's elements (bf16 / f16 / f32 / block-quantized), threaded. */
 static void to_f32(float *dst, const tensor *w, size_t n) {
-    if (w->type == DT_BF16) {
+    if (dtype_is_quantized(w->type)) { /* a 2-D weight: dequantized row by row */
+        const int64_t rows = w->shape[0], cols = w->shape[1];
+        const size_t row_bytes = (size_t)(cols / dtype_block_size(w->type)) * dtype_block_bytes(w->type);
+        #pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) dequantize_row(w->type, (const char *)w->data + (size_t)r * row_bytes, dst + r * cols, cols);
+    } else if (w->type == DT_BF16) {
         const uint16_t *s = w->data;
         #pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);
@@ -321,8 +425,23 @@ static float softmax_unnormalized(float *row, const float *mask, int n) {
     return 1.0f / sum;
 }
 
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P) {
+    const int gh = height / P, gw = width / P, Np = gh * gw;
+    const size_t CPP = (size_t)C * P * P;
+    #pragma omp parallel for schedule(static)
+    for (int bp = 0; bp < n * Np; bp++) {
+        int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
+        float *dst = patches + (size_t)bp * CPP;
+        for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < P; ky++)
+                memcpy(dst + ((size_t)c * P + ky) * P,
+                       pixels + ((((size_t)b * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
+                       (size_t)P * sizeof(float));
+    }
+}
+
 /* vision_attention (see vit.h). OpenMP over (tile, head) pairs; each pair runs single-threaded SGEMMs (OpenBLAS's
- * OpenMP build does not spawn threads inside a parallel region) on blocks of ATT_QB queries:
+ * OpenMP build does not spawn threads inside a parallel region) on blocks of VISION_ATT_QB queries:
  *   S = scale · Q_blk K^T            [qb, Tk]
  *   S = exp(S + mask - rowmax)       (unnormalized softmax, row sums kept)
  *   O_blk = (S V) / rowsum           [qb, hd]  (normalizing the hd outputs instead of the Tk probabilities) */
@@ -331,13 +450,13 @@ void vision_attention(float *out, int ldo, const float *q, int ldq, const float 
     #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *S = scores + (size_t)omp_get_thread_num() * ATT_QB * (size_t)Tk;
+        float *S = scores + (size_t)omp_get_thread_num() * VISION_ATT_QB * (size_t)Tk;
         const float *K = k + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *V = v + (size_t)b * Tk * ldkv + (size_t)h * hd;
         const float *mask = keymask ? keymask + (size_t)b * Tk : NULL;
-        float inv[ATT_QB];
-        for (int i0 = 0; i0 < Tq; i0 += ATT_QB) {
-            int qb = Tq - i0 < ATT_QB ? Tq - i0 : ATT_QB;
+        float inv[VISION_ATT_QB];
+        for (int i0 = 0; i0 < Tq; i0 += VISION_ATT_QB) {
+            int qb = Tq - i0 < VISION_ATT_QB ? Tq - i0 : VISION_ATT_QB;
             const float *Q = q + ((size_t)b * Tq + i0) * ldq + (size_t)h * hd;
             float *O = out + ((size_t)b * Tq + i0) * ldo + (size_t)h * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, Tk, hd, scale, Q, ldq, K, ldkv, 0.0f, S, Tk);
@@ -558,7 +677,7 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
     w.a = malloc(R * D * sizeof(float));
     w.f = malloc(R * (size_t)F * sizeof(float));
     w.patches = malloc((size_t)bmax * Np * CPP * sizeof(float));
-    w.scores = malloc((size_t)nt * ATT_QB * T * sizeof(float));
+    w.scores = malloc((size_t)nt * VISION_ATT_QB * T * sizeof(float));
     w.wscratch = malloc((m->scratch_floats ? m->scratch_floats : 1) * sizeof(float));
     w.keymask = malloc((size_t)bmax * T * sizeof(float));
     w.pos = malloc((size_t)Np * sizeof(int));
@@ -576,18 +695,11 @@ vlmc_status vit_encode(const vit_model *m, const float *pixels, int n, int heigh
 
         /* -- embeddings: the patch Conv2d (kernel = stride = P) as a GEMM over unfolded patches --
          * patches[b·Np + py·gw + px][c·P·P + ky·P + kx] = pixels[b, c, py·P + ky, px·P + kx] */
-        #pragma omp parallel for schedule(static)
-        for (int bp = 0; bp < bc * Np; bp++) {
-            int b = bp / Np, p = bp % Np, py = p / gw, px = p % gw;
-            float *dst = w.patches + (size_t)bp * CPP;
-            for (int c = 0; c < C; c++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(dst + ((size_t)c * P + ky) * P,
-                           pixels + ((((size_t)(b0 + b) * C + c) * height + (size_t)py * P + ky) * width + (size_t)px * P),
-                           (size_t)P * sizeof(float));
-        }
+        vision_unfold_patches(w.patches, pixels + (size_t)b0 * C * height * width, bc, C, height, width, P);
         /* h[b·Np + p, D] = patches W^T (+ bias for SigLIP / Idefics3) */
         vision_linear(w.h, w.patches, (size_t)bc * Np, &m->patch_w, m->patch_b, w.wscratch, false);
+        if (o->patch_embeds)
+            memcpy(o->patch_embeds + (size_t)b0 * Np * D, w.h, (size_t)bc * Np * D * sizeof(float));
         bool masked = false;
         for (int b = 0; b < bc; b++) {
             const uint8_t *pm = patch_mask ? patch_mask + (size_t)(b0 + b) * Np : NULL;

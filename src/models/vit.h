@@ -80,25 +80,41 @@ typedef struct vit_model {
  * tensors are errors naming the file and the tensor. */
 vlmc_status vit_load(const safetensors *st, const char *prefix, const hf_vision_config *cfg, vit_model *out,
                      vlmc_error *err);
+/* timm's VisionTransformer with DeepSeek-VL's SigLIP settings (tensors <prefix>patch_embed.proj.*, pos_embed,
+ * blocks.<i>.*, norm.*): run as kind VIT_SIGLIP, last_hidden_state = norm output. heads and layers (blocks to
+ * load) come from the caller; the rest from the tensor shapes. */
+vlmc_status vit_load_timm(const safetensors *st, const char *prefix, int image_size, int heads, int layers,
+                          vit_model *out, vlmc_error *err);
 void vit_free(vit_model *m);
 
-/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it. */
+/* Checks cfg and sets m's sizes, activation and eps from it (m->kind and m->file set first); vit_load calls it.
+ * vit_init does the same on a zeroed *m after setting file (from st) and kind: for towers stored under other
+ * names (moondream2's model.vision.*), whose loader allocates m->layers and takes every weight through the
+ * loaders below. */
 vlmc_status vit_init_dims(vit_model *m, const hf_vision_config *cfg, vlmc_error *err);
-/* For towers that another file builds from these blocks (Qwen2-VL): a float weight named `name` (shape checked;
- * ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32 conversion
- * needs; a float vector [n] as f32 (a view, or a copy that m owns until vit_free). Errors name m->file. */
+vlmc_status vit_init(const safetensors *st, const hf_vision_config *cfg, vit_kind kind, vit_model *m, vlmc_error *err);
+/* For towers that another file builds from these blocks (Qwen2-VL, moondream2): a float weight named `name` (shape
+ * checked; ndim > 2 is seen as [shape[0], the rest]) as a view, with m->scratch_floats grown to what its f32
+ * conversion needs; a float vector [n] (vit_load_vector) or array of any shape (vit_load_f32) as f32 (a view, or a
+ * copy that m owns until vit_free). Errors name m->file. */
 vlmc_status vit_load_matrix(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
                             tensor *out, vlmc_error *err);
 vlmc_status vit_load_vector(vit_model *m, const safetensors *st, const char *name, int64_t n, const float **out,
                             vlmc_error *err);
-/* Rows [r0, r0 + rows) of a 2-D weight as its own view. */
+vlmc_status vit_load_f32(vit_model *m, const safetensors *st, const char *name, int ndim, const int64_t *shape,
+                         const float **out, vlmc_error *err);
+/* Rows [r0, r0 + rows) of a 2-D weight (elements of a 1-D one) as its own view (a fused qkv split into q, k, v). */
 tensor vit_row_slice(const tensor *t, int64_t r0, int64_t rows);
+/* A fused qkv projection (weight [3D, D], bias [3D]; rows [0, D) q, [D, 2D) k, [2D, 3D) v) as the layer's q, k, v
+ * views (Qwen2-VL, timm's ViT, moondream2). */
+void vit_layer_split_qkv(vit_layer *ly, const tensor *qkv, const float *qkv_b, int64_t D);
 
 /* Tokens per tile for an input of height × width pixels (1 + patches for CLIP). */
 int vit_tokens(const vit_model *m, int height, int width);
 
 /* What vit_encode writes; every pointer may be NULL. n = number of tiles, T = vit_tokens(). */
 typedef struct vit_outputs {
+    float *patch_embeds;       /* [n, patches, D]: the patch convolution (+ bias), before position embeddings */
     float *hidden_states;      /* [L+1, n, T, D]: [0] = embeddings (CLIP: after pre_layrnorm), [i] = layer i output */
     /* Selected features, as LLaVA's get_image_features takes them: hidden_states[select_layers[j]] (negative =
      * from the end, Python-style: -1 = last layer, -(L+1) = embeddings) concatenated on the feature axis, the first
@@ -145,12 +161,16 @@ void vision_linear(float *y, const float *x, size_t M, const tensor *w, const fl
                    bool accumulate);
 bool vision_weight_is_direct(const tensor *t);
 
-/* Query rows per attention block: a block's scores (ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
-enum { ATT_QB = 64 };
+/* The patch Conv2d (kernel = stride = P) as a GEMM input: patches[b·Np + py·gw + px][c·P·P + ky·P + kx] =
+ * pixels[b, c, py·P + ky, px·P + kx] for n images [n, C, height, width] (Np = (height/P)·(width/P)). */
+void vision_unfold_patches(float *patches, const float *pixels, int n, int C, int height, int width, int P);
+
+/* Query rows per attention block: a block's scores (VISION_ATT_QB × Tk floats, 256 KiB for 1024 keys) stay in L2. */
+enum { VISION_ATT_QB = 64 };
 /* Shared by the vision models: non-causal multi-head attention of B tiles of Tq queries over Tk keys;
- * q [B·Tq, H·hd] (row stride ldq), k, v [B·Tk, H·hd] (stride ldkv), out [B·Tq, H·hd] (stride ldo).
- * keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as _prepare_4d_attention_mask does) or NULL.
- * scores: per-thread scratch of omp_get_max_threads() × ATT_QB·Tk floats. */
+ * q [B·Tq, H·hd] (row stride ldq), k, v [B·Tk, H·hd] (stride ldkv), head h in columns h·hd ..; out [B·Tq, H·hd]
+ * (stride ldo). keymask [B, Tk] (0 or -FLT_MAX, added to the scaled scores as _prepare_4d_attention_mask does) or
+ * NULL. scores: per-thread scratch of omp_get_max_threads() × VISION_ATT_QB·Tk floats. */
 void vision_attention(float *out, int ldo, const float *q, int ldq, const float *k, const float *v, int ldkv,
                       const float *keymask, int B, int Tq, int Tk, int H, int hd, float scale, float *scores);
 

@@ -106,7 +106,7 @@ vlmc_status generate_run(llama_ctx *c, const llama_input *prefill, int32_t *hist
     const size_t D = (size_t)c->m->dim;
     for (int done = 0; !s && done < prefill->n_tokens;) {
         int n = prefill->n_tokens - done < c->max_tokens ? prefill->n_tokens - done : c->max_tokens;
-        llama_input part = {.n_tokens = n,
+        llama_input part = {.n_tokens = n, .prompt_len = prefill->n_tokens,
                             .tokens = prefill->tokens ? prefill->tokens + done : NULL,
                             .embeds = prefill->tokens ? NULL : prefill->embeds + (size_t)done * D,
                             .mrope_pos = prefill->mrope_pos ? prefill->mrope_pos + (size_t)done * 3 : NULL,

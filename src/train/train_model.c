@@ -250,6 +250,8 @@ static vlmc_status load_dims(train_model *m, vlmc_error *err) {
     const hf_config *c = &m->cfg;
     const hf_text_config *t = &c->text;
     const char *mt = c->model_type;
+    if (c->original_llava_layout)
+        return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: the original LLaVA layout (Yi-VL) cannot be trained yet", m->dir);
     if (!strcmp(mt, "llava")) m->vlm = TM_LLAVA;
     else if (!strcmp(mt, "llava_next")) m->vlm = TM_LLAVA_NEXT;
     else if (!strcmp(mt, "idefics3")) m->vlm = TM_IDEFICS3;

@@ -234,7 +234,7 @@ vlmc_status tr_image_expansion(const train_model *m, const vlmc_image_processor 
     /* image_prompt reads the family and, for Idefics3, the rows per tile: a model view with just those */
     vlm_model view;
     memset(&view, 0, sizeof view);
-    view.fam = vlm_family_find(m->cfg.model_type);
+    view.fam = vlm_family_find(&m->cfg);
     view.image_seq_len = m->NO;
     if (!view.fam || !view.fam->image_prompt)
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED, "%s: no image prompt for %s", m->dir, m->cfg.model_type);

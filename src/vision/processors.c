@@ -42,7 +42,7 @@ static const double IMAGENET_STANDARD_STD[3] = {0.5, 0.5, 0.5};
 static vlmc_status read_triplet(const cJSON *cfg, const char *key, const double def[3], double out[3],
                                 const char *what, vlmc_error *err) {
     const cJSON *v = json_get(cfg, key);
-    if (!v) {
+    if (!v || cJSON_IsNull(v)) {
         memcpy(out, def, 3 * sizeof(double));
         return VLMC_OK;
     }
@@ -252,10 +252,14 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
         p->patch_size = 30;
         mean = IMAGENET_STANDARD_MEAN;
         std = IMAGENET_STANDARD_STD;
+    } else if (!strcmp(type, "VLMImageProcessor")) {
+        p->kind = PROC_VLM;
+        p->min_size = 14;
     } else {
         return vlmc_fail(err, VLMC_ERR_UNSUPPORTED,
                          "%s: image_processor_type \"%s\" is not supported (CLIPImageProcessor, SiglipImageProcessor, "
-                         "LlavaNextImageProcessor, Idefics3ImageProcessor, Qwen2VLImageProcessor, FuyuImageProcessor are)",
+                         "LlavaNextImageProcessor, Idefics3ImageProcessor, Qwen2VLImageProcessor, FuyuImageProcessor, "
+                         "VLMImageProcessor are)",
                          what, type);
     }
     vlmc_status st;
@@ -287,6 +291,23 @@ vlmc_status image_proc_from_json(const cJSON *cfg, const char *what, image_proc 
     if (p->kind == PROC_QWEN2_VL) return qwen2_vl_config(cfg, p, what, err);
     if ((st = read_size(cfg, p, int_is_square, what, err))) return st;
     if ((st = read_crop(cfg, p, what, err))) return st;
+    if (p->kind == PROC_VLM) {
+        /* VLMImageProcessor(image_size, min_size, ...): always rescales; its __init__ sets background_color to
+         * int(x * 255) of image_mean (the config's background_color key is overwritten), (127, 127, 127) for None */
+        p->do_rescale = 1;
+        p->size_longest_edge = 0;
+        if ((st = read_dim(cfg, "image_size", &p->size_longest_edge, what, err)) ||
+            (st = read_dim(cfg, "min_size", &p->min_size, what, err)))
+            return st;
+        if (!p->size_longest_edge) return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: VLMImageProcessor needs image_size", what);
+        const cJSON *mv = json_get(cfg, "image_mean");
+        for (int c = 0; c < 3; c++) {
+            double b = cJSON_IsNull(mv) ? 127 : p->mean[c] * 255;
+            p->background[c] = b < 0 ? 0 : b > 255 ? 255 : (int)b;
+        }
+        if (cJSON_IsNull(mv) && p->do_normalize)
+            return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: do_normalize needs image_mean", what);
+    }
     if (p->kind == PROC_SIGLIP && !(p->size_height && p->size_width))
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: SiglipImageProcessor needs size height and width", what);
     if (p->kind == PROC_IDEFICS3) {
@@ -342,7 +363,7 @@ void image_proc_set_model_config(image_proc *p, const cJSON *config) {
     const char *strat = json_string(config, "vision_feature_select_strategy", NULL);
     if (strat) p->strategy_full = !strcmp(strat, "full");
     /* processor_config.json spells some of these out directly */
-    int64_t seq = json_int(config, "image_seq_len", 0);
+    int64_t seq = json_int(config, "image_seq_len", json_int(config, "num_image_tokens", 0)); /* VLChatProcessor */
     if (seq > 0 && seq < 1000000000) p->image_seq_len = (int)seq;
     if (p->kind == PROC_IDEFICS3 && !seq) {
         int64_t is = json_int(src, "image_size", cJSON_IsObject(vc) ? 224 : 0); /* Idefics3VisionConfig default */
@@ -498,6 +519,29 @@ static vlmc_status clip_like(const image_proc *p, const rgb_image *in, rgb_image
     return st;
 }
 
+/* VLMImageProcessor.resize: the longest side to image_size (the other max(int(side / longest · image_size),
+ * min_size)), PIL bicubic, then expand2square: centred ((long - short) // 2) on a square of the background colour. */
+static vlmc_status vlm_resize_pad(const image_proc *p, const rgb_image *in, rgb_image *out, vlmc_error *err) {
+    const int S = p->size_longest_edge, W = in->width, H = in->height, mx = W > H ? W : H;
+    int h = dtoi((double)H / mx * S), w = dtoi((double)W / mx * S);
+    if (h < p->min_size) h = p->min_size;
+    if (w < p->min_size) w = p->min_size;
+    rgb_image r = {0};
+    vlmc_status st;
+    if ((st = check_px(p, w, h, err)) || (st = img_resize(in, w, h, RESAMPLE_BICUBIC, &r, err))) return st;
+    const int side = w > h ? w : h;
+    if ((st = check_px(p, side, side, err)) || (st = img_new(out, side, side, err))) {
+        rgb_image_free(&r);
+        return st;
+    }
+    for (size_t i = 0; i < (size_t)side * side; i++)
+        for (int c = 0; c < 3; c++) out->data[i * 3 + c] = (uint8_t)p->background[c];
+    const int y0 = (side - h) / 2, x0 = (side - w) / 2;
+    for (int y = 0; y < h; y++) memcpy(out->data + ((size_t)(y0 + y) * side + x0) * 3, r.data + (size_t)y * w * 3, (size_t)w * 3);
+    rgb_image_free(&r);
+    return VLMC_OK;
+}
+
 /* ---- output assembly ------------------------------------------------------------------ */
 
 static vlmc_status frames_to_output(const image_proc *p, rgb_image *frames, int n, proc_output *o, vlmc_error *err) {
@@ -544,7 +588,7 @@ static vlmc_status frames_to_output(const image_proc *p, rgb_image *frames, int 
             for (int y = 0; y < f->height; y++)
                 for (int x = 0; x < f->width; x++) o->pixel_attention_mask[(size_t)i * plane + (size_t)y * W + x] = 1;
     }
-    if (p->kind == PROC_CLIP || p->kind == PROC_SIGLIP || p->kind == PROC_FUYU) {
+    if (p->kind == PROC_CLIP || p->kind == PROC_SIGLIP || p->kind == PROC_FUYU || p->kind == PROC_VLM) {
         o->ndim = 4;
         o->shape[0] = 1;
         o->shape[1] = 3;
@@ -944,7 +988,13 @@ vlmc_status image_proc_run(const image_proc *p, const rgb_image *im, proc_output
     else if (p->kind == PROC_IDEFICS3) st = run_idefics3(p, im, o, err);
     else if (p->kind == PROC_QWEN2_VL) st = run_qwen2_vl(p, im, o, err);
     else if (p->kind == PROC_FUYU) st = run_fuyu(p, im, o, err);
-    else {
+    else if (p->kind == PROC_VLM) {
+        rgb_image f = {0};
+        st = vlm_resize_pad(p, im, &f, err);
+        if (!st) st = frames_to_output(p, &f, 1, o, err);
+        rgb_image_free(&f);
+        if (!st && p->image_seq_len > 0) o->num_image_tokens = p->image_seq_len;
+    } else {
         rgb_image f = {0};
         st = clip_like(p, im, &f, err);
         if (!st) st = frames_to_output(p, &f, 1, o, err);

@@ -8,6 +8,8 @@
  *   Qwen2VLImageProcessor    pixel_values [t·h·w, 3·tps·P·P] (flattened patches), image_grid_thw [1, 3]
  *   FuyuImageProcessor       pixel_values [1, 3, H, W] (the padded image), image_sizes [1, 2] (its unpadded size),
  *                            rows, cols (the patch grid over the unpadded image)
+ *   VLMImageProcessor        pixel_values [1, 3, S, S] (DeepSeek-VL's own processor, image_processing_vlm.py:
+ *                            longest side to image_size, PIL bicubic, expand2square with the mean colour)
  * All of them resize uint8 images with Pillow and only then rescale and normalise,
  * so the output is kept as the uint8 values before rescale/normalise (`u8`, same
  * layout) plus a per-channel table lut[c][v] computed in the processor's float
@@ -24,7 +26,9 @@
 #include "vision/image.h"
 #include "vision/resize.h"
 
-typedef enum proc_kind { PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_QWEN2_VL, PROC_FUYU } proc_kind;
+typedef enum proc_kind {
+    PROC_CLIP = 0, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_IDEFICS3, PROC_QWEN2_VL, PROC_FUYU, PROC_VLM
+} proc_kind;
 
 enum { PROC_MAX_PINPOINTS = 64 };
 
@@ -41,6 +45,8 @@ typedef struct image_proc {
     int64_t qwen_min_pixels, qwen_max_pixels;
     int qwen_patch_size, temporal_patch_size, merge_size;
     int pad_value;                 /* Fuyu padding_value (on the uint8 image) */
+    int min_size;                  /* VLMImageProcessor: smallest resized side */
+    int background[3];             /* VLMImageProcessor: expand2square's fill, int(image_mean · 255) */
     double rescale_factor;
     double mean[3], std[3];
     int n_pinpoints;               /* LLaVA-NeXT image_grid_pinpoints, [height, width] each */
@@ -48,7 +54,7 @@ typedef struct image_proc {
     /* Image-token counting; these come from the model's config.json (0 = unknown). */
     int patch_size;                /* vision_config.patch_size (LLaVA, LLaVA-NeXT, SigLIP); Fuyu: its own patch_size */
     int strategy_full;             /* vision_feature_select_strategy == "full": the CLS token counts */
-    int image_seq_len;             /* Idefics3 tokens per tile */
+    int image_seq_len;             /* Idefics3 tokens per tile; VLChatProcessor num_image_tokens */
     /* Work limit: any intermediate image or the output above this many pixels (per
      * frame, or in total over all frames) is VLMC_ERR_LIMIT. 0 = PROC_DEFAULT_MAX_PIXELS. */
     uint64_t max_pixels;
