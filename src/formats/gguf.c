@@ -191,10 +191,11 @@ static int cmp_tensor_offset(const void *a, const void *b) {
 }
 
 static vlmc_status parse(gguf *g, vlmc_error *err) {
+    /* an empty file maps to no memory at all: checked before any pointer arithmetic on it */
+    if (!g->base || g->size < 4 || memcmp(g->base, "GGUF", 4) != 0)
+        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a GGUF file (bad magic)", g->path);
     cursor c = {g->base, g->base, g->base + g->size, g->path, err};
     uint64_t n_tensors, n_kv;
-    if (g->size < 4 || memcmp(g->base, "GGUF", 4) != 0)
-        return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: not a GGUF file (bad magic)", g->path);
     c.p += 4;
     if (rd_u32(&c, &g->version, "the version")) return VLMC_ERR_FORMAT;
     if (g->version != 2 && g->version != 3)

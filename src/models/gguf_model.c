@@ -532,9 +532,7 @@ vlmc_status vlm_load_gguf(const char *text_path, const char *mmproj_path, vlm_mo
     cJSON_Delete(cfg);
     gguf_close(tg);
     gguf_close(mg);
-    if (s) {
-        safetensors_close(m->st);
-        m->st = NULL;
-    }
+    /* as vlm_load: whatever the family loaded before failing (decoder, tower) is freed with the weights */
+    if (s) vlm_free(m);
     return s;
 }
