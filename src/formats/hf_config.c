@@ -260,7 +260,7 @@ static vlmc_status parse_qwen2_vl(const cJSON *root, const char *path, hf_config
     if ((s = qwen2_vl_vision_parse(vc, path, &c->vision, err))) return s;
     if (c->text.rope_scaling.type != ROPE_MROPE)
         return vlmc_fail(err, VLMC_ERR_FORMAT, "%s: qwen2_vl needs rope_scaling.mrope_section (M-RoPE)", path);
-    int sum = 0;
+    int64_t sum = 0; /* in 64 bits: each section is an int from the file */
     for (int i = 0; i < 3; i++) {
         if (c->text.rope_scaling.mrope_section[i] < 0) sum = -(1 << 20);
         sum += c->text.rope_scaling.mrope_section[i];
